@@ -1,0 +1,252 @@
+"""Storage: the schema, the engine for SQLite or PostgreSQL, transactions and migrations.
+
+SQLite (default, `DATABASE_PATH`) runs in WAL mode with a busy timeout and foreign keys; write
+transactions start with BEGIN IMMEDIATE so two writers queue on the busy timeout instead of failing
+half-way with SQLITE_BUSY when a read transaction tries to upgrade. PostgreSQL is used when
+`DATABASE_URL` is set. Schema changes go through Alembic (`migrations/`), run by `flask db upgrade`
+and automatically at start-up when AUTO_MIGRATE is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+ROOT = Path(__file__).resolve().parent
+metadata = sa.MetaData()
+
+portals = sa.Table(
+    "portals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("member_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("domain", sa.String(255), nullable=False),
+    sa.Column("client_endpoint", sa.String(512), nullable=False),
+    sa.Column("server_endpoint", sa.String(512), nullable=False),
+    sa.Column("application_token_hash", sa.String(64)),
+    sa.Column("admin_token_hash", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False, server_default="installed"),
+    sa.Column("app_status", sa.String(4)),
+    sa.Column("scope", sa.Text),
+    sa.Column("version", sa.String(32)),
+    sa.Column("language", sa.String(8)),
+    sa.Column("admin_user_id", sa.Integer),
+    sa.Column("bot_id", sa.Integer),
+    sa.Column("installed_at", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Integer, nullable=False),
+    sa.Column("uninstalled_at", sa.Integer),
+)
+
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("provider", sa.String(16), nullable=False),
+    # bitrix24: member_id; yandex: Yandex account id; amocrm: account subdomain.
+    sa.Column("account", sa.String(128), nullable=False),
+    # bitrix24: "portal" (installing user's token) or "user:<id>"; others: "account".
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE")),
+    sa.Column("user_id", sa.Integer),
+    sa.Column("label", sa.String(255)),
+    sa.Column("endpoint", sa.String(512)),
+    sa.Column("access_token_enc", sa.Text, nullable=False),
+    sa.Column("refresh_token_enc", sa.Text),
+    sa.Column("expires_at", sa.Integer, nullable=False),
+    sa.Column("refresh_expires_at", sa.Integer),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("failure_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(64)),
+    sa.Column("last_error_at", sa.Integer),
+    # Set when an attempt's outcome is unknown (timeout, dropped response): the provider may have
+    # rotated the pair; an invalid_grant on the next try then means the response was lost.
+    sa.Column("unconfirmed_attempt", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("lease_owner", sa.String(96)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("refreshed_at", sa.Integer),
+    sa.Column("last_used_at", sa.Integer),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Integer, nullable=False),
+    sa.UniqueConstraint("provider", "account", "subject", name="uq_credentials_identity"),
+)
+sa.Index("ix_credentials_due", credentials.c.status, credentials.c.expires_at)
+
+credential_history = sa.Table(
+    "credential_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("access_token_enc", sa.Text, nullable=False),
+    sa.Column("refresh_token_enc", sa.Text),
+    sa.Column("expires_at", sa.Integer, nullable=False),
+    sa.Column("replaced_at", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.UniqueConstraint("credential_id", "version", name="uq_history_version"),
+)
+
+task_runs = sa.Table(
+    "task_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("task", sa.String(32), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("provider", sa.String(16)),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("duration_ms", sa.Integer),
+    sa.Column("report", sa.Text),
+)
+
+metric_counters = sa.Table(
+    "metric_counters",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("labels", sa.String(255), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Integer, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255)),
+    sa.Column("detail", sa.Text),
+)
+
+
+def make_url(database_url: str, database_path: str) -> str:
+    """The SQLAlchemy URL: DATABASE_URL when set (postgresql:// → psycopg 3), else SQLite at the path."""
+    if database_url:
+        if database_url.startswith("postgres://"):
+            database_url = "postgresql://" + database_url[len("postgres://") :]
+        if database_url.startswith("postgresql://"):
+            database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+        return database_url
+    if database_path != ":memory:":
+        Path(database_path).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{database_path}"
+
+
+class Database:
+    """One engine per process with the transaction helpers the models use."""
+
+    def __init__(self, url: str, pool_size: int = 20):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = sa.create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            sa.event.listen(self.engine, "connect", _sqlite_on_connect)
+            sa.event.listen(self.engine, "begin", _sqlite_on_begin)
+        else:
+            self.engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A short write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(immediate=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a query or lacks the schema."""
+        with self.read() as conn:
+            conn.execute(sa.select(sa.func.count()).select_from(portals))
+
+    def upgrade(self) -> None:
+        """Apply Alembic migrations up to head."""
+        from alembic import command
+
+        with self.engine.connect() as conn:
+            cfg = alembic_config(self.url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+
+    def dispose(self) -> None:
+        """Close pooled connections (tests, forks)."""
+        self.engine.dispose()
+
+
+def alembic_config(url: str):
+    """Alembic configuration pointing at migrations/ without an ini file."""
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _sqlite_on_connect(dbapi_conn, _record) -> None:
+    # Autocommit at the driver level: SQLAlchemy's "begin" event below emits BEGIN itself.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("immediate"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def now() -> int:
+    """Unix time in whole seconds (stored times are integers)."""
+    return int(time.time())
+
+
+def init_app(app) -> Database:
+    """Create the engine for this app, migrate in development, register `flask db upgrade`."""
+    import click
+
+    cfg = app.config
+    db = Database(
+        make_url(cfg["DATABASE_URL"], cfg["DATABASE_PATH"]),
+        pool_size=max(10, int(cfg["REFRESH_CONCURRENCY"]) + 4),
+    )
+    app.extensions["db"] = db
+    if cfg["AUTO_MIGRATE"]:
+        db.upgrade()
+
+    @app.cli.group("db")
+    def db_group():
+        """Database commands."""
+
+    @db_group.command("upgrade")
+    def upgrade_command():
+        """Apply migrations up to the newest schema."""
+        db.upgrade()
+        click.echo("database is at the newest schema")
+
+    return db

@@ -1,0 +1,1 @@
+"""Domain logic and API clients. Nothing here imports flask.request."""

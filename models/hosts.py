@@ -1,0 +1,110 @@
+"""Validation of portal hosts and endpoint URLs that come from outside.
+
+A portal host arrives in iframe POSTs (DOMAIN), events (auth[domain]) and OAuth answers
+(client_endpoint). Before any URL is built from it, it must be a plain public DNS name: IDN is
+turned into punycode, and IP literals, private ranges, user info, ports and paths are refused.
+Loopback hosts (the sandbox) pass only when ALLOW_LOOPBACK_PORTALS is on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+import idna
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LOOPBACK_NAMES = {"localhost"}
+
+
+class InvalidHost(ValueError):
+    """The host or URL is not acceptable; str(exc) says why."""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _split_port(raw: str) -> tuple[str, str | None]:
+    if raw.startswith("["):
+        end = raw.find("]")
+        host, rest = raw[: end + 1], raw[end + 1 :]
+        return host, rest[1:] if rest.startswith(":") else None
+    if raw.count(":") == 1:
+        host, port = raw.split(":")
+        return host, port
+    return raw, None
+
+
+def _loopback_host(host: str, port: str | None) -> str | None:
+    """Return the normalised loopback host[:port] or None when the host is not loopback."""
+    bare = host.strip("[]")
+    is_loopback = bare in _LOOPBACK_NAMES
+    if not is_loopback and _is_ip(bare):
+        is_loopback = ipaddress.ip_address(bare).is_loopback
+    if not is_loopback:
+        return None
+    if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise InvalidHost("bad port")
+    return f"{host}:{port}" if port else host
+
+
+def normalize_host(raw: str | None, *, allow_loopback: bool = False) -> str:
+    """Return the canonical portal host (punycode, lower case) or raise InvalidHost."""
+    if not raw or not isinstance(raw, str):
+        raise InvalidHost("host is empty")
+    value = raw.strip().rstrip(".").lower()
+    if len(value) > 253:
+        raise InvalidHost("host is too long")
+    if any(ch in value for ch in "/\\?#@ \t\r\n") or "%" in value:
+        raise InvalidHost("host must not contain a scheme, path, query or user info")
+    host, port = _split_port(value)
+    if allow_loopback:
+        loop = _loopback_host(host, port)
+        if loop is not None:
+            return loop
+    if port is not None or host.startswith("["):
+        raise InvalidHost("host must not contain a port")
+    if _is_ip(host):
+        raise InvalidHost("IP addresses are not portal hosts")
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidHost(f"not a valid host name: {exc}") from exc
+    labels = ascii_host.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise InvalidHost("not a valid host name")
+    if labels[-1].isdigit():
+        raise InvalidHost("IP addresses are not portal hosts")
+    if ascii_host in _LOOPBACK_NAMES or ascii_host.endswith(".localhost"):
+        raise InvalidHost("loopback hosts are not allowed")
+    return ascii_host
+
+
+def normalize_endpoint(raw: str | None, *, allow_loopback: bool = False) -> str:
+    """Validate a REST endpoint URL (https://host/rest/) and return it normalised with a trailing slash."""
+    if not raw or not isinstance(raw, str):
+        raise InvalidHost("endpoint is empty")
+    parts = urlsplit(raw.strip())
+    if parts.username or parts.password:
+        raise InvalidHost("endpoint must not contain user info")
+    if parts.query or parts.fragment:
+        raise InvalidHost("endpoint must not contain a query")
+    host = normalize_host(parts.netloc, allow_loopback=allow_loopback)
+    loopback = _loopback_host(*_split_port(host)) is not None if allow_loopback else False
+    if parts.scheme != "https" and not (loopback and parts.scheme == "http"):
+        raise InvalidHost("endpoint must use https")
+    path = parts.path or "/"
+    if not path.endswith("/"):
+        path += "/"
+    return f"{parts.scheme}://{host}{path}"
+
+
+def endpoint_host(endpoint: str) -> str:
+    """The host[:port] part of an already validated endpoint."""
+    return urlsplit(endpoint).netloc

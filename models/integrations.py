@@ -1,0 +1,164 @@
+"""Connected outside accounts: Yandex (one per portal) and amoCRM, and the token endpoint's logic."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from models.oauth import AmoCRMOAuth, OAuthError, YandexOAuth
+from models.refresh import RefreshEngine
+from models.vault import ACCOUNT_SUBJECT, ACTIVE, PORTAL_SUBJECT, TokenSet, Vault
+
+SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+PROVIDERS = ("bitrix24", "yandex", "amocrm")
+
+
+class IntegrationError(Exception):
+    """A connect/register request cannot be completed; `status` is the HTTP status to answer."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def _subject_for(provider: str) -> str:
+    return PORTAL_SUBJECT if provider == "bitrix24" else ACCOUNT_SUBJECT
+
+
+class Integrations:
+    """Yandex and amoCRM accounts in the vault, and valid access tokens for other services."""
+
+    def __init__(self, vault: Vault, engine: RefreshEngine, yandex: YandexOAuth, amocrm: AmoCRMOAuth,
+                 env_yandex_token: str = ""):
+        self.vault = vault
+        self.engine = engine
+        self.yandex = yandex
+        self.amocrm = amocrm
+        self.env_yandex_token = env_yandex_token
+
+    # ---- Yandex --------------------------------------------------------------------------------------
+
+    def yandex_status(self, portal_id: int) -> dict:
+        """Whether the portal has a Yandex account connected, and in what state."""
+        creds = self.vault.for_portal(portal_id, "yandex")
+        if not creds:
+            return {"connected": False, "account": None, "status": None,
+                    "fallback": bool(self.env_yandex_token)}
+        cred = creds[-1]
+        return {"connected": True, "account": cred.label, "status": cred.status, "fallback": False}
+
+    def connect_yandex(self, portal_id: int, code: str) -> dict:
+        """Finish the Yandex connect flow: exchange the code and keep one account per portal."""
+        if not code or len(code) > 256:
+            raise IntegrationError("bad_code", "Яндекс не передал код авторизации")
+        try:
+            tokens = self.yandex.exchange_code(code)
+            info = self.yandex.user_info(tokens.access_token)
+        except OAuthError as exc:
+            raise IntegrationError("yandex_refused", f"Яндекс отказал в доступе ({exc.code})", 502) from exc
+        account = str(info["id"])
+        label = str(info.get("default_email") or info.get("login") or account)[:255]
+        for old in self.vault.for_portal(portal_id, "yandex"):
+            if old.account != account:
+                self.vault.delete(old.id)
+        self.vault.store("yandex", account, ACCOUNT_SUBJECT, tokens, portal_id=portal_id, label=label,
+                         reason="connect")
+        return {"connected": True, "account": label, "status": ACTIVE}
+
+    def disconnect_yandex(self, portal_id: int) -> bool:
+        """Forget the portal's Yandex account."""
+        removed = False
+        for cred in self.vault.for_portal(portal_id, "yandex"):
+            removed = self.vault.delete(cred.id) or removed
+        return removed
+
+    def yandex_token(self, portal_id: int) -> str | None:
+        """A valid Yandex token for the portal, or YANDEX_OAUTH_TOKEN for single-portal set-ups."""
+        creds = self.vault.for_portal(portal_id, "yandex")
+        if creds:
+            cred = self.engine.ensure_fresh(creds[-1].id)
+            if cred is not None and cred.status == ACTIVE:
+                self.vault.mark_used(cred.id, cred.last_used_at)
+                return cred.access_token
+            return None
+        return self.env_yandex_token or None
+
+    # ---- amoCRM --------------------------------------------------------------------------------------
+
+    def register_amocrm(self, subdomain: str, *, code: str | None = None, access_token: str | None = None,
+                        refresh_token: str | None = None, expires_in: int | None = None,
+                        portal_id: int | None = None) -> dict:
+        """Register an amoCRM account from an authorization code or an initial token pair."""
+        subdomain = (subdomain or "").strip().lower()
+        if not SUBDOMAIN.match(subdomain):
+            raise IntegrationError("bad_subdomain", "subdomain must be the account's name, e.g. 'mycompany'")
+        if code:
+            try:
+                tokens = self.amocrm.exchange_code(subdomain, code)
+            except OAuthError as exc:
+                status = 502 if not exc.permanent else 400
+                raise IntegrationError("amocrm_refused", f"amoCRM refused the code ({exc.code})", status) from exc
+        elif access_token and refresh_token:
+            if len(access_token) > 4096 or len(refresh_token) > 4096:
+                raise IntegrationError("bad_tokens", "tokens are too long")
+            now = int(time.time())
+            ttl = int(expires_in) if expires_in else 86400
+            if not 0 < ttl <= 10 * 365 * 86400:
+                raise IntegrationError("bad_tokens", "expires_in must be a positive number of seconds")
+            tokens = TokenSet(access_token, refresh_token, now + ttl, now + 90 * 86400)
+        else:
+            raise IntegrationError("missing_fields", "send either `code` or `access_token` + `refresh_token`")
+        cred_id = self.vault.store("amocrm", subdomain, ACCOUNT_SUBJECT, tokens, portal_id=portal_id,
+                                   label=subdomain, reason="register")
+        return self.describe(cred_id)
+
+    def list_amocrm(self) -> list[dict]:
+        """Registered amoCRM accounts (no tokens)."""
+        return [self._public(row) for row in self.vault.list(provider="amocrm")]
+
+    def delete_amocrm(self, subdomain: str) -> bool:
+        """Forget an amoCRM account."""
+        cred = self.vault.find("amocrm", (subdomain or "").lower(), ACCOUNT_SUBJECT)
+        return bool(cred) and self.vault.delete(cred.id)
+
+    # ---- token endpoint --------------------------------------------------------------------------------
+
+    def valid_token(self, provider: str, account: str) -> dict:
+        """A currently valid access token (refreshing first if due); never the refresh token."""
+        if provider not in PROVIDERS:
+            raise IntegrationError("unknown_provider", f"provider must be one of {', '.join(PROVIDERS)}", 404)
+        cred = self.vault.find(provider, account, _subject_for(provider))
+        if cred is None:
+            raise IntegrationError("not_found", "no such credential", 404)
+        if cred.status == ACTIVE and (self.engine.is_due(cred) or cred.expires_at - time.time() < 300):
+            self.engine.refresh(cred.id, force=cred.expires_at - time.time() < 300,
+                                seen_version=cred.version, wait_for_peer=True)
+            self.engine.flush()
+            cred = self.vault.get(cred.id)
+        if cred is None or cred.status != ACTIVE:
+            raise IntegrationError("needs_reauth", "the credential needs re-authorisation", 409)
+        if cred.expires_at <= time.time():
+            raise IntegrationError("unavailable", "the token could not be refreshed right now; try again", 503)
+        self.vault.mark_used(cred.id, cred.last_used_at)
+        return {"provider": provider, "account": account, "access_token": cred.access_token,
+                "expires_at": cred.expires_at, "version": cred.version}
+
+    def credential_portal(self, provider: str, account: str) -> int | None:
+        """The portal a credential belongs to (for per-portal admin tokens)."""
+        cred = self.vault.find(provider, account, _subject_for(provider))
+        return cred.portal_id if cred else None
+
+    def describe(self, credential_id: int) -> dict:
+        """Public facts about a credential."""
+        cred = self.vault.get(credential_id)
+        return {"id": cred.id, "provider": cred.provider, "account": cred.account, "status": cred.status,
+                "expires_at": cred.expires_at, "refresh_expires_at": cred.refresh_expires_at,
+                "version": cred.version, "last_error": cred.last_error, "portal_id": cred.portal_id}
+
+    @staticmethod
+    def _public(row: dict) -> dict:
+        keys = ("id", "provider", "account", "subject", "portal_id", "label", "status", "expires_at",
+                "refresh_expires_at", "version", "failure_count", "last_error", "refreshed_at", "last_used_at")
+        return {k: row.get(k) for k in keys}

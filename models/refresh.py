@@ -1,0 +1,420 @@
+"""The refresh engine: the one code path that spends refresh tokens.
+
+Used by the cron run (`POST /tasks/refresh`, `flask tokens refresh`), by the token endpoint and by
+request-time refresh when a REST call answers `expired_token`. Rules (DESIGN.md, token keeper):
+- one refresh at a time per credential across processes and hosts: a lease claimed by a conditional
+  UPDATE; after winning, the row is read again (a peer may have refreshed already);
+- no transaction is held across HTTP; the new pair is committed by compare-and-swap on the version
+  before anything uses it;
+- transient failures retry with backoff and jitter, bounded, keeping the old pair; a lost response
+  (rotated by the provider, answer never seen) shows up as invalid_grant on an unchanged row and is
+  flagged, never looped; permanent failures count up to needs_reauth, and the right person is told.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from database import task_runs
+from models.metrics import Metrics
+from models.oauth import OAuthError, Provider
+from models.vault import ACTIVE, NEEDS_REAUTH, Credential, Vault
+
+log = logging.getLogger(__name__)
+
+REFRESHED = "refreshed"
+FRESH = "fresh"  # nothing to do: not due, or a peer refreshed it meanwhile
+LOCKED = "locked"
+FAILED = "failed"
+REAUTH = "needs_reauth"
+INACTIVE = "inactive"
+LOST_RESPONSE = "lost_response"
+
+
+@dataclass(frozen=True)
+class RefreshSettings:
+    """Tuning of the engine (from config)."""
+
+    ahead_seconds: int = 600
+    recent_use_seconds: int = 7 * 24 * 3600
+    renew_before_seconds: int = 30 * 24 * 3600
+    concurrency: int = 16
+    batch_size: int = 500
+    budget_seconds: float = 240.0
+    max_attempts: int = 3
+    backoff_seconds: float = 0.5
+    lease_seconds: float = 120.0
+    failures_before_reauth: int = 2
+    peer_wait_seconds: float = 20.0
+
+    @classmethod
+    def from_config(cls, cfg) -> RefreshSettings:
+        """Build from the Flask config mapping."""
+        return cls(
+            ahead_seconds=int(cfg["REFRESH_AHEAD_SECONDS"]),
+            recent_use_seconds=int(cfg["REFRESH_RECENT_USE_SECONDS"]),
+            renew_before_seconds=int(cfg["REFRESH_TOKEN_RENEW_DAYS"]) * 24 * 3600,
+            concurrency=int(cfg["REFRESH_CONCURRENCY"]),
+            batch_size=int(cfg["REFRESH_BATCH_SIZE"]),
+            budget_seconds=float(cfg["REFRESH_BUDGET_SECONDS"]),
+            max_attempts=int(cfg["REFRESH_MAX_ATTEMPTS"]),
+            backoff_seconds=float(cfg["REFRESH_BACKOFF_SECONDS"]),
+            lease_seconds=float(cfg["REFRESH_LEASE_SECONDS"]),
+            failures_before_reauth=int(cfg["REFRESH_FAILURES_BEFORE_REAUTH"]),
+        )
+
+
+@dataclass
+class RefreshOutcome:
+    """What happened to one credential."""
+
+    credential_id: int
+    result: str
+    error: str | None = None
+    credential: Credential | None = None
+
+
+@dataclass
+class RunReport:
+    """The JSON report of one run."""
+
+    run_id: str
+    due: int = 0
+    refreshed: int = 0
+    failed: int = 0
+    needs_reauth: int = 0
+    skipped_locked: int = 0
+    fresh: int = 0
+    left: int = 0
+    duration_ms: int = 0
+    budget_exhausted: bool = False
+    errors: dict = field(default_factory=dict)
+
+    def add(self, outcome: RefreshOutcome) -> None:
+        """Count an outcome."""
+        if outcome.result == REFRESHED:
+            self.refreshed += 1
+        elif outcome.result == LOCKED:
+            self.skipped_locked += 1
+        elif outcome.result in (FRESH, INACTIVE):
+            self.fresh += 1
+        else:
+            self.failed += 1
+            if outcome.result == REAUTH:
+                self.needs_reauth += 1
+            if outcome.error:
+                self.errors[outcome.error] = self.errors.get(outcome.error, 0) + 1
+
+    def as_dict(self) -> dict:
+        """Plain dict for JSON."""
+        return dict(self.__dict__)
+
+
+Notifier = Callable[[Credential, str], None]
+
+
+class RefreshEngine:
+    """Refreshes credentials safely; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        providers: dict[str, Provider],
+        settings: RefreshSettings,
+        *,
+        metrics: Metrics | None = None,
+        notifier: Notifier | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.vault = vault
+        self.providers = providers
+        self.settings = settings
+        self.metrics = metrics
+        self.notifier = notifier
+        self._sleep = sleep
+        self._owner_prefix = f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+    # ---- one credential ------------------------------------------------------------------------
+
+    def _owner(self) -> str:
+        return f"{self._owner_prefix}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+
+    def is_due(self, cred: Credential, now: float | None = None) -> bool:
+        """The same rule as Vault.due_page, for one credential already in memory."""
+        t = time.time() if now is None else now
+        s = self.settings
+        access_due = cred.expires_at <= t + s.ahead_seconds and (cred.last_used_at or 0) >= t - s.recent_use_seconds
+        refresh_due = cred.refresh_expires_at is not None and cred.refresh_expires_at <= t + s.renew_before_seconds
+        return bool(cred.refresh_token) and (access_due or refresh_due)
+
+    def refresh(
+        self,
+        credential_id: int,
+        *,
+        force: bool = False,
+        seen_version: int | None = None,
+        deadline: float | None = None,
+        wait_for_peer: bool = False,
+    ) -> RefreshOutcome:
+        """Refresh one credential if it is due (or `force`), under its lease.
+
+        `seen_version` (request-time refresh): the version whose access token was refused; if the
+        row has moved past it, a peer already refreshed and nothing is spent.
+        """
+        cred = self.vault.get(credential_id)
+        if cred is None or cred.status != ACTIVE:
+            return RefreshOutcome(credential_id, INACTIVE if cred is None or cred.status != NEEDS_REAUTH else REAUTH,
+                                  credential=cred)
+        if self._already_fresh(cred, force, seen_version):
+            return RefreshOutcome(credential_id, FRESH, credential=cred)
+        owner = self._owner()
+        if not self.vault.claim_lease(credential_id, owner, self.settings.lease_seconds):
+            if wait_for_peer:
+                return self._wait_for_peer(cred, deadline)
+            return RefreshOutcome(credential_id, LOCKED, credential=cred)
+        committed = False
+        try:
+            cred = self.vault.get(credential_id)  # re-read after winning: a peer may have refreshed
+            if cred is None or cred.status != ACTIVE or self._already_fresh(cred, force, seen_version):
+                return RefreshOutcome(credential_id, FRESH, credential=cred)
+            outcome = self._attempt(cred, owner, deadline)
+            committed = True  # _attempt always settles the lease (commit or record_failure)
+            return outcome
+        finally:
+            if not committed:
+                self.vault.release_lease(credential_id, owner)
+
+    def _already_fresh(self, cred: Credential, force: bool, seen_version: int | None) -> bool:
+        if force:
+            return seen_version is not None and cred.version != seen_version
+        return not self.is_due(cred)
+
+    def _attempt(self, cred: Credential, owner: str, deadline: float | None) -> RefreshOutcome:
+        provider = self.providers.get(cred.provider)
+        if provider is None:
+            self.vault.release_lease(cred.id, owner)
+            return RefreshOutcome(cred.id, FAILED, error="unknown_provider")
+        unconfirmed = cred.unconfirmed_attempt
+        error: OAuthError | None = None
+        for attempt in range(1, self.settings.max_attempts + 1):
+            self._count("refresh_attempts_total", provider=cred.provider)
+            try:
+                tokens = provider.refresh(cred)
+            except OAuthError as exc:
+                error = exc
+                if not exc.permanent:
+                    unconfirmed = unconfirmed or exc.unconfirmed
+                    self._count("refresh_failures_total", provider=cred.provider, error_class="transient")
+                    delay = self._backoff(attempt)
+                    if attempt < self.settings.max_attempts and self._time_left(deadline) > delay:
+                        self._sleep(delay)
+                        continue
+                break
+            if self.vault.commit_refresh(cred.id, cred.version, tokens):
+                self._count("refresh_success_total", provider=cred.provider)
+                return RefreshOutcome(cred.id, REFRESHED, credential=self.vault.get(cred.id))
+            # The row moved while we talked to the provider (a fresh pair arrived from an install or
+            # an iframe open). That pair is newer than ours; ours is dropped.
+            log.warning("credential %s changed during refresh; kept the newer stored pair", cred.id)
+            self.vault.release_lease(cred.id, owner)
+            return RefreshOutcome(cred.id, FRESH, credential=self.vault.get(cred.id))
+        return self._fail(cred, owner, error, unconfirmed)
+
+    def _fail(self, cred: Credential, owner: str, error: OAuthError | None, unconfirmed: bool) -> RefreshOutcome:
+        assert error is not None
+        code = error.code
+        lost = error.permanent and code == "invalid_grant" and unconfirmed
+        if lost:
+            # The provider rotated the pair on an earlier attempt whose answer never reached us: the
+            # stored refresh token is spent and no retry can bring the new one back.
+            code = LOST_RESPONSE
+        if error.permanent:
+            self._count("refresh_failures_total", provider=cred.provider,
+                        error_class=LOST_RESPONSE if lost else "permanent")
+        status = self.vault.record_failure(
+            cred.id, owner, cred.version, code,
+            permanent=error.permanent,
+            unconfirmed=unconfirmed and not error.permanent,
+            threshold=self.settings.failures_before_reauth,
+            force_reauth=lost,
+        )
+        if status is None:  # a peer stored a newer pair meanwhile: not our failure
+            return RefreshOutcome(cred.id, FRESH, credential=self.vault.get(cred.id))
+        log.warning("refresh of credential %s (%s) failed: error=%s kind=%s status=%s",
+                    cred.id, cred.provider, code, error.kind, status)
+        if status == NEEDS_REAUTH:
+            self._count("credentials_needs_reauth_total", provider=cred.provider)
+            log.error("credential %s (%s %s) needs re-authorisation after %s", cred.id, cred.provider,
+                      cred.account, code)
+            if self.notifier is not None:
+                try:
+                    self.notifier(cred, code)
+                except Exception:  # noqa: BLE001 - telling the admin must never break the run
+                    log.exception("could not notify about credential %s", cred.id)
+            return RefreshOutcome(cred.id, REAUTH, error=code)
+        return RefreshOutcome(cred.id, FAILED, error=code)
+
+    def _wait_for_peer(self, cred: Credential, deadline: float | None) -> RefreshOutcome:
+        """Another process holds the lease: wait for its result instead of spending the token twice."""
+        limit = time.time() + min(self.settings.peer_wait_seconds, max(0.0, self._time_left(deadline)))
+        while time.time() < limit:
+            owner, until = self.vault.lease_holder(cred.id)
+            if owner is None or (until or 0) < time.time():
+                break
+            self._sleep(0.1)
+        current = self.vault.get(cred.id)
+        if current is not None and current.version != cred.version:
+            return RefreshOutcome(cred.id, FRESH, credential=current)
+        return RefreshOutcome(cred.id, LOCKED, credential=current)
+
+    def _backoff(self, attempt: int) -> float:
+        base = self.settings.backoff_seconds * (2 ** (attempt - 1))
+        return min(10.0, base * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+
+    @staticmethod
+    def _time_left(deadline: float | None) -> float:
+        return float("inf") if deadline is None else deadline - time.time()
+
+    def _count(self, name: str, **labels: str) -> None:
+        if self.metrics is not None:
+            self.metrics.incr(name, **labels)
+
+    # ---- request-time use -------------------------------------------------------------------------
+
+    def ensure_fresh(self, credential_id: int, min_valid_seconds: int = 60) -> Credential | None:
+        """Return the credential with an access token valid for a while, refreshing first if needed."""
+        cred = self.vault.get(credential_id)
+        if cred is None or cred.status != ACTIVE:
+            return cred
+        if cred.expires_at - time.time() > min_valid_seconds or not cred.refresh_token:
+            return cred
+        outcome = self.refresh(credential_id, force=True, seen_version=cred.version, wait_for_peer=True)
+        self.flush()
+        return outcome.credential or self.vault.get(credential_id)
+
+    def after_expired_token(self, cred: Credential) -> Credential | None:
+        """A REST call said expired_token for this version: refresh once (or take a peer's result)."""
+        outcome = self.refresh(cred.id, force=True, seen_version=cred.version, wait_for_peer=True)
+        self.flush()
+        current = outcome.credential or self.vault.get(cred.id)
+        if current is None or current.status != ACTIVE or current.version == cred.version:
+            return None
+        return current
+
+    def flush(self) -> None:
+        """Write buffered metrics."""
+        if self.metrics is not None:
+            try:
+                self.metrics.flush()
+            except sa.exc.SQLAlchemyError:
+                log.exception("could not write metrics")
+
+    # ---- the cron run ------------------------------------------------------------------------------
+
+    def run(self, *, provider: str | None = None, limit: int | None = None, budget_s: float | None = None,
+            trigger: str = "cli") -> RunReport:
+        """Refresh everything due, in batches with bounded concurrency, within a time budget."""
+        started = time.time()
+        budget = self.settings.budget_seconds if budget_s is None else budget_s
+        deadline = started + budget
+        report = RunReport(run_id=str(uuid.uuid4()))
+        self._record_run_start(report.run_id, trigger, provider, started)
+        due_args = self._due_args(provider)
+        report.due = self.vault.count_due(now_ts=int(started), **due_args)
+        submitted = 0
+        after: tuple[int, int] | None = None
+        max_in_flight = self.settings.concurrency * 2
+        in_flight: set[Future] = set()
+        lock = threading.Lock()
+
+        def collect(done: set[Future]) -> None:
+            for fut in done:
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # noqa: BLE001 - one broken row must not stop the run
+                    log.exception("refresh crashed")
+                    outcome = RefreshOutcome(-1, FAILED, error=type(exc).__name__)
+                with lock:
+                    report.add(outcome)
+
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="refresh") as pool:
+            stop = False
+            while not stop:
+                page = self.vault.due_page(now_ts=int(started), after=after, limit=self.settings.batch_size,
+                                           **due_args)
+                if not page:
+                    break
+                after = page[-1]
+                for _, credential_id in page:
+                    if (limit is not None and submitted >= limit) or time.time() >= deadline:
+                        report.budget_exhausted = time.time() >= deadline
+                        stop = True
+                        break
+                    while len(in_flight) >= max_in_flight:
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        collect(done)
+                    in_flight.add(pool.submit(self.refresh, credential_id, deadline=deadline))
+                    submitted += 1
+                if len(page) < self.settings.batch_size:
+                    break
+            done, _ = wait(in_flight)
+            collect(done)
+        report.left = self.vault.count_due(now_ts=int(time.time()), **due_args)
+        report.duration_ms = int((time.time() - started) * 1000)
+        self._count("refresh_runs_total", trigger=trigger)
+        self.flush()
+        self._record_run_end(report, started)
+        log.info("refresh run %s: due=%s refreshed=%s failed=%s needs_reauth=%s locked=%s left=%s in %sms",
+                 report.run_id, report.due, report.refreshed, report.failed, report.needs_reauth,
+                 report.skipped_locked, report.left, report.duration_ms)
+        return report
+
+    def _due_args(self, provider: str | None) -> dict:
+        s = self.settings
+        return {"ahead_seconds": s.ahead_seconds, "recent_use_seconds": s.recent_use_seconds,
+                "renew_before_seconds": s.renew_before_seconds, "provider": provider}
+
+    def due_count(self, provider: str | None = None) -> int:
+        """How many credentials are due now."""
+        return self.vault.count_due(now_ts=int(time.time()), **self._due_args(provider))
+
+    def _record_run_start(self, run_id: str, trigger: str, provider: str | None, started: float) -> None:
+        with self.vault.db.write() as conn:
+            conn.execute(sa.insert(task_runs).values(run_id=run_id, task="refresh", trigger=trigger,
+                                                     provider=provider, started_at=started))
+
+    def _record_run_end(self, report: RunReport, started: float) -> None:
+        import json
+
+        with self.vault.db.write() as conn:
+            conn.execute(
+                sa.update(task_runs)
+                .where(task_runs.c.run_id == report.run_id)
+                .values(finished_at=time.time(), duration_ms=report.duration_ms,
+                        report=json.dumps(report.as_dict()))
+            )
+
+
+def last_runs(db, limit: int = 10) -> list[dict]:
+    """The newest task runs with their reports."""
+    import json
+
+    with db.read() as conn:
+        rows = conn.execute(sa.select(task_runs).order_by(task_runs.c.started_at.desc()).limit(limit)).all()
+    out = []
+    for r in rows:
+        item = dict(r._mapping)
+        item["report"] = json.loads(r.report) if r.report else None
+        out.append(item)
+    return out

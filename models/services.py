@@ -1,0 +1,65 @@
+"""Wiring of the models for one app: built once in create_app, used by routes and CLI commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config import fernet_keys
+from database import Database
+from models.alerts import ReauthNotifier
+from models.bitrix24 import Bitrix24Rest
+from models.integrations import Integrations
+from models.metrics import Metrics
+from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
+from models.portal import PortalService, PortalSettings
+from models.refresh import RefreshEngine, RefreshSettings
+from models.security import SessionSigner
+from models.vault import Cipher, Vault
+
+
+@dataclass
+class Services:
+    """Everything a request or command needs, built from the config."""
+
+    db: Database
+    vault: Vault
+    metrics: Metrics
+    engine: RefreshEngine
+    portals: PortalService
+    signer: SessionSigner
+    bitrix_oauth: Bitrix24OAuth
+    yandex: YandexOAuth
+    amocrm: AmoCRMOAuth
+    integrations: Integrations
+
+
+def build(cfg, db: Database) -> Services:
+    """Construct the services from the Flask config mapping."""
+    refresh_settings = RefreshSettings.from_config(cfg)
+    timeout = float(cfg["HTTP_TIMEOUT_SECONDS"])
+    session = make_session(max(8, refresh_settings.concurrency + 4))
+    vault = Vault(db, Cipher(fernet_keys(cfg["TOKEN_ENCRYPTION_KEY"])), int(cfg["TOKEN_HISTORY_KEEP"]))
+    metrics = Metrics(db)
+    bitrix_oauth = Bitrix24OAuth(session, timeout, client_id=cfg["BITRIX24_CLIENT_ID"],
+                                 client_secret=cfg["BITRIX24_CLIENT_SECRET"], oauth_url=cfg["BITRIX24_OAUTH_URL"])
+    yandex = YandexOAuth(session, timeout, client_id=cfg["YANDEX_CLIENT_ID"],
+                         client_secret=cfg["YANDEX_CLIENT_SECRET"], oauth_url=cfg["YANDEX_OAUTH_URL"],
+                         login_url=cfg["YANDEX_LOGIN_URL"])
+    amocrm = AmoCRMOAuth(session, timeout, client_id=cfg["AMOCRM_CLIENT_ID"],
+                         client_secret=cfg["AMOCRM_CLIENT_SECRET"], redirect_uri=cfg["AMOCRM_REDIRECT_URI"],
+                         base_url=cfg["AMOCRM_BASE_URL"], authorize_url=cfg["AMOCRM_AUTHORIZE_URL"])
+    engine = RefreshEngine(vault, {"bitrix24": bitrix_oauth, "yandex": yandex, "amocrm": amocrm},
+                           refresh_settings, metrics=metrics)
+    rest = Bitrix24Rest(session, timeout)
+    portals = PortalService(
+        db, vault, engine, bitrix_oauth, rest,
+        PortalSettings(client_id=cfg["BITRIX24_CLIENT_ID"], public_url=cfg["PUBLIC_URL"],
+                       allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]), oauth_url=cfg["BITRIX24_OAUTH_URL"],
+                       bot_code=cfg["BOT_CODE"], bot_name=cfg["BOT_NAME"]),
+    )
+    engine.notifier = ReauthNotifier(portals)
+    signer = SessionSigner(cfg["SESSION_SIGNING_KEY"], int(cfg["SESSION_TTL_SECONDS"]),
+                           issuer=cfg["PUBLIC_URL"] or "b24-telemost")
+    integrations = Integrations(vault, engine, yandex, amocrm, env_yandex_token=cfg["YANDEX_OAUTH_TOKEN"])
+    return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
+                    bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations)

@@ -1,0 +1,555 @@
+"""The credential vault: every OAuth credential the app holds, encrypted at rest, versioned.
+
+One table for all providers. Each row carries its version (bumped on every new pair), a lease
+(`lease_owner`, `lease_until`) that gives one refresher at a time the right to spend the refresh
+token, and failure tracking. Replaced pairs go to `credential_history` (newest TOKEN_HISTORY_KEEP).
+All writes are short transactions; no transaction is ever held across network I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from database import Database, audit_log, credential_history, credentials, now
+
+ACTIVE = "active"
+NEEDS_REAUTH = "needs_reauth"
+REVOKED = "revoked"
+STATUSES = (ACTIVE, NEEDS_REAUTH, REVOKED)
+
+PORTAL_SUBJECT = "portal"
+ACCOUNT_SUBJECT = "account"
+
+
+def user_subject(user_id: int) -> str:
+    """The subject of a per-user Bitrix24 credential."""
+    return f"user:{int(user_id)}"
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """A pair as a provider issued it, with absolute expiry times (unix seconds)."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: int
+    refresh_expires_at: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A decrypted vault row."""
+
+    id: int
+    provider: str
+    account: str
+    subject: str
+    portal_id: int | None
+    user_id: int | None
+    label: str | None
+    endpoint: str | None
+    access_token: str
+    refresh_token: str | None
+    expires_at: int
+    refresh_expires_at: int | None
+    version: int
+    status: str
+    failure_count: int
+    last_error: str | None
+    unconfirmed_attempt: bool
+    lease_owner: str | None
+    lease_until: float | None
+    refreshed_at: int | None
+    last_used_at: int | None
+
+
+class Cipher:
+    """Fernet encryption with key rotation: the first key encrypts, all keys decrypt."""
+
+    def __init__(self, keys: list[str]):
+        if not keys:
+            raise ValueError("TOKEN_ENCRYPTION_KEY holds no key")
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
+
+    def encrypt(self, value: str | None) -> str | None:
+        """Encrypt a token (None stays None)."""
+        if value is None:
+            return None
+        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, value: str | None) -> str | None:
+        """Decrypt a token; raises InvalidToken when no configured key fits."""
+        if value is None:
+            return None
+        return self._fernet.decrypt(value.encode("ascii")).decode("utf-8")
+
+    def rotate(self, value: str | None) -> str | None:
+        """Re-encrypt with the newest key."""
+        if value is None:
+            return None
+        return self._fernet.rotate(value.encode("ascii")).decode("ascii")
+
+
+class Vault:
+    """Encrypted credential storage with leases, compare-and-swap updates and history."""
+
+    def __init__(self, db: Database, cipher: Cipher, history_keep: int = 5):
+        self.db = db
+        self.cipher = cipher
+        self.history_keep = max(1, history_keep)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def _row_to_credential(self, row) -> Credential:
+        return Credential(
+            id=row.id,
+            provider=row.provider,
+            account=row.account,
+            subject=row.subject,
+            portal_id=row.portal_id,
+            user_id=row.user_id,
+            label=row.label,
+            endpoint=row.endpoint,
+            access_token=self.cipher.decrypt(row.access_token_enc),
+            refresh_token=self.cipher.decrypt(row.refresh_token_enc),
+            expires_at=row.expires_at,
+            refresh_expires_at=row.refresh_expires_at,
+            version=row.version,
+            status=row.status,
+            failure_count=row.failure_count,
+            last_error=row.last_error,
+            unconfirmed_attempt=bool(row.unconfirmed_attempt),
+            lease_owner=row.lease_owner,
+            lease_until=row.lease_until,
+            refreshed_at=row.refreshed_at,
+            last_used_at=row.last_used_at,
+        )
+
+    def get(self, credential_id: int) -> Credential | None:
+        """The credential by id, decrypted."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(credentials).where(credentials.c.id == credential_id)).first()
+        return self._row_to_credential(row) if row else None
+
+    def find(self, provider: str, account: str, subject: str) -> Credential | None:
+        """The credential by its identity (provider, account, subject)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.select(credentials).where(
+                    credentials.c.provider == provider,
+                    credentials.c.account == account,
+                    credentials.c.subject == subject,
+                )
+            ).first()
+        return self._row_to_credential(row) if row else None
+
+    def for_portal(self, portal_id: int, provider: str | None = None) -> list[Credential]:
+        """All credentials belonging to a portal."""
+        query = sa.select(credentials).where(credentials.c.portal_id == portal_id)
+        if provider:
+            query = query.where(credentials.c.provider == provider)
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(credentials.c.id)).all()
+        return [self._row_to_credential(r) for r in rows]
+
+    def list(self, provider: str | None = None, status: str | None = None, limit: int = 1000) -> list[dict]:
+        """Credential metadata without any token, for status listings."""
+        cols = [c for c in credentials.c if not c.name.endswith("_enc")]
+        query = sa.select(*cols).order_by(credentials.c.id).limit(limit)
+        if provider:
+            query = query.where(credentials.c.provider == provider)
+        if status:
+            query = query.where(credentials.c.status == status)
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Counts of credentials by provider and status."""
+        query = sa.select(credentials.c.provider, credentials.c.status, sa.func.count()).group_by(
+            credentials.c.provider, credentials.c.status
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self.db.read() as conn:
+            for provider, status, count in conn.execute(query):
+                out.setdefault(provider, {})[status] = count
+        return out
+
+    def history(self, credential_id: int) -> list[dict]:
+        """Stored previous versions (newest first), tokens decrypted — for operators and tests."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.select(credential_history)
+                .where(credential_history.c.credential_id == credential_id)
+                .order_by(credential_history.c.version.desc())
+            ).all()
+        return [
+            {
+                "version": r.version,
+                "access_token": self.cipher.decrypt(r.access_token_enc),
+                "refresh_token": self.cipher.decrypt(r.refresh_token_enc),
+                "expires_at": r.expires_at,
+                "replaced_at": r.replaced_at,
+                "reason": r.reason,
+            }
+            for r in rows
+        ]
+
+    # ---- writing new pairs -----------------------------------------------------------------
+
+    def store(
+        self,
+        provider: str,
+        account: str,
+        subject: str,
+        tokens: TokenSet,
+        *,
+        portal_id: int | None = None,
+        user_id: int | None = None,
+        label: str | None = None,
+        endpoint: str | None = None,
+        reason: str = "grant",
+        conn=None,
+    ) -> int:
+        """Insert or replace a credential with a freshly granted pair; returns its id.
+
+        Used for pairs that arrive from outside the refresh path (install, iframe open, OAuth
+        connect): they are newer than whatever we hold, so they win and reset the failure state.
+        """
+        if conn is None:
+            with self.db.write() as c:
+                return self.store(
+                    provider, account, subject, tokens, portal_id=portal_id, user_id=user_id,
+                    label=label, endpoint=endpoint, reason=reason, conn=c,
+                )
+        ts = now()
+        row = conn.execute(
+            sa.select(credentials).where(
+                credentials.c.provider == provider,
+                credentials.c.account == account,
+                credentials.c.subject == subject,
+            )
+        ).first()
+        values = {
+            "access_token_enc": self.cipher.encrypt(tokens.access_token),
+            "refresh_token_enc": self.cipher.encrypt(tokens.refresh_token),
+            "expires_at": int(tokens.expires_at),
+            "refresh_expires_at": tokens.refresh_expires_at,
+            "status": ACTIVE,
+            "failure_count": 0,
+            "last_error": None,
+            "last_error_at": None,
+            "unconfirmed_attempt": False,
+            "refreshed_at": ts,
+            "updated_at": ts,
+        }
+        for key, value in (("portal_id", portal_id), ("user_id", user_id), ("label", label), ("endpoint", endpoint)):
+            if value is not None:
+                values[key] = value
+        if row is None:
+            values.update(provider=provider, account=account, subject=subject, version=1, created_at=ts,
+                          last_used_at=ts)
+            return conn.execute(sa.insert(credentials).values(**values)).inserted_primary_key[0]
+        self._push_history(conn, row, reason)
+        values["version"] = row.version + 1
+        conn.execute(sa.update(credentials).where(credentials.c.id == row.id).values(**values))
+        return row.id
+
+    def _push_history(self, conn, row, reason: str) -> None:
+        conn.execute(
+            sa.insert(credential_history).values(
+                credential_id=row.id,
+                version=row.version,
+                access_token_enc=row.access_token_enc,
+                refresh_token_enc=row.refresh_token_enc,
+                expires_at=row.expires_at,
+                replaced_at=now(),
+                reason=reason,
+            )
+        )
+        conn.execute(
+            sa.delete(credential_history).where(
+                credential_history.c.credential_id == row.id,
+                credential_history.c.version <= row.version - self.history_keep,
+            )
+        )
+
+    def commit_refresh(self, credential_id: int, expected_version: int, tokens: TokenSet) -> bool:
+        """Store a refreshed pair only if nobody changed the row since we read it (CAS on version).
+
+        Commits before the caller may use the new access token. Releases the lease and clears the
+        failure state. Returns False when the version moved (a peer stored a newer pair).
+        """
+        ts = now()
+        with self.db.write() as conn:
+            row = conn.execute(sa.select(credentials).where(credentials.c.id == credential_id)).first()
+            if row is None or row.version != expected_version:
+                return False
+            result = conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id == credential_id, credentials.c.version == expected_version)
+                .values(
+                    access_token_enc=self.cipher.encrypt(tokens.access_token),
+                    refresh_token_enc=self.cipher.encrypt(tokens.refresh_token or self.cipher.decrypt(
+                        row.refresh_token_enc)),
+                    expires_at=int(tokens.expires_at),
+                    refresh_expires_at=tokens.refresh_expires_at or row.refresh_expires_at,
+                    version=expected_version + 1,
+                    status=ACTIVE,
+                    failure_count=0,
+                    last_error=None,
+                    last_error_at=None,
+                    unconfirmed_attempt=False,
+                    lease_owner=None,
+                    lease_until=None,
+                    refreshed_at=ts,
+                    updated_at=ts,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            self._push_history(conn, row, "refresh")
+        return True
+
+    # ---- leases ------------------------------------------------------------------------------
+
+    def claim_lease(self, credential_id: int, owner: str, ttl_seconds: float) -> bool:
+        """Try to take the refresh lease: a conditional UPDATE that only one process can win."""
+        t = time.time()
+        with self.db.write() as conn:
+            result = conn.execute(
+                sa.update(credentials)
+                .where(
+                    credentials.c.id == credential_id,
+                    credentials.c.status == ACTIVE,
+                    sa.or_(credentials.c.lease_until.is_(None), credentials.c.lease_until < t),
+                )
+                .values(
+                    lease_owner=owner,
+                    lease_until=t + ttl_seconds,
+                    # Taking over an expired lease means its holder died mid-refresh: the provider may
+                    # have rotated the pair already, so the next invalid_grant means a lost response.
+                    unconfirmed_attempt=sa.case(
+                        (credentials.c.lease_owner.is_not(None), sa.true()),
+                        else_=credentials.c.unconfirmed_attempt,
+                    ),
+                )
+            )
+            return result.rowcount == 1
+
+    def release_lease(self, credential_id: int, owner: str) -> None:
+        """Give the lease back (only if we still hold it)."""
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id == credential_id, credentials.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def lease_holder(self, credential_id: int) -> tuple[str | None, float | None]:
+        """Who holds the lease and until when."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.select(credentials.c.lease_owner, credentials.c.lease_until).where(
+                    credentials.c.id == credential_id
+                )
+            ).first()
+        return (row.lease_owner, row.lease_until) if row else (None, None)
+
+    # ---- failures -------------------------------------------------------------------------------
+
+    def record_failure(
+        self,
+        credential_id: int,
+        owner: str,
+        expected_version: int,
+        error: str,
+        *,
+        permanent: bool,
+        unconfirmed: bool,
+        threshold: int,
+        force_reauth: bool = False,
+    ) -> str | None:
+        """Record a failed refresh and release the lease; returns the new status.
+
+        Permanent failures count towards `threshold`, after which the credential needs
+        re-authorisation. Transient failures keep the pair and the status. Nothing is written when a
+        peer stored a newer pair meanwhile (returns None).
+        """
+        ts = now()
+        with self.db.write() as conn:
+            row = conn.execute(sa.select(credentials).where(credentials.c.id == credential_id)).first()
+            if row is None or row.version != expected_version:
+                conn.execute(
+                    sa.update(credentials)
+                    .where(credentials.c.id == credential_id, credentials.c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                )
+                return None
+            failures = row.failure_count + (1 if permanent else 0)
+            status = row.status
+            if force_reauth or (permanent and failures >= threshold):
+                status = NEEDS_REAUTH
+            conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id == credential_id, credentials.c.version == expected_version)
+                .values(
+                    failure_count=failures,
+                    status=status,
+                    last_error=error[:64],
+                    last_error_at=ts,
+                    unconfirmed_attempt=bool(unconfirmed),
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=ts,
+                )
+            )
+        return status
+
+    def mark_used(self, credential_id: int, last_used_at: int | None) -> None:
+        """Note that the access token was used (throttled to one write a minute per credential)."""
+        ts = now()
+        if last_used_at is not None and ts - last_used_at < 60:
+            return
+        with self.db.write() as conn:
+            conn.execute(sa.update(credentials).where(credentials.c.id == credential_id).values(last_used_at=ts))
+
+    def set_status(self, credential_id: int, status: str, error: str | None = None) -> None:
+        """Set a credential's status by hand (revoked on uninstall, active after re-auth)."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status}")
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id == credential_id)
+                .values(status=status, last_error=error, updated_at=now())
+            )
+
+    def delete(self, credential_id: int) -> bool:
+        """Remove a credential and its history."""
+        with self.db.write() as conn:
+            conn.execute(sa.delete(credential_history).where(credential_history.c.credential_id == credential_id))
+            return conn.execute(sa.delete(credentials).where(credentials.c.id == credential_id)).rowcount == 1
+
+    def revoke_portal(self, portal_id: int, delete: bool, conn) -> None:
+        """On uninstall: the portal's tokens are dead; drop them (CLEAN) or keep them marked revoked."""
+        ids = [r.id for r in conn.execute(sa.select(credentials.c.id).where(credentials.c.portal_id == portal_id))]
+        if not ids:
+            return
+        if delete:
+            conn.execute(sa.delete(credential_history).where(credential_history.c.credential_id.in_(ids)))
+            conn.execute(sa.delete(credentials).where(credentials.c.id.in_(ids)))
+        else:
+            conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id.in_(ids), credentials.c.provider == "bitrix24")
+                .values(status=REVOKED, last_error="app_uninstalled", lease_owner=None, lease_until=None,
+                        updated_at=now())
+            )
+
+    # ---- due selection -----------------------------------------------------------------------
+
+    def due_page(
+        self,
+        *,
+        now_ts: int,
+        ahead_seconds: int,
+        recent_use_seconds: int,
+        renew_before_seconds: int,
+        provider: str | None,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[tuple[int, int]]:
+        """One page of (expires_at, id) of credentials due for refresh, most urgent first.
+
+        Due = active, has a refresh token, and either the access token expires within
+        `ahead_seconds` and was used within `recent_use_seconds`, or the refresh token itself
+        nears its end of life. Keyset paging on (expires_at, id) streams through any number.
+        """
+        c = credentials.c
+        condition = sa.and_(
+            c.status == ACTIVE,
+            c.refresh_token_enc.is_not(None),
+            sa.or_(
+                sa.and_(c.expires_at <= now_ts + ahead_seconds, c.last_used_at >= now_ts - recent_use_seconds),
+                c.refresh_expires_at <= now_ts + renew_before_seconds,
+            ),
+        )
+        if provider:
+            condition = sa.and_(condition, c.provider == provider)
+        if after is not None:
+            condition = sa.and_(
+                condition, sa.or_(c.expires_at > after[0], sa.and_(c.expires_at == after[0], c.id > after[1]))
+            )
+        query = sa.select(c.expires_at, c.id).where(condition).order_by(c.expires_at, c.id).limit(limit)
+        with self.db.read() as conn:
+            return [(r.expires_at, r.id) for r in conn.execute(query)]
+
+    def count_due(self, **kwargs) -> int:
+        """How many credentials are due right now (same rule as due_page)."""
+        total = 0
+        after = None
+        while True:
+            page = self.due_page(after=after, limit=5000, **kwargs)
+            total += len(page)
+            if len(page) < 5000:
+                return total
+            after = page[-1]
+
+    # ---- key rotation and audit ------------------------------------------------------------------
+
+    def rotate_key(self, batch: int = 500) -> int:
+        """Re-encrypt every stored token with the newest key; returns how many rows changed."""
+        changed = 0
+        for table in (credentials, credential_history):
+            last_id = 0
+            while True:
+                with self.db.write() as conn:
+                    rows = conn.execute(
+                        sa.select(table.c.id, table.c.access_token_enc, table.c.refresh_token_enc)
+                        .where(table.c.id > last_id)
+                        .order_by(table.c.id)
+                        .limit(batch)
+                    ).all()
+                    for r in rows:
+                        conn.execute(
+                            sa.update(table)
+                            .where(table.c.id == r.id)
+                            .values(
+                                access_token_enc=self.cipher.rotate(r.access_token_enc),
+                                refresh_token_enc=self.cipher.rotate(r.refresh_token_enc),
+                            )
+                        )
+                        changed += 1
+                if len(rows) < batch:
+                    break
+                last_id = rows[-1].id
+        return changed
+
+    def audit(self, actor: str, action: str, target: str, detail: dict | None = None) -> None:
+        """Write an audit record (never with token values)."""
+        with self.db.write() as conn:
+            conn.execute(
+                sa.insert(audit_log).values(
+                    at=now(), actor=actor[:128], action=action, target=target[:255],
+                    detail=json.dumps(detail or {}, ensure_ascii=False),
+                )
+            )
+
+    def iter_ids(self, provider: str | None = None) -> Iterator[int]:
+        """Every credential id (for CLI listings)."""
+        query = sa.select(credentials.c.id).order_by(credentials.c.id)
+        if provider:
+            query = query.where(credentials.c.provider == provider)
+        with self.db.read() as conn:
+            ids = [r.id for r in conn.execute(query)]
+        yield from ids
+
+
+__all__ = ["InvalidToken"]

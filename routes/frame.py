@@ -1,0 +1,30 @@
+"""Response headers for pages that render inside a Bitrix24 portal's iframe."""
+
+from __future__ import annotations
+
+from flask import make_response
+
+from models.hosts import InvalidHost, normalize_host
+
+
+def portal_origin(fields: dict, portals) -> str | None:
+    """The portal origin allowed to frame the page: PROTOCOL + validated DOMAIN of the POST."""
+    try:
+        host = normalize_host(fields.get("DOMAIN"), allow_loopback=portals.settings.allow_loopback)
+    except InvalidHost:
+        return None
+    scheme = "http" if str(fields.get("PROTOCOL", "1")) == "0" else "https"
+    return f"{scheme}://{host}"
+
+
+def frame_headers(body, status: int, origin: str | None):
+    """Attach a CSP whose frame-ancestors names only the verified portal."""
+    response = make_response(body, status)
+    portal = f" {origin}" if origin else ""
+    # The frame SDK may call the portal's REST API straight from the browser, hence connect-src.
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        f"connect-src 'self'{portal}; object-src 'none'; base-uri 'none'; frame-ancestors 'self'{portal}"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

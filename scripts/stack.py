@@ -1,0 +1,151 @@
+"""Start the sandbox and the app side by side on free loopback ports (tests, `make demo`, benches).
+
+The sandbox runs as `python -m sandbox` (its stable CLI) and the app under gunicorn from `.venv`,
+both with the same generated app credentials, so the whole product works with no real portal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def generated_env() -> dict[str, str]:
+    """Fresh secrets and app credentials shared by the sandbox and the app."""
+    return {
+        "APP_ENV": "development",
+        "SESSION_SIGNING_KEY": secrets.token_urlsafe(32),
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "ADMIN_API_TOKEN": secrets.token_urlsafe(32),
+        "CRON_TOKEN": secrets.token_urlsafe(32),
+        "BITRIX24_CLIENT_ID": f"local.{secrets.token_hex(6)}.{secrets.token_hex(4)}",
+        "BITRIX24_CLIENT_SECRET": secrets.token_urlsafe(32),
+        "YANDEX_CLIENT_ID": secrets.token_hex(16),
+        "YANDEX_CLIENT_SECRET": secrets.token_hex(16),
+        "AMOCRM_CLIENT_ID": secrets.token_hex(16),
+        "AMOCRM_CLIENT_SECRET": secrets.token_hex(32),
+        "ALLOW_LOOPBACK_PORTALS": "1",
+    }
+
+
+class Stack:
+    """A running sandbox + app pair; `stop()` ends both."""
+
+    def __init__(self, *, env: dict[str, str] | None = None, database_path: str, portals: int = 1,
+                 access_ttl: int = 3600, workers: int = 2, app_port: int | None = None,
+                 sandbox_port: int = 0, log_dir: Path | None = None, extra_app_env: dict | None = None):
+        self.env = dict(env or generated_env())
+        self.app_port = app_port or free_port()
+        self.app_url = f"http://127.0.0.1:{self.app_port}"
+        self.env.setdefault("AMOCRM_REDIRECT_URI", f"{self.app_url}/auth/amocrm/callback")
+        self.database_path = database_path
+        self.log_dir = log_dir or Path(database_path).parent
+        self.procs: list[subprocess.Popen] = []
+        self.sandbox: dict = {}
+        self._start_sandbox(portals, access_ttl, sandbox_port)
+        self._start_app(workers, extra_app_env or {})
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "BITRIX24_", "YANDEX_",
+                                                                          "AMOCRM_", "TELEMOST_"))}
+        env.update(self.env)
+        env["PYTHONPATH"] = str(ROOT)
+        return env
+
+    def _start_sandbox(self, portals: int, access_ttl: int, port: int) -> None:
+        cmd = [sys.executable, "-m", "sandbox", "--port", str(port), "--app-url", self.app_url,
+               "--portals", str(portals), "--access-ttl", str(access_ttl)]
+        log = open(self.log_dir / "sandbox.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self._base_env(), stdout=subprocess.PIPE, stderr=log)
+        self.procs.append(proc)
+        line = proc.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError(f"sandbox did not start; see {self.log_dir / 'sandbox.log'}")
+        self.sandbox = json.loads(line)
+        self.base = self.sandbox["base"]
+
+    def app_env(self) -> dict[str, str]:
+        """The environment the app runs with."""
+        env = self._base_env()
+        env.update({
+            "PUBLIC_URL": self.app_url,
+            "DATABASE_PATH": self.database_path,
+            "BITRIX24_OAUTH_URL": self.sandbox["oauth"],
+            "YANDEX_OAUTH_URL": self.sandbox.get("yandex_oauth", ""),
+            "YANDEX_LOGIN_URL": self.sandbox.get("yandex_login", ""),
+            "AMOCRM_BASE_URL": self.sandbox.get("amocrm", ""),
+            "AMOCRM_AUTHORIZE_URL": f"{self.base}/amocrm/oauth",
+            "AMOCRM_REDIRECT_URI": self.env["AMOCRM_REDIRECT_URI"],
+        })
+        return env
+
+    def _start_app(self, workers: int, extra: dict) -> None:
+        env = self.app_env()
+        env.update({k: str(v) for k, v in extra.items()})
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        # Migrate once before the workers start (AUTO_MIGRATE would race between workers).
+        subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
+                       check=True, capture_output=True)
+        env["AUTO_MIGRATE"] = "0"
+        log = open(self.log_dir / "app.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [gunicorn, "app:app", "--bind", f"127.0.0.1:{self.app_port}", "--workers", str(workers),
+             "--threads", "4", "--timeout", "120", "--graceful-timeout", "5"],
+            cwd=ROOT, env=env, stdout=log, stderr=log,
+        )
+        self.procs.append(proc)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"app exited; see {self.log_dir / 'app.log'}")
+            try:
+                if requests.get(f"{self.app_url}/health/ready", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("app did not become ready in 30 s")
+
+    def control(self, method: str, path: str, json_body=None, expect: int | None = None):
+        """Call the sandbox control API; returns parsed JSON (or None for empty bodies)."""
+        response = requests.request(method, f"{self.base}{path}", json=json_body, timeout=30)
+        if expect is not None and response.status_code != expect:
+            raise AssertionError(f"{method} {path} → {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else None
+
+    def stop(self) -> None:
+        """Stop the app and the sandbox."""
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        self.procs.clear()

@@ -1,0 +1,60 @@
+"""Start-up validation of the configuration."""
+
+import pytest
+from cryptography.fernet import Fernet
+
+import config
+from app import create_app
+from tests.conftest import make_config
+
+
+def production(**overrides):
+    cfg = config.defaults()
+    cfg.update({
+        "APP_ENV": "production",
+        "SESSION_SIGNING_KEY": "k" * 40,
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "ADMIN_API_TOKEN": "a" * 40,
+        "CRON_TOKEN": "c" * 40,
+        "BITRIX24_CLIENT_ID": "app.1",
+        "BITRIX24_CLIENT_SECRET": "s" * 40,
+        "PUBLIC_URL": "https://app.example.com",
+    })
+    cfg.update(overrides)
+    return cfg
+
+
+def test_good_production_config_passes():
+    config.validate(production())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"SESSION_SIGNING_KEY": ""}, "SESSION_SIGNING_KEY"),
+        ({"CRON_TOKEN": "short"}, "CRON_TOKEN"),
+        ({"ADMIN_API_TOKEN": "changeme"}, "ADMIN_API_TOKEN"),
+        ({"TOKEN_ENCRYPTION_KEY": ""}, "TOKEN_ENCRYPTION_KEY"),
+        ({"TOKEN_ENCRYPTION_KEY": "not-a-key"}, "TOKEN_ENCRYPTION_KEY"),
+        ({"ALLOW_LOOPBACK_PORTALS": True}, "ALLOW_LOOPBACK_PORTALS"),
+        ({"PUBLIC_URL": "http://app.example.com"}, "PUBLIC_URL"),
+        ({"BITRIX24_CLIENT_SECRET": ""}, "BITRIX24_CLIENT_SECRET"),
+    ],
+)
+def test_weak_production_config_names_the_setting(overrides, names):
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(production(**overrides))
+    assert names in str(info.value)
+
+
+def test_environment_casts():
+    env = {"REFRESH_CONCURRENCY": "32", "ALLOW_LOOPBACK_PORTALS": "yes", "HTTP_TIMEOUT_SECONDS": "2.5"}
+    parsed = config.from_environ(env)
+    assert parsed == {"REFRESH_CONCURRENCY": 32, "ALLOW_LOOPBACK_PORTALS": True, "HTTP_TIMEOUT_SECONDS": 2.5}
+    with pytest.raises(config.ConfigError):
+        config.from_environ({"REFRESH_CONCURRENCY": "many"})
+
+
+def test_create_app_refuses_bad_config(tmp_path):
+    with pytest.raises(config.ConfigError):
+        create_app(make_config(tmp_path, SESSION_TTL_SECONDS=3600))
