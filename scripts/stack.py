@@ -60,6 +60,7 @@ class Stack:
         self.database_path = database_path
         self.log_dir = log_dir or Path(database_path).parent
         self.procs: list[subprocess.Popen] = []
+        self._logs: list = []
         self.sandbox: dict = {}
         self._start_sandbox(portals, access_ttl, sandbox_port)
         self._start_app(workers, extra_app_env or {})
@@ -71,10 +72,15 @@ class Stack:
         env["PYTHONPATH"] = str(ROOT)
         return env
 
+    def _log(self, name: str):
+        handle = open(self.log_dir / name, "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(handle)
+        return handle
+
     def _start_sandbox(self, portals: int, access_ttl: int, port: int) -> None:
         cmd = [sys.executable, "-m", "sandbox", "--port", str(port), "--app-url", self.app_url,
                "--portals", str(portals), "--access-ttl", str(access_ttl)]
-        log = open(self.log_dir / "sandbox.log", "ab")  # noqa: SIM115 - closed with the process
+        log = self._log("sandbox.log")
         proc = subprocess.Popen(cmd, cwd=ROOT, env=self._base_env(), stdout=subprocess.PIPE, stderr=log)
         self.procs.append(proc)
         line = proc.stdout.readline()
@@ -107,10 +113,10 @@ class Stack:
         subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
                        check=True, capture_output=True)
         env["AUTO_MIGRATE"] = "0"
-        log = open(self.log_dir / "app.log", "ab")  # noqa: SIM115 - closed with the process
+        log = self._log("app.log")
         proc = subprocess.Popen(
             [gunicorn, "app:app", "--bind", f"127.0.0.1:{self.app_port}", "--workers", str(workers),
-             "--threads", "4", "--timeout", "120", "--graceful-timeout", "5"],
+             "--threads", "4", "--timeout", "120", "--graceful-timeout", "5", "--no-control-socket"],
             cwd=ROOT, env=env, stdout=log, stderr=log,
         )
         self.procs.append(proc)
@@ -149,3 +155,6 @@ class Stack:
             if proc.stdout:
                 proc.stdout.close()
         self.procs.clear()
+        for handle in self._logs:
+            handle.close()
+        self._logs.clear()

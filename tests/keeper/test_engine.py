@@ -1,0 +1,195 @@
+"""The refresh engine's rules with a scripted provider: leases, CAS, retries, lost responses, re-auth."""
+
+import threading
+import time
+
+import pytest
+
+from models.oauth import PERMANENT, TRANSIENT, OAuthError
+from models.refresh import FRESH, LOCKED, REAUTH, REFRESHED, RefreshEngine, RefreshSettings
+from models.vault import ACTIVE, NEEDS_REAUTH, TokenSet
+
+
+class ScriptedProvider:
+    """Answers refreshes from a script of outcomes; rotates like a real single-use server."""
+
+    name = "bitrix24"
+
+    def __init__(self, script=None, delay=0.0):
+        self.script = list(script or [])
+        self.calls = []
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.issued = 0
+
+    def refresh(self, cred):
+        with self.lock:
+            self.calls.append(cred.refresh_token)
+            step = self.script.pop(0) if self.script else "ok"
+            self.issued += 1
+            n = self.issued
+        if self.delay:
+            time.sleep(self.delay)
+        if isinstance(step, OAuthError):
+            raise step
+        return TokenSet(f"a{n}", f"r{n}", int(time.time()) + 3600, int(time.time()) + 180 * 86400)
+
+
+def timeout_error(unconfirmed=True):
+    return OAuthError("timeout", TRANSIENT, unconfirmed=unconfirmed)
+
+
+def grant_error():
+    return OAuthError("invalid_grant", PERMANENT, status=400)
+
+
+@pytest.fixture
+def make_engine(services):
+    def factory(provider, notifier=None, **settings):
+        base = dict(max_attempts=3, backoff_seconds=0.001, failures_before_reauth=2, concurrency=4)
+        base.update(settings)
+        return RefreshEngine(services.vault, {"bitrix24": provider}, RefreshSettings(**base),
+                             metrics=services.metrics, notifier=notifier, sleep=lambda s: None)
+    return factory
+
+
+def due_credential(services, n=1):
+    now = int(time.time())
+    return services.vault.store("bitrix24", f"m{n}", "portal", TokenSet(f"a0-{n}", f"r0-{n}", now + 30, now + 10**7))
+
+
+def test_due_credential_is_refreshed_once(services, make_engine):
+    provider = ScriptedProvider()
+    engine = make_engine(provider)
+    cid = due_credential(services)
+    assert engine.refresh(cid).result == REFRESHED
+    cred = services.vault.get(cid)
+    assert (cred.version, cred.access_token, cred.refresh_token, cred.lease_owner) == (2, "a1", "r1", None)
+    assert engine.refresh(cid).result == FRESH, "a second call finds it fresh and spends nothing"
+    assert provider.calls == ["r0-1"]
+
+
+def test_transient_failures_retry_and_keep_the_pair(services, make_engine):
+    provider = ScriptedProvider([OAuthError("http_503", TRANSIENT, status=503)] * 3)
+    engine = make_engine(provider)
+    cid = due_credential(services)
+    outcome = engine.refresh(cid)
+    assert outcome.result == "failed" and outcome.error == "http_503"
+    assert len(provider.calls) == 3, "bounded by max_attempts"
+    cred = services.vault.get(cid)
+    assert (cred.status, cred.refresh_token, cred.failure_count, cred.version) == (ACTIVE, "r0-1", 0, 1)
+    assert not cred.unconfirmed_attempt, "a 503 answer is a definite no: nothing was rotated"
+    assert engine.refresh(cid).result == REFRESHED
+
+
+def test_lost_response_is_flagged_not_looped(services, make_engine):
+    told = []
+    provider = ScriptedProvider([timeout_error(), grant_error(), grant_error()])
+    engine = make_engine(provider, notifier=lambda cred, error: told.append((cred.id, error)))
+    cid = due_credential(services)
+    outcome = engine.refresh(cid)
+    assert outcome.result == REAUTH and outcome.error == "lost_response"
+    assert len(provider.calls) == 2, "invalid_grant right after an unknown outcome stops at once"
+    cred = services.vault.get(cid)
+    assert (cred.status, cred.last_error) == (NEEDS_REAUTH, "lost_response")
+    assert told == [(cid, "lost_response")]
+    assert engine.refresh(cid).result == REAUTH
+    assert len(provider.calls) == 2
+
+
+def test_lost_response_across_runs(services, make_engine):
+    provider = ScriptedProvider([timeout_error()] * 3 + [grant_error()])
+    engine = make_engine(provider)
+    cid = due_credential(services)
+    assert engine.refresh(cid).result == "failed"
+    assert services.vault.get(cid).unconfirmed_attempt
+    assert engine.refresh(cid).error == "lost_response"
+
+
+def test_permanent_failures_reach_needs_reauth_at_threshold(services, make_engine):
+    told = []
+    provider = ScriptedProvider([grant_error(), grant_error()])
+    engine = make_engine(provider, notifier=lambda cred, error: told.append(error))
+    cid = due_credential(services)
+    first = engine.refresh(cid)
+    assert first.result == "failed" and services.vault.get(cid).failure_count == 1
+    assert told == []
+    second = engine.refresh(cid)
+    assert second.result == REAUTH and told == ["invalid_grant"]
+    assert len(provider.calls) == 2, "permanent errors are not retried within a call"
+
+
+def test_lease_holder_blocks_others(services, make_engine):
+    provider = ScriptedProvider()
+    engine = make_engine(provider)
+    cid = due_credential(services)
+    assert services.vault.claim_lease(cid, "someone-else", 60)
+    assert engine.refresh(cid).result == LOCKED
+    assert provider.calls == []
+
+
+def test_concurrent_refreshes_spend_the_token_once(services, make_engine):
+    provider = ScriptedProvider(delay=0.05)
+    engine = make_engine(provider)
+    cid = due_credential(services)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(engine.refresh(cid).result)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert provider.calls == ["r0-1"]
+    assert results.count(REFRESHED) == 1
+    assert set(results) <= {REFRESHED, LOCKED, FRESH}
+
+
+def test_request_time_refresh_waits_for_the_peer(services, make_engine):
+    provider = ScriptedProvider(delay=0.2)
+    engine = make_engine(provider)
+    cid = due_credential(services)
+    stale = services.vault.get(cid)
+    worker = threading.Thread(target=engine.refresh, args=(cid,))
+    worker.start()
+    time.sleep(0.05)
+    renewed = engine.after_expired_token(stale)
+    worker.join()
+    assert renewed is not None and renewed.version == 2
+    assert provider.calls == ["r0-1"]
+
+
+def test_new_pair_arriving_during_refresh_wins(services, make_engine):
+    cid = due_credential(services)
+
+    class Racing(ScriptedProvider):
+        def refresh(self, cred):
+            now = int(time.time())
+            services.vault.store("bitrix24", "m1", "portal", TokenSet("install", "install-r", now + 3600))
+            return super().refresh(cred)
+
+    engine = make_engine(Racing())
+    assert engine.refresh(cid).result == FRESH
+    assert services.vault.get(cid).refresh_token == "install-r"
+
+
+def test_run_reports_and_records(services, make_engine):
+    provider = ScriptedProvider([grant_error()])
+    engine = make_engine(provider, failures_before_reauth=1, batch_size=7)
+    ids = [due_credential(services, n) for n in range(20)]
+    report = engine.run(trigger="test")
+    assert (report.due, report.refreshed, report.failed, report.needs_reauth, report.left) == (20, 19, 1, 1, 0)
+    assert sorted(provider.calls) == sorted(f"r0-{n}" for n in range(20))
+    assert services.vault.get(ids[0]).version in (1, 2)
+    again = engine.run(trigger="test")
+    assert (again.due, again.refreshed) == (0, 0)
+    counters = {(n, labels): v for n, labels, v in services.metrics.counters()}
+    assert counters[("refresh_success_total", 'provider="bitrix24"')] == 19
+
+
+def test_run_respects_limit_and_budget(services, make_engine):
+    engine = make_engine(ScriptedProvider(delay=0.05), concurrency=2)
+    for n in range(10):
+        due_credential(services, n)
+    report = engine.run(limit=3)
+    assert report.refreshed == 3 and report.left == 7
+    report = engine.run(budget_s=0.01)
+    assert report.budget_exhausted and report.left > 0
