@@ -35,7 +35,7 @@ def main() -> int:
         print(f"    admin    → {stack.base}/_sandbox/portals/{portal['name']}/open?user_id=1")
         print(f"    employee → {stack.base}/_sandbox/portals/{portal['name']}/open?user_id=2")
         second = stack.sandbox["portals"][1]["name"]
-        print(f"  A second portal to try the installer page (open as admin, the installer runs in the frame):")
+        print("  A second portal to try the installer page (open as admin, the installer runs in the frame):")
         stack.control("POST", f"/_sandbox/portals/{second}/install", {"mode": "installer"})
         print(f"    {stack.base}/_sandbox/portals/{second}/open?user_id=1")
         print(f"  App: {stack.app_url}  (health: {stack.app_url}/health)   install answer: HTTP {status}")

@@ -47,6 +47,21 @@ def generated_env() -> dict[str, str]:
     }
 
 
+def start_sandbox(env: dict[str, str], app_url: str, log, *, portals: int = 1, access_ttl: int = 3600,
+                  port: int = 0) -> tuple[subprocess.Popen, dict]:
+    """Run `python -m sandbox` and return the process and the JSON line it prints first."""
+    cmd = [sys.executable, "-m", "sandbox", "--port", str(port), "--app-url", app_url,
+           "--portals", str(portals), "--access-ttl", str(access_ttl)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        raise RuntimeError(f"sandbox did not start; see {getattr(log, 'name', 'its log')}")
+    return proc, json.loads(line)
+
+
 class Stack:
     """A running sandbox + app pair; `stop()` ends both."""
 
@@ -78,16 +93,9 @@ class Stack:
         return handle
 
     def _start_sandbox(self, portals: int, access_ttl: int, port: int) -> None:
-        cmd = [sys.executable, "-m", "sandbox", "--port", str(port), "--app-url", self.app_url,
-               "--portals", str(portals), "--access-ttl", str(access_ttl)]
-        log = self._log("sandbox.log")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self._base_env(), stdout=subprocess.PIPE, stderr=log)
+        proc, self.sandbox = start_sandbox(self._base_env(), self.app_url, self._log("sandbox.log"),
+                                           portals=portals, access_ttl=access_ttl, port=port)
         self.procs.append(proc)
-        line = proc.stdout.readline()
-        if not line:
-            self.stop()
-            raise RuntimeError(f"sandbox did not start; see {self.log_dir / 'sandbox.log'}")
-        self.sandbox = json.loads(line)
         self.base = self.sandbox["base"]
 
     def app_env(self) -> dict[str, str]:

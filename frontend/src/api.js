@@ -1,0 +1,140 @@
+// JSON client for the app's own API. The session token lives in this module's memory only: never in
+// localStorage or cookies (third-party frame, see DESIGN.md "Identity and trust").
+import { getFrame } from './frame.js'
+
+// Renew this long before the server-side expiry so a request never races the deadline.
+const RENEW_MARGIN_S = 60
+
+let apiBase = ''
+let token = null
+let expiresAt = 0
+let renewing = null
+const sessionListeners = new Set()
+
+/** An API failure in the server's {"error", "message"} shape (status 0 = no response). */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message)
+    this.name = 'ApiError'
+    this.status = status
+    this.code = code
+  }
+}
+
+/** Takes the token, its expiry and the URL prefix from the page's boot data. */
+export function configureApi(boot) {
+  apiBase = String(boot.api_base || '').replace(/\/+$/, '')
+  token = boot.token || null
+  expiresAt = Number(boot.token_expires_at) || 0
+}
+
+/** Calls fn(sessionResponse) every time the session is renewed; returns an unsubscribe function. */
+export function onSessionRenewed(fn) {
+  sessionListeners.add(fn)
+  return () => sessionListeners.delete(fn)
+}
+
+/** Absolute path of an API endpoint: "/integrations" -> "{api_base}/api/integrations". */
+export function apiUrl(path) {
+  return `${apiBase}/api${path.startsWith('/') ? path : `/${path}`}`
+}
+
+function needsRenewal() {
+  return !token || (expiresAt > 0 && expiresAt - Date.now() / 1000 < RENEW_MARGIN_S)
+}
+
+function defaultMessage(status) {
+  if (status === 401) return 'Сессия истекла. Обновите страницу приложения.'
+  if (status === 403) return 'Недостаточно прав для этого действия.'
+  if (status === 404) return 'Функция пока недоступна.'
+  if (status >= 500) return 'Ошибка на сервере. Попробуйте позже.'
+  return `Ошибка запроса (HTTP ${status}).`
+}
+
+async function parse(response) {
+  const text = await response.text()
+  let data = null
+  if (text) {
+    try {
+      data = JSON.parse(text)
+    } catch {
+      if (response.ok) throw new ApiError(response.status, 'bad_response', 'Сервер вернул неожиданный ответ.')
+    }
+  }
+  if (response.ok) return data
+  throw new ApiError(response.status, data?.error || `http_${response.status}`, data?.message || defaultMessage(response.status))
+}
+
+async function send(path, method, body, authorised = true) {
+  const headers = { Accept: 'application/json' }
+  if (authorised && token) headers.Authorization = `Bearer ${token}`
+  if (body !== undefined) headers['Content-Type'] = 'application/json'
+  try {
+    return await fetch(apiUrl(path), {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'omit',
+      cache: 'no-store',
+    })
+  } catch {
+    throw new ApiError(0, 'network_error', 'Нет связи с сервером приложения.')
+  }
+}
+
+async function frameAuth(forceRefresh) {
+  const $b24 = await getFrame()
+  let auth = forceRefresh ? false : $b24.auth.getAuthData()
+  if (!auth) auth = await $b24.auth.refreshAuth()
+  if (!auth) throw new ApiError(401, 'frame_auth_unavailable', 'Битрикс24 не выдал авторизацию. Обновите страницу.')
+  return auth
+}
+
+async function exchange(auth) {
+  // The SDK reports domain as the portal origin ("https://x.bitrix24.ru"); the server wants the host.
+  const domain = String(auth.domain || '').replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '')
+  const body = { access_token: auth.access_token, domain, member_id: auth.member_id }
+  return parse(await send('/session', 'POST', body, false))
+}
+
+/** Exchanges a fresh Bitrix24 frame auth for a new session token; concurrent callers share one exchange. */
+export function renewSession() {
+  if (!renewing) {
+    renewing = (async () => {
+      let data
+      try {
+        data = await exchange(await frameAuth(false))
+      } catch (error) {
+        // The cached portal token may have expired or been revoked: ask the portal for a new one, once.
+        if (!(error instanceof ApiError && error.status === 401)) throw error
+        data = await exchange(await frameAuth(true))
+      }
+      token = data.token
+      expiresAt = Number(data.expires_at) || 0
+      for (const fn of sessionListeners) fn(data)
+      return data
+    })().finally(() => {
+      renewing = null
+    })
+  }
+  return renewing
+}
+
+/** Calls {api_base}/api{path} with the bearer token, renewing the session (once) when needed. */
+export async function api(path, { method = 'GET', body } = {}) {
+  if (needsRenewal()) {
+    try {
+      await renewSession()
+    } catch {
+      // Go on with what we have; the server's answer decides.
+    }
+  }
+  const first = await send(path, method, body)
+  if (first.status !== 401) return parse(first)
+  try {
+    await renewSession()
+  } catch {
+    return parse(first)
+  }
+  return parse(await send(path, method, body))
+}

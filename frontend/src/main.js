@@ -1,0 +1,14 @@
+// Entry of the app page (templates/index.html).
+import './style.css'
+
+import { createApp } from 'vue'
+
+import { configureApi } from './api.js'
+import App from './App.vue'
+import { readBoot } from './boot.js'
+import { autoFitFrame } from './frame.js'
+
+const boot = readBoot()
+configureApi(boot)
+createApp(App, { boot }).mount('#app')
+autoFitFrame()
