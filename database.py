@@ -10,6 +10,7 @@ and automatically at start-up when AUTO_MIGRATE is on.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,7 @@ class Database:
     def __init__(self, url: str, pool_size: int = 20):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         if self.is_sqlite:
             self.engine = sa.create_engine(
                 url,
@@ -161,7 +163,10 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A short write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
-        with self.engine.connect() as conn:
+        # SQLite has one writer at a time. Threads of this process queue on a lock that wakes the
+        # next one at once, instead of on SQLite's busy handler, which sleeps in growing steps;
+        # other processes still wait on busy_timeout.
+        with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(immediate=True)
             with conn.begin():
                 yield conn

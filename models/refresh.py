@@ -166,21 +166,26 @@ class RefreshEngine:
         seen_version: int | None = None,
         deadline: float | None = None,
         wait_for_peer: bool = False,
+        from_run: bool = False,
     ) -> RefreshOutcome:
         """Refresh one credential if it is due (or `force`), under its lease.
 
         `seen_version` (request-time refresh): the version whose access token was refused; if the
         row has moved past it, a peer already refreshed and nothing is spent.
         """
-        cred = self.vault.get(credential_id)
-        if cred is None or cred.status != ACTIVE:
-            return RefreshOutcome(credential_id, INACTIVE if cred is None or cred.status != NEEDS_REAUTH else REAUTH,
-                                  credential=cred)
-        if self._already_fresh(cred, force, seen_version):
-            return RefreshOutcome(credential_id, FRESH, credential=cred)
+        cred = None
+        if not from_run:
+            # Request-time callers first look without writing: most of the time there is nothing to do.
+            # The cron run already selected the row as due, so it goes straight for the lease.
+            cred = self.vault.get(credential_id)
+            if cred is None or cred.status != ACTIVE:
+                status = REAUTH if cred is not None and cred.status == NEEDS_REAUTH else INACTIVE
+                return RefreshOutcome(credential_id, status, credential=cred)
+            if self._already_fresh(cred, force, seen_version):
+                return RefreshOutcome(credential_id, FRESH, credential=cred)
         owner = self._owner()
         if not self.vault.claim_lease(credential_id, owner, self.settings.lease_seconds):
-            if wait_for_peer:
+            if wait_for_peer and cred is not None:
                 return self._wait_for_peer(cred, deadline)
             return RefreshOutcome(credential_id, LOCKED, credential=cred)
         committed = False
@@ -188,7 +193,7 @@ class RefreshEngine:
             cred = self.vault.get(credential_id)  # re-read after winning: a peer may have refreshed
             if cred is None or cred.status != ACTIVE or self._already_fresh(cred, force, seen_version):
                 return RefreshOutcome(credential_id, FRESH, credential=cred)
-            outcome = self._attempt(cred, owner, deadline)
+            outcome = self._attempt(cred, owner, deadline, reread=not from_run)
             committed = True  # _attempt always settles the lease (commit or record_failure)
             return outcome
         finally:
@@ -200,7 +205,7 @@ class RefreshEngine:
             return seen_version is not None and cred.version != seen_version
         return not self.is_due(cred)
 
-    def _attempt(self, cred: Credential, owner: str, deadline: float | None) -> RefreshOutcome:
+    def _attempt(self, cred: Credential, owner: str, deadline: float | None, reread: bool = True) -> RefreshOutcome:
         provider = self.providers.get(cred.provider)
         if provider is None:
             self.vault.release_lease(cred.id, owner)
@@ -223,7 +228,7 @@ class RefreshEngine:
                 break
             if self.vault.commit_refresh(cred.id, cred.version, tokens):
                 self._count("refresh_success_total", provider=cred.provider)
-                return RefreshOutcome(cred.id, REFRESHED, credential=self.vault.get(cred.id))
+                return RefreshOutcome(cred.id, REFRESHED, credential=self.vault.get(cred.id) if reread else None)
             # The row moved while we talked to the provider (a fresh pair arrived from an install or
             # an iframe open). That pair is newer than ours; ours is dropped.
             log.warning("credential %s changed during refresh; kept the newer stored pair", cred.id)
@@ -364,7 +369,7 @@ class RefreshEngine:
                     while len(in_flight) >= max_in_flight:
                         done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                         collect(done)
-                    in_flight.add(pool.submit(self.refresh, credential_id, deadline=deadline))
+                    in_flight.add(pool.submit(self.refresh, credential_id, deadline=deadline, from_run=True))
                     submitted += 1
                 if len(page) < self.settings.batch_size:
                     break
