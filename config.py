@@ -63,7 +63,9 @@ def defaults() -> dict:
         "CRON_TOKEN": "",
         "DATABASE_PATH": str(ROOT / "data" / "app.db"),
         "DATABASE_URL": "",
-        "AUTO_MIGRATE": True,
+        # None = on in development/testing, off in production (several workers must not race to
+        # migrate; deploys run `flask db upgrade` once).
+        "AUTO_MIGRATE": None,
         "BITRIX24_CLIENT_ID": "",
         "BITRIX24_CLIENT_SECRET": "",
         "BITRIX24_OAUTH_URL": "https://oauth.bitrix.info",
@@ -106,7 +108,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> dict:
         raw = env.get(name)
         if raw is None:
             continue
-        if isinstance(default, bool):
+        if isinstance(default, bool) or name == "AUTO_MIGRATE":
             out[name] = _bool(raw, default)
         elif isinstance(default, int):
             out[name] = _int(name, raw, default)
@@ -142,6 +144,8 @@ def validate(cfg: dict) -> None:
     env = cfg.get("APP_ENV")
     if env not in ENVIRONMENTS:
         raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    if cfg.get("AUTO_MIGRATE") is None:
+        cfg["AUTO_MIGRATE"] = env != "production"
     if not 60 <= int(cfg["SESSION_TTL_SECONDS"]) <= 900:
         raise ConfigError("SESSION_TTL_SECONDS must be between 60 and 900 (DESIGN: exp ≤ 15 min)")
     if int(cfg["REFRESH_CONCURRENCY"]) < 1 or int(cfg["REFRESH_MAX_ATTEMPTS"]) < 1:

@@ -26,6 +26,10 @@ class ReauthNotifier:
 
     def __call__(self, cred: Credential, error: str) -> None:
         """Send the portal admin a Bitrix24 notification, through any working token of the portal."""
+        if cred.subject.startswith("user:"):
+            # One employee's own pair: their next open of the app brings a fresh one; no admin alert.
+            log.info("user credential %s needs a fresh open of the app by its user", cred.id)
+            return
         if cred.portal_id is None:
             log.warning("credential %s needs re-authorisation and belongs to no portal: admin status shows it",
                         cred.id)

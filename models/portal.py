@@ -442,7 +442,7 @@ class PortalService:
             return
         self.vault.store("bitrix24", portal.member_id, user_subject(identity.user_id), tokens,
                          portal_id=portal.id, user_id=identity.user_id, endpoint=portal.server_endpoint,
-                         reason="frame", label=identity.name)
+                         reason="frame", label=identity.name, used=False)
 
     # ---- alerts and per-portal admin tokens ---------------------------------------------------------
 

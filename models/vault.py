@@ -215,18 +215,21 @@ class Vault:
         label: str | None = None,
         endpoint: str | None = None,
         reason: str = "grant",
+        used: bool = True,
         conn=None,
     ) -> int:
         """Insert or replace a credential with a freshly granted pair; returns its id.
 
         Used for pairs that arrive from outside the refresh path (install, iframe open, OAuth
         connect): they are newer than whatever we hold, so they win and reset the failure state.
+        `used=False` keeps the pair out of the cron's "in use" set until a call actually uses it
+        (request-time refresh covers it then), so idle users' tokens are not refreshed on a timer.
         """
         if conn is None:
             with self.db.write() as c:
                 return self.store(
                     provider, account, subject, tokens, portal_id=portal_id, user_id=user_id,
-                    label=label, endpoint=endpoint, reason=reason, conn=c,
+                    label=label, endpoint=endpoint, reason=reason, used=used, conn=c,
                 )
         ts = now()
         row = conn.execute(
@@ -252,9 +255,10 @@ class Vault:
         for key, value in (("portal_id", portal_id), ("user_id", user_id), ("label", label), ("endpoint", endpoint)):
             if value is not None:
                 values[key] = value
+        if used:
+            values["last_used_at"] = ts
         if row is None:
-            values.update(provider=provider, account=account, subject=subject, version=1, created_at=ts,
-                          last_used_at=ts)
+            values.update(provider=provider, account=account, subject=subject, version=1, created_at=ts)
             return conn.execute(sa.insert(credentials).values(**values)).inserted_primary_key[0]
         self._push_history(conn, row, reason)
         values["version"] = row.version + 1
