@@ -337,7 +337,11 @@ class PortalService:
             portal = self.get_by_member(forms.text(auth, "member_id"))
             if portal is None:
                 raise
-            self.prove(forms.text(auth, "access_token"), member_id=portal.member_id, domain=portal.domain)
+            trusted = self.prove(forms.text(auth, "access_token"), member_id=portal.member_id, domain=portal.domain)
+            # Any employee holds a token of our app (the iframe gives one out): only an admin's may
+            # bring a new application token, or the event token could be hijacked.
+            if not self._is_admin(trusted.client_endpoint, forms.text(auth, "access_token")):
+                raise Rejected("not_admin", "the update event does not come from a portal administrator", 403)
         ts = now()
         values = {"updated_at": ts, "status": INSTALLED}
         if forms.text(data, "VERSION"):

@@ -144,3 +144,16 @@ def test_bot_handler_url_ends_with_slash(live_stack):
     assert requests.post(f"{live_stack.app_url}/python_bot/", data=form, timeout=10).status_code == 200
     form["auth[application_token]"] = "forged"
     assert requests.post(f"{live_stack.app_url}/python_bot/", data=form, timeout=10).status_code == 403
+
+
+def test_update_with_an_employee_token_cannot_change_the_application_token(live_stack):
+    install(live_stack)
+    before = portal_rows(live_stack)
+    employee = mint(live_stack, user_id=2)
+    form = dict(load_fixture("event-ONAPPUPDATE.json")["payload"])
+    form.update({"auth[member_id]": employee["member_id"], "auth[domain]": employee["domain"],
+                 "auth[access_token]": employee["access_token"], "auth[refresh_token]": employee["refresh_token"],
+                 "auth[client_endpoint]": employee["client_endpoint"], "auth[application_token]": "hijack"})
+    response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
+    assert response.status_code == 403
+    assert portal_rows(live_stack) == before
