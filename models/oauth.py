@@ -10,7 +10,9 @@ provider may have rotated the pair already, which the refresh engine must rememb
 
 from __future__ import annotations
 
+import http.cookiejar
 import time
+import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -108,6 +110,12 @@ def make_session(pool_size: int) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "b24-telemost/1.0"
+    # One session serves every provider and portal: never carry cookies from one answer to the next.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    # requests re-reads proxy variables from the environment on every request (measurable in the
+    # refresh benchmark); skip that when no proxy is configured at all.
+    if not urllib.request.getproxies():
+        session.trust_env = False
     return session
 
 

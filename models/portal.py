@@ -341,7 +341,7 @@ class PortalService:
             # Any employee holds a token of our app (the iframe gives one out): only an admin's may
             # bring a new application token, or the event token could be hijacked.
             if not self._is_admin(trusted.client_endpoint, forms.text(auth, "access_token")):
-                raise Rejected("not_admin", "the update event does not come from a portal administrator", 403)
+                raise Rejected("not_admin", "the update event does not come from a portal administrator", 403) from None
         ts = now()
         values = {"updated_at": ts, "status": INSTALLED}
         if forms.text(data, "VERSION"):

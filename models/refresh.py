@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -184,14 +185,16 @@ class RefreshEngine:
             if self._already_fresh(cred, force, seen_version):
                 return RefreshOutcome(credential_id, FRESH, credential=cred)
         owner = self._owner()
-        if not self.vault.claim_lease(credential_id, owner, self.settings.lease_seconds):
+        # Winning the lease returns the row as it is now: a peer may have refreshed it meanwhile.
+        claimed = self.vault.claim(credential_id, owner, self.settings.lease_seconds)
+        if claimed is None:
             if wait_for_peer and cred is not None:
                 return self._wait_for_peer(cred, deadline)
             return RefreshOutcome(credential_id, LOCKED, credential=cred)
+        cred = claimed
         committed = False
         try:
-            cred = self.vault.get(credential_id)  # re-read after winning: a peer may have refreshed
-            if cred is None or cred.status != ACTIVE or self._already_fresh(cred, force, seen_version):
+            if self._already_fresh(cred, force, seen_version):
                 return RefreshOutcome(credential_id, FRESH, credential=cred)
             outcome = self._attempt(cred, owner, deadline, reread=not from_run)
             committed = True  # _attempt always settles the lease (commit or record_failure)
@@ -200,12 +203,27 @@ class RefreshEngine:
             if not committed:
                 self.vault.release_lease(credential_id, owner)
 
+    def _refresh_claimed(self, cred: Credential, owner: str, deadline: float,
+                         committer: GroupCommitter) -> RefreshOutcome:
+        """A run's worker: the lease is already ours (claimed with its chunk)."""
+        settled = False
+        try:
+            if not self.is_due(cred):  # a peer refreshed it between the due query and our claim
+                return RefreshOutcome(cred.id, FRESH)
+            outcome = self._attempt(cred, owner, deadline, reread=False, committer=committer)
+            settled = True
+            return outcome
+        finally:
+            if not settled:
+                self.vault.release_lease(cred.id, owner)
+
     def _already_fresh(self, cred: Credential, force: bool, seen_version: int | None) -> bool:
         if force:
             return seen_version is not None and cred.version != seen_version
         return not self.is_due(cred)
 
-    def _attempt(self, cred: Credential, owner: str, deadline: float | None, reread: bool = True) -> RefreshOutcome:
+    def _attempt(self, cred: Credential, owner: str, deadline: float | None, reread: bool = True,
+                 committer: GroupCommitter | None = None) -> RefreshOutcome:
         provider = self.providers.get(cred.provider)
         if provider is None:
             self.vault.release_lease(cred.id, owner)
@@ -226,7 +244,9 @@ class RefreshEngine:
                         self._sleep(delay)
                         continue
                 break
-            if self.vault.commit_refresh(cred.id, cred.version, tokens):
+            stored = (committer.commit(cred.id, cred.version, tokens) if committer is not None
+                      else self.vault.commit_refresh(cred.id, cred.version, tokens))
+            if stored:
                 self._count("refresh_success_total", provider=cred.provider)
                 return RefreshOutcome(cred.id, REFRESHED, credential=self.vault.get(cred.id) if reread else None)
             # The row moved while we talked to the provider (a fresh pair arrived from an install or
@@ -353,7 +373,9 @@ class RefreshEngine:
                 with lock:
                     report.add(outcome)
 
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="refresh") as pool:
+        owner = f"{self._owner()}:run"
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="refresh") as pool, \
+                GroupCommitter(self.vault) as committer:
             stop = False
             while not stop:
                 page = self.vault.due_page(now_ts=int(started), after=after, limit=self.settings.batch_size,
@@ -361,7 +383,8 @@ class RefreshEngine:
                 if not page:
                     break
                 after = page[-1]
-                for _, credential_id in page:
+                ids = [credential_id for _, credential_id in page]
+                for offset in range(0, len(ids), self.settings.concurrency):
                     if (limit is not None and submitted >= limit) or time.time() >= deadline:
                         report.budget_exhausted = time.time() >= deadline
                         stop = True
@@ -369,8 +392,15 @@ class RefreshEngine:
                     while len(in_flight) >= max_in_flight:
                         done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                         collect(done)
-                    in_flight.add(pool.submit(self.refresh, credential_id, deadline=deadline, from_run=True))
-                    submitted += 1
+                    chunk = ids[offset:offset + self.settings.concurrency]
+                    if limit is not None:
+                        chunk = chunk[: limit - submitted]
+                    submitted += len(chunk)
+                    # One statement claims the chunk's leases (instead of one transaction each).
+                    claimed = self.vault.claim_many(chunk, owner, self.settings.lease_seconds)
+                    report.skipped_locked += len(chunk) - len(claimed)
+                    for cred in claimed:
+                        in_flight.add(pool.submit(self._refresh_claimed, cred, owner, deadline, committer))
                 if len(page) < self.settings.batch_size:
                     break
             done, _ = wait(in_flight)
@@ -409,6 +439,61 @@ class RefreshEngine:
                 .values(finished_at=time.time(), duration_ms=report.duration_ms,
                         report=json.dumps(report.as_dict()))
             )
+
+
+class GroupCommitter:
+    """Commits refreshed pairs of a run in small batches from one thread (group commit).
+
+    A worker hands over its new pair and waits until the batch holding it is committed, so a pair
+    is durable before the worker reports it; one transaction per batch instead of one per pair keeps
+    the single SQLite writer from becoming the bottleneck (bench/refresh.py).
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, vault: Vault):
+        self.vault = vault
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="refresh-commit", daemon=True)
+
+    def __enter__(self) -> GroupCommitter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def commit(self, credential_id: int, version: int, tokens) -> bool:
+        """Queue a CAS commit and wait for its batch; True when the pair was stored."""
+        done: Future = Future()
+        self._queue.put((credential_id, version, tokens, done))
+        return done.result()
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                results = self.vault.commit_many([(cid, version, tokens) for cid, version, tokens, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting worker must hear about it
+                for *_, done in batch:
+                    done.set_exception(exc)
+                continue
+            for (*_, done), ok in zip(batch, results, strict=True):
+                done.set_result(ok)
 
 
 def last_runs(db, limit: int = 10) -> list[dict]:
