@@ -20,6 +20,8 @@ from models.vault import Credential, Vault
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_ERRORS = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"}
+# Answers after which one refresh may help: the token expired, or a peer rotated it away.
+TOKEN_ERRORS = {"expired_token", "invalid_token"}
 MAX_BATCH = 50
 
 
@@ -105,13 +107,13 @@ class PortalClient:
         return cred
 
     def call(self, method: str, params: dict | None = None) -> RestResult:
-        """Call a method; on expired_token refresh once and retry."""
+        """Call a method; on expired_token (or invalid_token) refresh once and retry."""
         cred = self._credential()
         self.vault.mark_used(cred.id, cred.last_used_at)
         try:
             return self.rest.call(self.endpoint, cred.access_token, method, params)
         except Bitrix24Error as exc:
-            if exc.code != "expired_token":
+            if exc.code not in TOKEN_ERRORS:
                 raise
         renewed = self.engine.after_expired_token(cred)
         if renewed is None:

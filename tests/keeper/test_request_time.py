@@ -1,0 +1,77 @@
+"""Request-time refresh: a REST call answered with expired_token refreshes once and retries."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from app import create_app
+from models.bitrix24 import Bitrix24Error
+from models.vault import TokenSet
+from scripts.stack import generated_env, start_sandbox
+from tests.conftest import make_config
+
+
+@pytest.fixture
+def sandboxed_app(tmp_path):
+    env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    log = open(tmp_path / "sandbox.log", "ab")  # noqa: SIM115
+    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
+    app = create_app(make_config(tmp_path, BITRIX24_OAUTH_URL=info["oauth"],
+                                 BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
+                                 BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"]))
+    yield app, info
+    app.extensions["db"].dispose()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    log.close()
+
+
+def mint(info, **body):
+    response = requests.post(f"{info['base']}/_sandbox/oauth/tokens",
+                             json={"provider": "bitrix24", "portal": "portal1", **body}, timeout=10)
+    return response.json()["tokens"][0]
+
+
+def test_expired_token_refreshes_once_and_retries(sandboxed_app):
+    app, info = sandboxed_app
+    services = app.extensions["services"]
+    grant = mint(info, expires_in=1)
+    now = int(time.time())
+    # Our clock says the token is good for an hour; the portal already considers it expired.
+    cid = services.vault.store("bitrix24", grant["member_id"], "portal",
+                               TokenSet(grant["access_token"], grant["refresh_token"], now + 3600, now + 10**7),
+                               endpoint=grant["server_endpoint"])
+    time.sleep(1.5)
+    from models.bitrix24 import PortalClient
+
+    client = PortalClient(services.portals.rest, services.vault, services.engine, grant["client_endpoint"], cid)
+    result = client.call("user.current")
+    assert result.result["ID"] == "1"
+    cred = services.vault.get(cid)
+    assert cred.version == 2
+    current = requests.get(f"{info['base']}/_sandbox/oauth/grants/{grant['grant_id']}", timeout=10).json()
+    assert current["refresh_token"] == cred.refresh_token and current["rotations"] == 1
+
+
+def test_revoked_grant_fails_cleanly_and_counts(sandboxed_app):
+    app, info = sandboxed_app
+    services = app.extensions["services"]
+    grant = mint(info, expires_in=1)
+    requests.post(f"{info['base']}/_sandbox/oauth/grants/{grant['grant_id']}/revoke", timeout=10)
+    now = int(time.time())
+    cid = services.vault.store("bitrix24", grant["member_id"], "portal",
+                               TokenSet(grant["access_token"], grant["refresh_token"], now + 3600, now + 10**7),
+                               endpoint=grant["server_endpoint"])
+    from models.bitrix24 import PortalClient
+
+    client = PortalClient(services.portals.rest, services.vault, services.engine, grant["client_endpoint"], cid)
+    with pytest.raises(Bitrix24Error) as info_:
+        client.call("user.current")
+    assert info_.value.code == "expired_token"
+    cred = services.vault.get(cid)
+    assert (cred.failure_count, cred.last_error, cred.status) == (1, "invalid_grant", "active")
