@@ -254,11 +254,13 @@ class YandexOAuth(Provider):
                 refresh_expires_at=min(expires_at, now + YANDEX_RENEW_PERIOD),
                 extra={"scope": body.get("scope")},
             )
-        error = (body or {}).get("error") or f"http_{response.status_code}"
-        kind = _status_kind(response.status_code) or PERMANENT
-        raise OAuthError(error, kind, status=response.status_code,
+        error = (body or {}).get("error")
+        # A 200 without a usable pair may have rotated the token server-side: retry, remembering that.
+        unconfirmed = response.status_code == 200 and not error
+        kind = _status_kind(response.status_code) or (TRANSIENT if unconfirmed else PERMANENT)
+        raise OAuthError(error or f"http_{response.status_code}", kind, status=response.status_code,
                          description=str((body or {}).get("error_description", ""))[:200],
-                         unconfirmed=response.status_code == 200)
+                         unconfirmed=unconfirmed)
 
     def refresh(self, credential: Credential) -> TokenSet:
         """Refresh a Yandex credential (the access token may come back unchanged)."""
@@ -338,11 +340,15 @@ class AmoCRMOAuth(Provider):
         hint = str((data or {}).get("hint") or "")
         kind = _status_kind(response.status_code)
         code = AMO_PERMANENT_HINTS.get(hint)
-        if kind is None:
+        # A 200 without a usable pair may have rotated the token server-side: retry, remembering that.
+        unconfirmed = response.status_code == 200 and code is None
+        if kind is None and unconfirmed:
+            kind = TRANSIENT
+        elif kind is None:
             kind = PERMANENT
             code = code or ("invalid_grant" if response.status_code == 401 else f"http_{response.status_code}")
         raise OAuthError(code or f"http_{response.status_code}", kind, status=response.status_code,
-                         description=hint[:200], unconfirmed=response.status_code == 200)
+                         description=hint[:200], unconfirmed=unconfirmed)
 
     def refresh(self, credential: Credential) -> TokenSet:
         """Refresh an account's pair (single-use refresh token)."""
