@@ -13,6 +13,7 @@ request-time refresh when a REST call answers `expired_token`. Rules (DESIGN.md,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -203,14 +204,15 @@ class RefreshEngine:
             if not committed:
                 self.vault.release_lease(credential_id, owner)
 
-    def _refresh_claimed(self, cred: Credential, owner: str, deadline: float,
-                         committer: GroupCommitter) -> RefreshOutcome:
+    def _refresh_claimed(self, cred: Credential, owner: str, deadline: float, committer: GroupCommitter,
+                         http_slots: threading.Semaphore) -> RefreshOutcome:
         """A run's worker: the lease is already ours (claimed with its chunk)."""
         settled = False
         try:
             if not self.is_due(cred):  # a peer refreshed it between the due query and our claim
                 return RefreshOutcome(cred.id, FRESH)
-            outcome = self._attempt(cred, owner, deadline, reread=False, committer=committer)
+            outcome = self._attempt(cred, owner, deadline, reread=False, committer=committer,
+                                    http_slots=http_slots)
             settled = True
             return outcome
         finally:
@@ -223,7 +225,8 @@ class RefreshEngine:
         return not self.is_due(cred)
 
     def _attempt(self, cred: Credential, owner: str, deadline: float | None, reread: bool = True,
-                 committer: GroupCommitter | None = None) -> RefreshOutcome:
+                 committer: GroupCommitter | None = None,
+                 http_slots: threading.Semaphore | None = None) -> RefreshOutcome:
         provider = self.providers.get(cred.provider)
         if provider is None:
             self.vault.release_lease(cred.id, owner)
@@ -233,7 +236,8 @@ class RefreshEngine:
         for attempt in range(1, self.settings.max_attempts + 1):
             self._count("refresh_attempts_total", provider=cred.provider)
             try:
-                tokens = provider.refresh(cred)
+                with http_slots or contextlib.nullcontext():
+                    tokens = provider.refresh(cred)
             except OAuthError as exc:
                 error = exc
                 if not exc.permanent:
@@ -359,7 +363,7 @@ class RefreshEngine:
         report.due = self.vault.count_due(now_ts=int(started), **due_args)
         submitted = 0
         after: tuple[int, int] | None = None
-        max_in_flight = self.settings.concurrency * 2
+        max_in_flight = self.settings.concurrency * 3
         in_flight: set[Future] = set()
         lock = threading.Lock()
 
@@ -374,7 +378,11 @@ class RefreshEngine:
                     report.add(outcome)
 
         owner = f"{self._owner()}:run"
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="refresh") as pool, \
+        # REFRESH_CONCURRENCY bounds the requests in flight to the providers. Workers waiting for
+        # their batch to be committed hold no request slot, so there are more threads than slots.
+        http_slots = threading.BoundedSemaphore(self.settings.concurrency)
+        workers = self.settings.concurrency * 2
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool, \
                 GroupCommitter(self.vault) as committer:
             stop = False
             while not stop:
@@ -385,13 +393,13 @@ class RefreshEngine:
                 after = page[-1]
                 ids = [credential_id for _, credential_id in page]
                 for offset in range(0, len(ids), self.settings.concurrency):
+                    while len(in_flight) >= max_in_flight:
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        collect(done)
                     if (limit is not None and submitted >= limit) or time.time() >= deadline:
                         report.budget_exhausted = time.time() >= deadline
                         stop = True
                         break
-                    while len(in_flight) >= max_in_flight:
-                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                        collect(done)
                     chunk = ids[offset:offset + self.settings.concurrency]
                     if limit is not None:
                         chunk = chunk[: limit - submitted]
@@ -400,7 +408,8 @@ class RefreshEngine:
                     claimed = self.vault.claim_many(chunk, owner, self.settings.lease_seconds)
                     report.skipped_locked += len(chunk) - len(claimed)
                     for cred in claimed:
-                        in_flight.add(pool.submit(self._refresh_claimed, cred, owner, deadline, committer))
+                        in_flight.add(pool.submit(self._refresh_claimed, cred, owner, deadline, committer,
+                                                  http_slots))
                 if len(page) < self.settings.batch_size:
                     break
             done, _ = wait(in_flight)
