@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+from models.errors import ServiceError
 from models.oauth import AmoCRMOAuth, OAuthError, YandexOAuth
 from models.refresh import RefreshEngine
 from models.vault import ACCOUNT_SUBJECT, ACTIVE, PORTAL_SUBJECT, TokenSet, Vault
@@ -13,14 +14,8 @@ SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 PROVIDERS = ("bitrix24", "yandex", "amocrm")
 
 
-class IntegrationError(Exception):
+class IntegrationError(ServiceError):
     """A connect/register request cannot be completed; `status` is the HTTP status to answer."""
-
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 def _subject_for(provider: str) -> str:

@@ -11,9 +11,7 @@ Trust rules (DESIGN.md "Identity and trust"):
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -22,6 +20,7 @@ import sqlalchemy as sa
 from database import Database, credentials, now, portals
 from models import forms
 from models.bitrix24 import Bitrix24Error, Bitrix24Rest, PortalClient
+from models.errors import ServiceError
 from models.hosts import InvalidHost, endpoint_host, normalize_endpoint, normalize_host
 from models.oauth import KNOWN_BITRIX_OAUTH_HOSTS, Bitrix24OAuth, OAuthError
 from models.refresh import RefreshEngine
@@ -35,14 +34,11 @@ UNINSTALLED = "uninstalled"
 BITRIX_REFRESH_LIFETIME = 180 * 24 * 3600
 
 
-class Rejected(Exception):
+class Rejected(ServiceError):
     """A request from Bitrix24 (or pretending to be) is refused; nothing was written."""
 
     def __init__(self, code: str, message: str, status: int = 403):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+        super().__init__(code, message, status)
 
 
 @dataclass(frozen=True)
@@ -492,12 +488,3 @@ class PortalService:
         return {"id": portal.id, "member_id": portal.member_id, "domain": portal.domain, "status": portal.status,
                 "version": portal.version, "bot_id": portal.bot_id, "admin_user_id": portal.admin_user_id}
 
-
-def dumps(value) -> str:
-    """Compact JSON for logs and reports."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def timestamp() -> float:
-    """Wall-clock seconds."""
-    return time.time()

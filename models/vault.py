@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import Fernet, MultiFernet
 
 from database import Database, audit_log, credential_history, credentials, now
 
@@ -38,6 +38,10 @@ def user_subject(user_id: int) -> str:
 _c = credentials.c
 _h = credential_history.c
 _SELECT_ONE = sa.select(credentials).where(_c.id == sa.bindparam("b_id"))
+_SELECT_BY_IDENTITY = sa.select(credentials).where(
+    _c.provider == sa.bindparam("b_provider"), _c.account == sa.bindparam("b_account"),
+    _c.subject == sa.bindparam("b_subject"),
+)
 _CLAIM_LEASE = (
     sa.update(credentials)
     .where(
@@ -131,6 +135,10 @@ class Credential:
     last_used_at: int | None
 
 
+def _identity(provider: str, account: str, subject: str) -> dict:
+    return {"b_provider": provider, "b_account": account, "b_subject": subject}
+
+
 class _VersionMoved(Exception):
     """Raised inside a write transaction to roll it back when a CAS update matched nothing."""
 
@@ -214,13 +222,7 @@ class Vault:
     def find(self, provider: str, account: str, subject: str) -> Credential | None:
         """The credential by its identity (provider, account, subject)."""
         with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(credentials).where(
-                    credentials.c.provider == provider,
-                    credentials.c.account == account,
-                    credentials.c.subject == subject,
-                )
-            ).first()
+            row = conn.execute(_SELECT_BY_IDENTITY, _identity(provider, account, subject)).first()
         return self._row_to_credential(row) if row else None
 
     def for_portal(self, portal_id: int, provider: str | None = None) -> list[Credential]:
@@ -232,10 +234,13 @@ class Vault:
             rows = conn.execute(query.order_by(credentials.c.id)).all()
         return [self._row_to_credential(r) for r in rows]
 
-    def list(self, provider: str | None = None, status: str | None = None, limit: int = 1000) -> list[dict]:
+    def list(self, provider: str | None = None, status: str | None = None, limit: int = 1000,
+             portal_id: int | None = None) -> list[dict]:
         """Credential metadata without any token, for status listings."""
-        cols = [c for c in credentials.c if not c.name.endswith("_enc")]
+        cols = [c for c in credentials.c if not c.name.endswith("_enc") and not c.name.startswith("lease_")]
         query = sa.select(*cols).order_by(credentials.c.id).limit(limit)
+        if portal_id is not None:
+            query = query.where(credentials.c.portal_id == portal_id)
         if provider:
             query = query.where(credentials.c.provider == provider)
         if status:
@@ -305,13 +310,7 @@ class Vault:
                     label=label, endpoint=endpoint, reason=reason, used=used, conn=c,
                 )
         ts = now()
-        row = conn.execute(
-            sa.select(credentials).where(
-                credentials.c.provider == provider,
-                credentials.c.account == account,
-                credentials.c.subject == subject,
-            )
-        ).first()
+        row = conn.execute(_SELECT_BY_IDENTITY, _identity(provider, account, subject)).first()
         values = {
             "access_token_enc": self.cipher.encrypt(tokens.access_token),
             "refresh_token_enc": self.cipher.encrypt(tokens.refresh_token),
@@ -637,5 +636,3 @@ class Vault:
             ids = [r.id for r in conn.execute(query)]
         yield from ids
 
-
-__all__ = ["InvalidToken"]

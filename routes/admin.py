@@ -27,10 +27,8 @@ def status():
     if g.admin_scope == "portal":
         portal = g.admin_portal
         summary = {"portal": services().portals.describe(portal),
-                   "credentials": [dict(c) for c in services().vault.list() if c["portal_id"] == portal.id],
+                   "credentials": services().vault.list(portal_id=portal.id),
                    "alerts": services().portals.alerts(portal.id)}
-        for row in summary["credentials"]:
-            row.pop("lease_owner", None)
     return jsonify(summary)
 
 
@@ -49,7 +47,7 @@ def token(provider: str, account: str):
     except IntegrationError as exc:
         services().vault.audit(actor, "token_read_failed", f"{provider}/{account}",
                                {"error": exc.code, "ip": request.remote_addr})
-        raise ApiError(exc.code, exc.message, exc.status) from exc
+        raise
     services().vault.audit(actor, "token_read", f"{provider}/{account}",
                            {"version": result["version"], "ip": request.remote_addr})
     response = jsonify(result)
@@ -74,14 +72,11 @@ def amocrm_register():
     expires_in = data.get("expires_in")
     if expires_in is not None and not isinstance(expires_in, int):
         raise ApiError("bad_request", "expires_in must be an integer", 400)
-    try:
-        account = services().integrations.register_amocrm(
-            str(data.get("subdomain") or ""), code=data.get("code") or None,
-            access_token=data.get("access_token") or None, refresh_token=data.get("refresh_token") or None,
-            expires_in=expires_in,
-        )
-    except IntegrationError as exc:
-        raise ApiError(exc.code, exc.message, exc.status) from exc
+    account = services().integrations.register_amocrm(
+        str(data.get("subdomain") or ""), code=data.get("code") or None,
+        access_token=data.get("access_token") or None, refresh_token=data.get("refresh_token") or None,
+        expires_in=expires_in,
+    )
     services().vault.audit("admin:global", "amocrm_registered", account["account"])
     response = jsonify(account)
     response.status_code = 201

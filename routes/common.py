@@ -8,20 +8,15 @@ import html
 from flask import current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from models.errors import ServiceError
 from models.security import InvalidSession, same_secret
 from models.services import Services
 
 API_PREFIXES = ("/api/", "/tasks/", "/events", "/python_bot", "/install", "/metrics", "/health")
 
 
-class ApiError(Exception):
+class ApiError(ServiceError):
     """Raised in views to answer `{"error": code, "message": …}` with an HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 def services() -> Services:
@@ -63,8 +58,9 @@ def json_body() -> dict:
 def register_error_handlers(app) -> None:
     """App-level handlers: JSON under the API paths, HTML elsewhere."""
 
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError):
+        # Models' refusals (and ApiError from views) in the one JSON shape.
         return json_error(exc.code, exc.message, exc.status)
 
     @app.errorhandler(HTTPException)

@@ -57,7 +57,7 @@ def dispatch(payload: dict):
         return jsonify({"status": "ignored", "event": event})
     except Rejected as exc:
         log.warning("event %s refused: %s", event or "?", exc.code)
-        raise ApiError(exc.code, exc.message, exc.status) from exc
+        raise
 
 
 @bp.route("/install", methods=["GET", "POST"])
