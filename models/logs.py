@@ -55,8 +55,16 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Loggers with handlers of their own (gunicorn's access log prints query strings such as ?token=…).
+OWN_HANDLER_LOGGERS = ("gunicorn.access", "gunicorn.error")
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Install one stderr handler with the redacting filter on the root logger (idempotent)."""
+    for name in OWN_HANDLER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
     root = logging.getLogger()
     for handler in root.handlers:
         if getattr(handler, "_b24_redacting", False):

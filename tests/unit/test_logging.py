@@ -56,3 +56,17 @@ def test_root_handler_redacts():
     err = buffer.getvalue()
     assert SECRET not in err
     assert "client_secret=[REDACTED]" in err
+
+
+def test_gunicorn_access_log_is_redacted():
+    configure_logging("INFO")
+    logger = logging.getLogger("gunicorn.access")
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    logger.addHandler(handler)
+    try:
+        # gunicorn logs its access line as a format string with a dict of atoms.
+        logger.info('%(h)s "%(r)s" %(s)s', {"h": "127.0.0.1", "r": f"GET /api/admin/status?token={SECRET}", "s": "200"})
+    finally:
+        logger.removeHandler(handler)
+    assert SECRET not in buffer.getvalue() and "token=[REDACTED]" in buffer.getvalue()
