@@ -141,8 +141,8 @@ def yandex_callback():
     except IntegrationError as exc:
         return error_page("Не удалось подключить Яндекс", exc.message, exc.status)
     log.info("portal %s connected Yandex account", portal.member_id)
-    return render_template("error.html", title="Яндекс подключён",
-                           message=f"Аккаунт {result['account']} подключён. Окно можно закрыть.", status=200)
+    return render_template("error.html", title="Яндекс подключён", close_window=True,
+                           message=f"Аккаунт {result['account']} подключён. Окно закроется само.", status=200)
 
 
 @bp.post("/api/portal/admin-token")
