@@ -8,6 +8,7 @@ can be told apart from a token that never existed (the reuse counters are what t
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -84,7 +85,15 @@ def _new_counters() -> dict[str, Any]:
         "reuse_attempts": 0,
         "reuse_by_grant": Counter(),
         "spent_tokens": 0,
+        # Times each refresh token was presented (spend + reuse attempts), keyed by a fingerprint so
+        # the control API never shows a live token: 1 everywhere means nothing was spent twice.
+        "by_token": Counter(),
     }
+
+
+def token_fingerprint(token: str) -> str:
+    """A short, stable, non-reversible name for a token in counters."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -206,6 +215,7 @@ class TokenStore:
                 return RefreshResult(grant=grant, error="revoked")
             counters = self.counters[provider]
             if record.state == "spent":
+                counters["by_token"][token_fingerprint(token)] += 1
                 counters["reuse_attempts"] += 1
                 counters["reuse_by_grant"][grant.grant_id] += 1
                 return RefreshResult(grant=grant, error="spent")
@@ -214,6 +224,7 @@ class TokenStore:
                 return RefreshResult(grant=grant, error="expired")
             record.state = "spent"
             counters["spent_tokens"] += 1
+            counters["by_token"][token_fingerprint(token)] += 1
             if not keep_old_access:
                 self._access.pop(grant.access_token, None)
                 self._access_expiry.pop(grant.access_token, None)
@@ -293,6 +304,7 @@ class TokenStore:
                     "reuse_attempts": c["reuse_attempts"],
                     "reuse_by_grant": dict(c["reuse_by_grant"]),
                     "spent_tokens": c["spent_tokens"],
+                    "by_token": dict(c["by_token"]),
                 }
                 for provider, c in self.counters.items()
             }

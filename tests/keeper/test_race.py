@@ -120,6 +120,7 @@ def test_four_processes_refresh_each_credential_exactly_once(sandbox, storage_co
     counts = control(info, "GET", "/_sandbox/oauth/refreshes")["bitrix24"]
     assert counts["reuse_attempts"] == 0, "a refresh token was spent twice"
     assert sorted(counts["by_grant"].get(g, 0) for g in ids.values()) == [1] * 1000
+    assert len(counts["by_token"]) == 1000 and set(counts["by_token"].values()) == {1}
     newest = grants(info, ids.values())
     rows = stored(cfg)
     for cid, grant_id in ids.items():
