@@ -168,40 +168,35 @@ class RefreshEngine:
         seen_version: int | None = None,
         deadline: float | None = None,
         wait_for_peer: bool = False,
-        from_run: bool = False,
     ) -> RefreshOutcome:
-        """Refresh one credential if it is due (or `force`), under its lease.
+        """Refresh one credential if it is due (or `force`), under its lease (request-time path).
 
-        `seen_version` (request-time refresh): the version whose access token was refused; if the
-        row has moved past it, a peer already refreshed and nothing is spent.
+        `seen_version`: the version whose access token was refused; if the row has moved past it,
+        a peer already refreshed and nothing is spent.
         """
-        cred = None
-        if not from_run:
-            # Request-time callers first look without writing: most of the time there is nothing to do.
-            # The cron run already selected the row as due, so it goes straight for the lease.
-            cred = self.vault.get(credential_id)
-            if cred is None or cred.status != ACTIVE:
-                status = REAUTH if cred is not None and cred.status == NEEDS_REAUTH else INACTIVE
-                return RefreshOutcome(credential_id, status, credential=cred)
-            if self._already_fresh(cred, force, seen_version):
-                return RefreshOutcome(credential_id, FRESH, credential=cred)
+        # Look without writing first: most of the time there is nothing to do.
+        cred = self.vault.get(credential_id)
+        if cred is None or cred.status != ACTIVE:
+            status = REAUTH if cred is not None and cred.status == NEEDS_REAUTH else INACTIVE
+            return RefreshOutcome(credential_id, status, credential=cred)
+        if self._already_fresh(cred, force, seen_version):
+            return RefreshOutcome(credential_id, FRESH, credential=cred)
         owner = self._owner()
         # Winning the lease returns the row as it is now: a peer may have refreshed it meanwhile.
         claimed = self.vault.claim(credential_id, owner, self.settings.lease_seconds)
         if claimed is None:
-            if wait_for_peer and cred is not None:
+            if wait_for_peer:
                 return self._wait_for_peer(cred, deadline)
             return RefreshOutcome(credential_id, LOCKED, credential=cred)
-        cred = claimed
-        committed = False
+        settled = False
         try:
-            if self._already_fresh(cred, force, seen_version):
-                return RefreshOutcome(credential_id, FRESH, credential=cred)
-            outcome = self._attempt(cred, owner, deadline, reread=not from_run)
-            committed = True  # _attempt always settles the lease (commit or record_failure)
+            if self._already_fresh(claimed, force, seen_version):
+                return RefreshOutcome(credential_id, FRESH, credential=claimed)
+            outcome = self._attempt(claimed, owner, deadline)
+            settled = True  # _attempt always settles the lease (commit or record_failure)
             return outcome
         finally:
-            if not committed:
+            if not settled:
                 self.vault.release_lease(credential_id, owner)
 
     def _refresh_claimed(self, cred: Credential, owner: str, deadline: float, committer: GroupCommitter,
