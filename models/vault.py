@@ -42,22 +42,26 @@ _SELECT_BY_IDENTITY = sa.select(credentials).where(
     _c.provider == sa.bindparam("b_provider"), _c.account == sa.bindparam("b_account"),
     _c.subject == sa.bindparam("b_subject"),
 )
-_CLAIM_LEASE = (
+_LEASE_FREE = sa.or_(_c.lease_until.is_(None), _c.lease_until < sa.bindparam("b_now"))
+_TAKE_LEASE = {
+    "lease_owner": sa.bindparam("b_owner"),
+    "lease_until": sa.bindparam("b_until"),
+    # Taking over an expired lease means its holder died mid-refresh: the provider may have
+    # rotated the pair already, so the next invalid_grant means a lost response.
+    "unconfirmed_attempt": sa.case((_c.lease_owner.is_not(None), sa.true()), else_=_c.unconfirmed_attempt),
+}
+_CLAIM_ONE = (
     sa.update(credentials)
-    .where(
-        _c.id == sa.bindparam("b_id"),
-        _c.status == ACTIVE,
-        sa.or_(_c.lease_until.is_(None), _c.lease_until < sa.bindparam("b_now")),
-    )
-    .values(
-        lease_owner=sa.bindparam("b_owner"),
-        lease_until=sa.bindparam("b_until"),
-        # Taking over an expired lease means its holder died mid-refresh: the provider may have
-        # rotated the pair already, so the next invalid_grant means a lost response.
-        unconfirmed_attempt=sa.case((_c.lease_owner.is_not(None), sa.true()), else_=_c.unconfirmed_attempt),
-    )
+    .where(_c.id == sa.bindparam("b_id"), _c.status == ACTIVE, _LEASE_FREE)
+    .values(**_TAKE_LEASE)
+    .returning(*credentials.c)
 )
-_CLAIM_LEASE_RETURNING = _CLAIM_LEASE.returning(*credentials.c)
+_CLAIM_MANY = (
+    sa.update(credentials)
+    .where(_c.id.in_(sa.bindparam("b_ids", expanding=True)), _c.status == ACTIVE, _LEASE_FREE)
+    .values(**_TAKE_LEASE)
+    .returning(*credentials.c)
+)
 _RELEASE_LEASE = (
     sa.update(credentials)
     .where(_c.id == sa.bindparam("b_id"), _c.lease_owner == sa.bindparam("b_owner"))
@@ -378,7 +382,7 @@ class Vault:
         """Take the lease and read the row in the same statement (UPDATE … RETURNING); None if taken."""
         t = time.time()
         with self.db.write() as conn:
-            row = conn.execute(_CLAIM_LEASE_RETURNING, {"b_id": credential_id, "b_now": t, "b_owner": owner,
+            row = conn.execute(_CLAIM_ONE, {"b_id": credential_id, "b_now": t, "b_owner": owner,
                                                         "b_until": t + ttl_seconds}).first()
         return self._row_to_credential(row) if row else None
 
@@ -387,22 +391,9 @@ class Vault:
         if not credential_ids:
             return []
         t = time.time()
-        stmt = (
-            sa.update(credentials)
-            .where(
-                _c.id.in_(credential_ids),
-                _c.status == ACTIVE,
-                sa.or_(_c.lease_until.is_(None), _c.lease_until < t),
-            )
-            .values(
-                lease_owner=owner,
-                lease_until=t + ttl_seconds,
-                unconfirmed_attempt=sa.case((_c.lease_owner.is_not(None), sa.true()), else_=_c.unconfirmed_attempt),
-            )
-            .returning(*credentials.c)
-        )
         with self.db.write() as conn:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(_CLAIM_MANY, {"b_ids": list(credential_ids), "b_now": t, "b_owner": owner,
+                                              "b_until": t + ttl_seconds}).all()
         return [self._row_to_credential(r) for r in rows]
 
     def commit_many(self, items: list[tuple[int, int, TokenSet]]) -> list[bool]:
