@@ -42,6 +42,7 @@ class RedactingFilter(logging.Filter):
     """Renders each record's message once and strips secrets from it (and from exception text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the rendered message and any exception text; never drops a record."""
         try:
             message = record.getMessage()
         except (TypeError, ValueError):
