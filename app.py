@@ -76,6 +76,17 @@ def create_app(test_config: dict | None = None) -> Flask:
         origins = [o.strip() for o in app.config["CORS_ORIGINS"].split(",") if o.strip()]
         CORS(app, resources={r"/api/*": {"origins": origins}}, supports_credentials=False)
 
+    @app.cli.command("check-config")
+    def check_config():
+        """Validate the settings (create_app already did) and make sure the database answers."""
+        import click
+        import sqlalchemy as sa
+
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        click.echo(f"configuration ok: APP_ENV={app.config['APP_ENV']}, database={db.engine.dialect.name}, "
+                   f"public_url={app.config['PUBLIC_URL'] or '(not set)'}")
+
     @app.after_request
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

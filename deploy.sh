@@ -228,16 +228,7 @@ log "checking the configuration with the app's own validation"
 if ((DRY_RUN)); then
   as_app "$VENV/bin/flask" --app app check-config
 else
-  if out=$(as_app "$VENV/bin/flask" --app app check-config 2>&1); then
-    printf '%s\n' "$out"
-  elif grep -q "No such command" <<<"$out"; then
-    # No check-config command: building the app (app.py creates it on first access of `app`)
-    # runs create_app(), which validates the settings.
-    as_app "$VENV/bin/python" -c 'from app import app' || die "the app refuses this configuration (see above)"
-  else
-    printf '%s\n' "$out" >&2
-    die "the app refuses this configuration (see above)"
-  fi
+  as_app "$VENV/bin/flask" --app app check-config || die "the app refuses this configuration (see above)"
 fi
 log "running migrations"
 as_app "$VENV/bin/${MIGRATE[0]}" "${MIGRATE[@]:1}"

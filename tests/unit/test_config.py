@@ -58,3 +58,8 @@ def test_environment_casts():
 def test_create_app_refuses_bad_config(tmp_path):
     with pytest.raises(config.ConfigError):
         create_app(make_config(tmp_path, SESSION_TTL_SECONDS=3600))
+
+
+def test_check_config_command(app):
+    result = app.test_cli_runner().invoke(args=["check-config"])
+    assert result.exit_code == 0 and "configuration ok: APP_ENV=testing, database=sqlite" in result.output
