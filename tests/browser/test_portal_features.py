@@ -70,3 +70,23 @@ def test_session_is_renewed_through_the_frame_sdk(short_session_stack, page):
     expect(app.locator("[data-testid=integrations-error]")).to_have_count(0)
     assert renewals, "the app did not renew its session through /api/session"
     assert page.errors == []
+
+
+def test_admin_issues_a_portal_api_token_that_works(live_stack, page):
+    import requests
+
+    live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
+    app = open_app(page, live_stack, user_id=1)
+    app.locator("[data-testid=api-token-issue]").click()
+    value = app.locator("[data-testid=api-token-value]")
+    expect(value).to_be_visible()
+    token = value.input_value()
+    member_id = live_stack.sandbox["portals"][0]["member_id"]
+    answer = requests.get(f"{live_stack.app_url}/api/admin/tokens/bitrix24/{member_id}",
+                          headers={"X-API-Token": token}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["access_token"]
+    assert "refresh_token" not in answer.json()
+    # Employees do not see the card.
+    app = open_app(page, live_stack, user_id=2)
+    expect(app.locator("[data-testid=greeting]")).to_contain_text("Мария")
+    expect(app.locator("[data-testid=api-token]")).to_have_count(0)
