@@ -95,16 +95,22 @@ class Integrations:
             except OAuthError as exc:
                 status = 502 if not exc.permanent else 400
                 raise IntegrationError("amocrm_refused", f"amoCRM refused the code ({exc.code})", status) from exc
-        elif access_token and refresh_token:
-            if len(access_token) > 4096 or len(refresh_token) > 4096:
+        elif access_token:
+            # Without a refresh token this is a long-lived token (private integrations, 1 day to
+            # 5 years): nothing to refresh, the keeper only watches its expiry (admin status).
+            if len(access_token) > 4096 or len(refresh_token or "") > 4096:
                 raise IntegrationError("bad_tokens", "tokens are too long")
+            if not refresh_token and not expires_in:
+                raise IntegrationError("missing_fields", "a long-lived token needs `expires_in` (its lifetime)")
             now = int(time.time())
             ttl = int(expires_in) if expires_in else 86400
-            if not 0 < ttl <= 10 * 365 * 86400:
-                raise IntegrationError("bad_tokens", "expires_in must be a positive number of seconds")
-            tokens = TokenSet(access_token, refresh_token, now + ttl, now + 90 * 86400)
+            if not 0 < ttl <= 5 * 366 * 86400:
+                raise IntegrationError("bad_tokens", "expires_in must be a positive number of seconds (≤ 5 years)")
+            tokens = TokenSet(access_token, refresh_token or None, now + ttl,
+                              now + 90 * 86400 if refresh_token else None)
         else:
-            raise IntegrationError("missing_fields", "send either `code` or `access_token` + `refresh_token`")
+            raise IntegrationError("missing_fields", "send either `code`, or `access_token` with `refresh_token` "
+                                   "(or with `expires_in` for a long-lived token)")
         cred_id = self.vault.store("amocrm", subdomain, ACCOUNT_SUBJECT, tokens, portal_id=portal_id,
                                    label=subdomain, reason="register")
         return self.describe(cred_id)
@@ -135,6 +141,8 @@ class Integrations:
         if cred is None or cred.status != ACTIVE:
             raise IntegrationError("needs_reauth", "the credential needs re-authorisation", 409)
         if cred.expires_at <= time.time():
+            if not cred.refresh_token:
+                raise IntegrationError("needs_reauth", "the long-lived token has expired: issue a new one", 409)
             raise IntegrationError("unavailable", "the token could not be refreshed right now; try again", 503)
         self.vault.mark_used(cred.id, cred.last_used_at)
         return {"provider": provider, "account": account, "access_token": cred.access_token,

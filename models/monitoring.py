@@ -29,6 +29,8 @@ def status_summary(services) -> dict:
             for row in services.vault.list(status="needs_reauth", limit=200)
         ],
         "due_now": services.engine.due_count(),
+        # Long-lived tokens (no refresh token) cannot be renewed by the keeper: someone must replace them.
+        "expiring_without_refresh": services.vault.expiring_without_refresh(within_seconds=30 * 86400),
         "last_run": last,
         "recent_runs": runs,
     }

@@ -252,6 +252,16 @@ class Vault:
         with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def expiring_without_refresh(self, within_seconds: int) -> list[dict]:
+        """Active credentials with no refresh token whose access token ends soon (or has ended)."""
+        query = (
+            sa.select(_c.id, _c.provider, _c.account, _c.label, _c.expires_at)
+            .where(_c.status == ACTIVE, _c.refresh_token_enc.is_(None), _c.expires_at <= now() + within_seconds)
+            .order_by(_c.expires_at)
+        )
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     def summary(self) -> dict[str, dict[str, int]]:
         """Counts of credentials by provider and status."""
         query = sa.select(credentials.c.provider, credentials.c.status, sa.func.count()).group_by(
