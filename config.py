@@ -69,6 +69,7 @@ def defaults() -> dict:
         "BITRIX24_CLIENT_ID": "",
         "BITRIX24_CLIENT_SECRET": "",
         "BITRIX24_OAUTH_URL": "https://oauth.bitrix.info",
+        "BITRIX24_OAUTH_METHOD": "GET",
         "ALLOW_LOOPBACK_PORTALS": False,
         "BOT_CODE": "telemost_openlines_bot",
         "BOT_NAME": "Телемост-бот",
@@ -150,6 +151,8 @@ def validate(cfg: dict) -> None:
         raise ConfigError("SESSION_TTL_SECONDS must be between 60 and 900 (DESIGN: exp ≤ 15 min)")
     if int(cfg["REFRESH_CONCURRENCY"]) < 1 or int(cfg["REFRESH_MAX_ATTEMPTS"]) < 1:
         raise ConfigError("REFRESH_CONCURRENCY and REFRESH_MAX_ATTEMPTS must be at least 1")
+    if str(cfg.get("BITRIX24_OAUTH_METHOD", "GET")).upper() not in ("GET", "POST"):
+        raise ConfigError("BITRIX24_OAUTH_METHOD must be GET or POST")
     base_path = cfg.get("BASE_PATH") or ""
     if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
         raise ConfigError("BASE_PATH must start with '/' and not end with '/', e.g. /telemost-app")

@@ -144,11 +144,15 @@ class Bitrix24OAuth(Provider):
 
     name = "bitrix24"
 
-    def __init__(self, session, timeout, *, client_id: str, client_secret: str, oauth_url: str):
+    def __init__(self, session, timeout, *, client_id: str, client_secret: str, oauth_url: str,
+                 http_method: str = "GET"):
         super().__init__(session, timeout)
         self.client_id = client_id
         self.client_secret = client_secret
         self.oauth_url = oauth_url.rstrip("/")
+        # The docs show GET with a query string; b24jssdk POSTs a form and says it was verified
+        # empirically (spec §2.2, unconfirmed either way): configurable, tested both ways.
+        self.http_method = http_method.upper()
 
     def token_url(self, server_endpoint: str | None) -> str:
         """Where to refresh: the stored server_endpoint's host when it is a known Bitrix24 OAuth
@@ -164,7 +168,10 @@ class Bitrix24OAuth(Provider):
 
     def _token_request(self, params: dict, server_endpoint: str | None) -> TokenSet:
         params = dict(params, client_id=self.client_id, client_secret=self.client_secret)
-        response = self._send("GET", self.token_url(server_endpoint), params=params)
+        if self.http_method == "POST":
+            response = self._send("POST", self.token_url(server_endpoint), data=params)
+        else:
+            response = self._send("GET", self.token_url(server_endpoint), params=params)
         body = _json(response)
         error = (body or {}).get("error")
         if response.status_code == 200 and body and not error and body.get("access_token"):

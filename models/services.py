@@ -41,7 +41,8 @@ def build(cfg, db: Database) -> Services:
     vault = Vault(db, Cipher(fernet_keys(cfg["TOKEN_ENCRYPTION_KEY"])), int(cfg["TOKEN_HISTORY_KEEP"]))
     metrics = Metrics(db)
     bitrix_oauth = Bitrix24OAuth(session, timeout, client_id=cfg["BITRIX24_CLIENT_ID"],
-                                 client_secret=cfg["BITRIX24_CLIENT_SECRET"], oauth_url=cfg["BITRIX24_OAUTH_URL"])
+                                 client_secret=cfg["BITRIX24_CLIENT_SECRET"], oauth_url=cfg["BITRIX24_OAUTH_URL"],
+                                 http_method=cfg["BITRIX24_OAUTH_METHOD"])
     yandex = YandexOAuth(session, timeout, client_id=cfg["YANDEX_CLIENT_ID"],
                          client_secret=cfg["YANDEX_CLIENT_SECRET"], oauth_url=cfg["YANDEX_OAUTH_URL"],
                          login_url=cfg["YANDEX_LOGIN_URL"])

@@ -75,3 +75,29 @@ def test_revoked_grant_fails_cleanly_and_counts(sandboxed_app):
     assert info_.value.code == "expired_token"
     cred = services.vault.get(cid)
     assert (cred.failure_count, cred.last_error, cred.status) == (1, "invalid_grant", "active")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_bitrix24_refresh_by_get_or_post(tmp_path, method):
+    """Spec §2.2: the docs show GET + query, b24jssdk POSTs a form (unconfirmed): both must work."""
+    env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    log = open(tmp_path / "sandbox.log", "ab")  # noqa: SIM115
+    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
+    try:
+        app = create_app(make_config(tmp_path, BITRIX24_OAUTH_URL=info["oauth"], BITRIX24_OAUTH_METHOD=method,
+                                     BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
+                                     BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"]))
+        services = app.extensions["services"]
+        grant = mint(info)
+        now = int(time.time())
+        cid = services.vault.store("bitrix24", grant["member_id"], "portal",
+                                   TokenSet(grant["access_token"], grant["refresh_token"], now + 30, now + 10**7))
+        assert services.engine.refresh(cid).result == "refreshed"
+        counts = requests.get(f"{info['base']}/_sandbox/oauth/refreshes", timeout=10).json()["bitrix24"]
+        assert counts["by_grant"] == {grant["grant_id"]: 1}
+        app.extensions["db"].dispose()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        log.close()

@@ -63,3 +63,9 @@ def test_create_app_refuses_bad_config(tmp_path):
 def test_check_config_command(app):
     result = app.test_cli_runner().invoke(args=["check-config"])
     assert result.exit_code == 0 and "configuration ok: APP_ENV=testing, database=sqlite" in result.output
+
+
+def test_oauth_method_is_get_or_post():
+    config.validate(production(BITRIX24_OAUTH_METHOD="post"))
+    with pytest.raises(config.ConfigError):
+        config.validate(production(BITRIX24_OAUTH_METHOD="PUT"))
