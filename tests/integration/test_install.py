@@ -1,5 +1,6 @@
 """Install, update and uninstall over real HTTP against the sandbox portal, forged installs included."""
 
+import pytest
 import requests
 
 from tests.conftest import load_fixture
@@ -157,3 +158,14 @@ def test_update_with_an_employee_token_cannot_change_the_application_token(live_
     response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
     assert response.status_code == 403
     assert portal_rows(live_stack) == before
+
+
+@pytest.mark.parametrize("extra", [{}, {"auth[expires]": "1796000000", "auth[user_id]": "1"},
+                                   {"auth[scope]": "imbot imopenlines calendar"}])
+def test_onappinstall_with_or_without_unconfirmed_fields(live_stack, extra):
+    """Spec §1.4: auth[expires]/auth[user_id] and the scope separator are unconfirmed; both shapes install."""
+    admin = mint(live_stack, user_id=1)
+    form = install_event_form(live_stack, admin, application_token="a" * 32, **extra)
+    response = requests.post(f"{live_stack.app_url}/install", data=form, timeout=30)
+    assert response.status_code == 200, response.text
+    assert portal_rows(live_stack)[0]["admin_user_id"] == 1
