@@ -285,8 +285,8 @@ class PortalService:
     def setup(self, portal: Portal) -> InstallResult:
         """Register the Open Lines bot and bind the app events (idempotent; re-run on update)."""
         base = self.settings.public_url.rstrip("/")
-        client = self.client(portal)
         try:
+            client = self.client(portal)
             bot_id = client.call("imbot.register", {
                 "CODE": self.settings.bot_code,
                 "TYPE": "O",
@@ -323,40 +323,61 @@ class PortalService:
         return portal
 
     def handle_update(self, payload: dict) -> InstallResult:
-        """ONAPPUPDATE: new version, fresh tokens, maybe a new application token; re-bind handlers."""
+        """ONAPPUPDATE: new version, fresh tokens, maybe a new application token; re-bind handlers.
+
+        The application token alone is not enough to replace stored tokens (every employee sees it in
+        the iframe POST): a new pair or a new application token is taken only from an admin's token
+        proven ours at the OAuth server. All network checks happen before the write transaction.
+        """
         auth = payload.get("auth") if isinstance(payload.get("auth"), dict) else {}
         data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+        access, refresh = forms.text(auth, "access_token"), forms.text(auth, "refresh_token")
         try:
             portal = self.authenticate_event(payload)
+            token_matches = True
         except Rejected:
-            # Bitrix24 may send an updated application token: accept it only for tokens proven ours.
             portal = self.get_by_member(forms.text(auth, "member_id"))
             if portal is None:
                 raise
-            trusted = self.prove(forms.text(auth, "access_token"), member_id=portal.member_id, domain=portal.domain)
-            # Any employee holds a token of our app (the iframe gives one out): only an admin's may
-            # bring a new application token, or the event token could be hijacked.
-            if not self._is_admin(trusted.client_endpoint, forms.text(auth, "access_token")):
-                raise Rejected("not_admin", "the update event does not come from a portal administrator", 403) from None
+            token_matches = False
+        if not portal.installed:
+            raise Rejected("not_installed", "the application is not installed on this portal", 403)
+        trusted = None
+        if access:
+            try:
+                trusted = self.prove(access, member_id=portal.member_id, domain=portal.domain)
+                if not self._is_admin(trusted.client_endpoint, access):
+                    trusted = None
+            except Rejected:
+                trusted = None
+        if not token_matches and trusted is None:
+            # Bitrix24 may send an updated application token: accept it only with an admin's proven token.
+            raise Rejected("not_admin", "the update event does not come from a portal administrator", 403)
         ts = now()
-        values = {"updated_at": ts, "status": INSTALLED}
+        values = {"updated_at": ts}
         if forms.text(data, "VERSION"):
             values["version"] = forms.text(data, "VERSION")[:32]
-        if forms.text(auth, "application_token"):
+        if trusted is not None and forms.text(auth, "application_token"):
             values["application_token_hash"] = token_hash(forms.text(auth, "application_token"))
         with self.db.write() as conn:
             conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(**values))
-            access, refresh = forms.text(auth, "access_token"), forms.text(auth, "refresh_token")
-            if access and refresh:
-                tokens = TokenSet(access, refresh, ts + (forms.integer(auth, "expires_in", 3600) or 3600),
-                                  ts + BITRIX_REFRESH_LIFETIME)
+            if trusted is not None and refresh:
+                expires_in = max(60, min(forms.integer(auth, "expires_in", 3600) or 3600, 86400))
+                tokens = TokenSet(access, refresh, ts + expires_in, ts + BITRIX_REFRESH_LIFETIME)
                 self.vault.store("bitrix24", portal.member_id, PORTAL_SUBJECT, tokens, portal_id=portal.id,
-                                 user_id=forms.integer(auth, "user_id"), reason="update", conn=conn)
+                                 user_id=trusted.user_id, reason="update", conn=conn)
         return self.setup(self.get(portal.id))
 
     def handle_uninstall(self, payload: dict) -> Portal:
-        """ONAPPUNINSTALL: only with the stored application token; CLEAN=1 deletes the portal's data."""
+        """ONAPPUNINSTALL: only with the stored application token; CLEAN=1 deletes the portal's data.
+
+        The token is the only check the event allows (spec §1.6), and employees can read it in the
+        iframe POST; so before deleting anything, a still-working stored token that Bitrix24 says is
+        installed means the event is forged.
+        """
         portal = self.authenticate_event(payload)
+        if self._still_installed(portal):
+            raise Rejected("still_installed", "Bitrix24 still reports the application as installed", 403)
         data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
         clean = forms.text(data, "CLEAN") == "1"
         ts = now()
@@ -368,6 +389,18 @@ class PortalService:
             conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(**values))
         log.info("portal %s uninstalled (clean=%s)", portal.member_id, clean)
         return self.get(portal.id)
+
+    def _still_installed(self, portal: Portal) -> bool:
+        """True only when a stored, unexpired token still works and the OAuth server says installed."""
+        cred = self.vault.find("bitrix24", portal.member_id, PORTAL_SUBJECT)
+        if cred is None or cred.status != ACTIVE or cred.expires_at <= now():
+            return False
+        try:
+            info = self.oauth.app_info(cred.access_token)
+        except OAuthError:
+            return False  # revoked (as on a real uninstall) or unreachable: trust the event
+        install = info.get("install") if isinstance(info.get("install"), dict) else {}
+        return bool(install.get("installed")) and str(install.get("member_id") or "") == portal.member_id
 
     # ---- iframe identity ------------------------------------------------------------------------------
 

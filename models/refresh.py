@@ -243,9 +243,7 @@ class RefreshEngine:
                         self._sleep(delay)
                         continue
                 break
-            stored = (committer.commit(cred.id, cred.version, tokens) if committer is not None
-                      else self.vault.commit_refresh(cred.id, cred.version, tokens))
-            if stored:
+            if self._store(cred, tokens, committer):
                 self._count("refresh_success_total", provider=cred.provider)
                 return RefreshOutcome(cred.id, REFRESHED, credential=self.vault.get(cred.id) if reread else None)
             # The row moved while we talked to the provider (a fresh pair arrived from an install or
@@ -254,6 +252,27 @@ class RefreshEngine:
             self.vault.release_lease(cred.id, owner)
             return RefreshOutcome(cred.id, FRESH, credential=self.vault.get(cred.id))
         return self._fail(cred, owner, error, unconfirmed)
+
+    def _store(self, cred: Credential, tokens, committer: GroupCommitter | None) -> bool:
+        """Commit a pair the provider has already issued; a database hiccup must not lose it.
+
+        Retries the write a few times (it is the database failing, not the provider). If it still
+        fails, the row is marked unconfirmed so the next invalid_grant is read as a lost response.
+        """
+        last_exc: Exception | None = None
+        for attempt in range(3):
+            try:
+                if committer is not None and attempt == 0:
+                    return committer.commit(cred.id, cred.version, tokens)
+                return self.vault.commit_refresh(cred.id, cred.version, tokens)
+            except sa.exc.SQLAlchemyError as exc:
+                last_exc = exc
+                self._sleep(0.2 * (attempt + 1))
+        log.error("credential %s: the provider issued a new pair but it could not be stored", cred.id)
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            self.vault.mark_unconfirmed(cred.id, cred.version)
+        assert last_exc is not None
+        raise last_exc
 
     def _fail(self, cred: Credential, owner: str, error: OAuthError | None, unconfirmed: bool) -> RefreshOutcome:
         assert error is not None
@@ -377,8 +396,10 @@ class RefreshEngine:
         # their batch to be committed hold no request slot, so there are more threads than slots.
         http_slots = threading.BoundedSemaphore(self.settings.concurrency)
         workers = self.settings.concurrency * 2
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool, \
-                GroupCommitter(self.vault) as committer:
+        # Exit order is the reverse of entry: the pool (which waits for every worker, even when the
+        # loop below raises) closes before the committer, so no worker is left waiting on a commit.
+        with GroupCommitter(self.vault) as committer, \
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:
             stop = False
             while not stop:
                 page = self.vault.due_page(now_ts=int(started), after=after, limit=self.settings.batch_size,
@@ -476,11 +497,16 @@ class GroupCommitter:
 
     def _loop(self) -> None:
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
+        while True:
+            batch = []
+            if not stopping:
+                first = self._queue.get()
+                if first is None:
+                    stopping = True
+                else:
+                    batch.append(first)
+            # Take whatever else is queued; after the stop signal, keep draining until empty so a
+            # late pair is still committed rather than left waiting.
             while len(batch) < self.MAX_BATCH:
                 try:
                     item = self._queue.get_nowait()
@@ -488,8 +514,12 @@ class GroupCommitter:
                     break
                 if item is None:
                     stopping = True
-                    break
+                    continue
                 batch.append(item)
+            if not batch:
+                if stopping:
+                    return
+                continue
             try:
                 results = self.vault.commit_many([(cid, version, tokens) for cid, version, tokens, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiting worker must hear about it

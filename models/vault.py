@@ -80,7 +80,7 @@ _PRUNE_HISTORY = sa.delete(credential_history).where(
 )
 _COMMIT_REFRESH = (
     sa.update(credentials)
-    .where(_c.id == sa.bindparam("b_id"), _c.version == sa.bindparam("b_version"))
+    .where(_c.id == sa.bindparam("b_id"), _c.version == sa.bindparam("b_version"), _c.status != REVOKED)
     .values(
         access_token_enc=sa.bindparam("b_access"),
         refresh_token_enc=sa.func.coalesce(sa.bindparam("b_refresh", type_=sa.Text), _c.refresh_token_enc),
@@ -417,8 +417,11 @@ class Vault:
         ids = [cid for cid, _, _ in items]
         ts = now()
         with self.db.write() as conn:
+            # Rows are locked in id order so two committers can never deadlock on PostgreSQL; revoked
+            # credentials (uninstalled portals) are not revived by a refresh that was in flight.
             current = dict(conn.execute(
-                sa.select(_c.id, _c.version).where(_c.id.in_(ids)).with_for_update()
+                sa.select(_c.id, _c.version).where(_c.id.in_(ids), _c.status != REVOKED)
+                .order_by(_c.id).with_for_update()
             ).all())
             ok = [current.get(cid) == version for cid, version, _ in items]
             todo = [item for item, good in zip(items, ok, strict=True) if good]
@@ -482,6 +485,9 @@ class Vault:
             status = row.status
             if force_reauth or (permanent and failures >= threshold):
                 status = NEEDS_REAUTH
+            if row.lease_owner not in (owner, None):
+                # Our lease expired and another refresher holds the row now: its result counts, not ours.
+                return None
             conn.execute(
                 sa.update(credentials)
                 .where(credentials.c.id == credential_id, credentials.c.version == expected_version)
@@ -497,6 +503,15 @@ class Vault:
                 )
             )
         return status
+
+    def mark_unconfirmed(self, credential_id: int, version: int) -> None:
+        """Remember that the provider may have rotated this version's pair (its answer was not stored)."""
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id == credential_id, credentials.c.version == version)
+                .values(unconfirmed_attempt=True)
+            )
 
     def mark_used(self, credential_id: int, last_used_at: int | None) -> None:
         """Note that the access token was used (throttled to one write a minute per credential)."""
@@ -602,6 +617,9 @@ class Vault:
                         .where(table.c.id > last_id)
                         .order_by(table.c.id)
                         .limit(batch)
+                        # Locked (PostgreSQL) so a refresh committed meanwhile is not overwritten with
+                        # the re-encrypted old pair; SQLite already serialises the whole write.
+                        .with_for_update()
                     ).all()
                     for r in rows:
                         conn.execute(

@@ -169,3 +169,45 @@ def test_onappinstall_with_or_without_unconfirmed_fields(live_stack, extra):
     response = requests.post(f"{live_stack.app_url}/install", data=form, timeout=30)
     assert response.status_code == 200, response.text
     assert portal_rows(live_stack)[0]["admin_user_id"] == 1
+
+
+def test_forged_uninstall_with_the_right_token_is_refused_while_installed(live_stack):
+    """Employees can read the application token in the iframe POST; Bitrix24 itself says we are installed."""
+    install(live_stack)
+    info = portal_info(live_stack)
+    before = portal_rows(live_stack)
+    form = dict(load_fixture("event-ONAPPUNINSTALL.json")["payload"])
+    form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
+                 "auth[application_token]": info["application_token"]})
+    response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
+    assert response.status_code == 403 and response.json()["error"] == "still_installed"
+    assert portal_rows(live_stack) == before and credential_rows(live_stack)
+
+
+def test_update_with_the_right_token_but_an_employees_pair_keeps_the_stored_pair(live_stack):
+    install(live_stack)
+    info = portal_info(live_stack)
+    before = credential_rows(live_stack)
+    employee = mint(live_stack, user_id=2)
+    form = dict(load_fixture("event-ONAPPUPDATE.json")["payload"])
+    form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
+                 "auth[access_token]": employee["access_token"], "auth[refresh_token]": employee["refresh_token"],
+                 "auth[client_endpoint]": employee["client_endpoint"],
+                 "auth[application_token]": info["application_token"]})
+    response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
+    assert response.status_code == 200
+    after = credential_rows(live_stack)
+    assert [(c["id"], c["version"], c["refresh_token_enc"]) for c in after if c["subject"] == "portal"] == \
+        [(c["id"], c["version"], c["refresh_token_enc"]) for c in before if c["subject"] == "portal"]
+    assert portal_rows(live_stack)[0]["version"] == "2.1.0"
+
+
+def test_update_after_uninstall_does_not_revive_the_portal(live_stack):
+    install(live_stack)
+    info = portal_info(live_stack)
+    live_stack.control("POST", "/_sandbox/portals/portal1/uninstall", {"clean": True})
+    form = {"event": "ONAPPUPDATE", "data[VERSION]": "3", "auth[member_id]": info["member_id"],
+            "auth[application_token]": info["application_token"]}
+    response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
+    assert response.status_code == 403
+    assert portal_rows(live_stack)[0]["status"] == "uninstalled"
