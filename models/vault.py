@@ -42,6 +42,9 @@ _SELECT_BY_IDENTITY = sa.select(credentials).where(
     _c.provider == sa.bindparam("b_provider"), _c.account == sa.bindparam("b_account"),
     _c.subject == sa.bindparam("b_subject"),
 )
+# store() reads the row it will replace under a row lock (PostgreSQL), so two pairs arriving at once
+# (two tabs opening the app) queue instead of both writing version n+1.
+_LOCK_BY_IDENTITY = _SELECT_BY_IDENTITY.with_for_update()
 _LEASE_FREE = sa.or_(_c.lease_until.is_(None), _c.lease_until < sa.bindparam("b_now"))
 _TAKE_LEASE = {
     "lease_owner": sa.bindparam("b_owner"),
@@ -324,7 +327,7 @@ class Vault:
                     label=label, endpoint=endpoint, reason=reason, used=used, conn=c,
                 )
         ts = now()
-        row = conn.execute(_SELECT_BY_IDENTITY, _identity(provider, account, subject)).first()
+        row = conn.execute(_LOCK_BY_IDENTITY, _identity(provider, account, subject)).first()
         values = {
             "access_token_enc": self.cipher.encrypt(tokens.access_token),
             "refresh_token_enc": self.cipher.encrypt(tokens.refresh_token),
@@ -344,8 +347,15 @@ class Vault:
         if used:
             values["last_used_at"] = ts
         if row is None:
-            values.update(provider=provider, account=account, subject=subject, version=1, created_at=ts)
-            return conn.execute(sa.insert(credentials).values(**values)).inserted_primary_key[0]
+            try:
+                with conn.begin_nested():  # a concurrent first insert of the same identity may win
+                    return conn.execute(sa.insert(credentials).values(
+                        provider=provider, account=account, subject=subject, version=1, created_at=ts, **values
+                    )).inserted_primary_key[0]
+            except sa.exc.IntegrityError:
+                row = conn.execute(_LOCK_BY_IDENTITY, _identity(provider, account, subject)).first()
+                if row is None:
+                    raise
         self._push_history(conn, row, reason)
         values["version"] = row.version + 1
         conn.execute(sa.update(credentials).where(credentials.c.id == row.id).values(**values))

@@ -146,3 +146,27 @@ def test_schema_and_integrity(storage_app):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_concurrent_stores_of_one_identity_queue(vault):
+    """Two tabs opening the app at once: every pair is stored once, versions never collide."""
+    import threading
+
+    errors = []
+
+    def put(n):
+        try:
+            vault.store("bitrix24", "m1", "user:7", pair(n))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    cred = vault.find("bitrix24", "m1", "user:7")
+    assert cred.version == 8
+    versions = [h["version"] for h in vault.history(cred.id)]
+    assert versions == sorted(set(versions), reverse=True)
