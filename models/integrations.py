@@ -55,6 +55,10 @@ class Integrations:
             raise IntegrationError("yandex_refused", f"Яндекс отказал в доступе ({exc.code})", 502) from exc
         account = str(info["id"])
         label = str(info.get("default_email") or info.get("login") or account)[:255]
+        existing = self.vault.find("yandex", account, ACCOUNT_SUBJECT)
+        if existing is not None and existing.portal_id not in (None, portal_id):
+            # One Yandex account serves one portal: taking it silently would cut the other portal off.
+            raise IntegrationError("account_in_use", "Этот аккаунт Яндекса уже подключён к другому порталу", 409)
         for old in self.vault.for_portal(portal_id, "yandex"):
             if old.account != account:
                 self.vault.delete(old.id)

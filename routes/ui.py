@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request
+from flask import Blueprint, current_app, g, jsonify, make_response, redirect, render_template, request
 
 from models.integrations import IntegrationError
 from models.portal import Rejected
-from models.security import Identity, InvalidSession
+from models.security import Identity, InvalidSession, matches_hash, new_secret, token_hash
 from routes.common import ApiError, bearer_required, error_page, json_body, portal_admin_required, services
 from routes.frame import frame_headers, portal_origin
 
@@ -112,16 +112,28 @@ def yandex_disconnect():
     return jsonify({"yandex": services().integrations.yandex_status(g.portal.id)})
 
 
+YANDEX_NONCE_COOKIE = "yandex_connect_nonce"
+
+
 @bp.get("/auth/yandex/start")
 def yandex_start():
-    """Check the one-time ticket and send the admin to Yandex's consent page."""
+    """Check the one-time ticket and send the admin to Yandex's consent page.
+
+    The state is bound to this browser with a nonce cookie (first-party, in the connect window, not
+    in the portal frame): a start link passed to someone else cannot attach their Yandex account.
+    """
     signer = services().signer
     try:
         ticket = signer.read_state(request.args.get("ticket", ""), YANDEX_TICKET_AUDIENCE)
     except InvalidSession:
         return error_page("Ссылка устарела", "Начните подключение Яндекса заново из приложения.", 400)
-    state = signer.sign_state({"pid": ticket["pid"], "uid": ticket["uid"]}, 900, YANDEX_STATE_AUDIENCE)
-    return redirect(services().yandex.authorize_url(_public_url("/auth/yandex/callback"), state))
+    nonce = new_secret(16)
+    state = signer.sign_state({"pid": ticket["pid"], "uid": ticket["uid"], "nh": token_hash(nonce)}, 900,
+                              YANDEX_STATE_AUDIENCE)
+    response = redirect(services().yandex.authorize_url(_public_url("/auth/yandex/callback"), state))
+    response.set_cookie(YANDEX_NONCE_COOKIE, nonce, max_age=900, httponly=True, samesite="Lax",
+                        secure=_public_url("").startswith("https://"), path=f"{request.script_root}/auth/yandex/")
+    return response
 
 
 @bp.get("/auth/yandex/callback")
@@ -133,6 +145,9 @@ def yandex_callback():
         state = services().signer.read_state(request.args.get("state", ""), YANDEX_STATE_AUDIENCE)
     except InvalidSession:
         return error_page("Ссылка устарела", "Начните подключение Яндекса заново из приложения.", 400)
+    if not matches_hash(request.cookies.get(YANDEX_NONCE_COOKIE), str(state.get("nh") or "")):
+        return error_page("Подключение начато в другом окне",
+                          "Начните подключение Яндекса заново из приложения в этом же браузере.", 400)
     portal = services().portals.get(int(state["pid"]))
     if portal is None or not portal.installed:
         return error_page("Портал не найден", "Приложение не установлено на этом портале.", 400)
@@ -141,8 +156,11 @@ def yandex_callback():
     except IntegrationError as exc:
         return error_page("Не удалось подключить Яндекс", exc.message, exc.status)
     log.info("portal %s connected Yandex account", portal.member_id)
-    return render_template("error.html", title="Яндекс подключён", close_window=True,
-                           message=f"Аккаунт {result['account']} подключён. Окно закроется само.", status=200)
+    response = make_response(render_template(
+        "error.html", title="Яндекс подключён", close_window=True,
+        message=f"Аккаунт {result['account']} подключён. Окно закроется само.", status=200))
+    response.delete_cookie(YANDEX_NONCE_COOKIE, path=f"{request.script_root}/auth/yandex/")
+    return response
 
 
 @bp.post("/api/portal/admin-token")

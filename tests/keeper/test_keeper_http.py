@@ -576,6 +576,18 @@ def test_yandex_connect_refuses_bad_tickets_and_states(stack, main_portal):
         assert page.status_code == 400 and 'data-testid="error-page"' in page.text, params
 
 
+def test_yandex_connect_is_bound_to_the_browser_that_started_it(stack, main_portal, admin_boot):
+    """A start link opened in another browser (no nonce cookie) cannot attach that browser's Yandex account."""
+    url = bearer_post(stack, "/api/integrations/yandex/connect", admin_boot["token"]).json()["url"]
+    start = requests.get(url, timeout=30, allow_redirects=False)
+    assert start.status_code == 302 and "yandex_connect_nonce" in start.headers["Set-Cookie"]
+    assert "HttpOnly" in start.headers["Set-Cookie"] and "SameSite=Lax" in start.headers["Set-Cookie"]
+    consent = requests.get(start.headers["Location"], timeout=30, allow_redirects=False)
+    callback = consent.headers["Location"]
+    page = requests.get(callback, timeout=30)  # no cookie: a different browser
+    assert page.status_code == 400 and 'data-testid="error-page"' in page.text
+
+
 # ---- /metrics and the admin status ------------------------------------------------------------------------------
 
 

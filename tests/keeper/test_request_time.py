@@ -101,3 +101,41 @@ def test_bitrix24_refresh_by_get_or_post(tmp_path, method):
         proc.wait(timeout=10)
         proc.stdout.close()
         log.close()
+
+
+def yandex_code(info, client_id):
+    answer = requests.get(f"{info['yandex_oauth']}/authorize", allow_redirects=False, timeout=10,
+                          params={"response_type": "code", "client_id": client_id,
+                                  "redirect_uri": "http://127.0.0.1:9/cb", "state": "s"})
+    return answer.headers["Location"].split("code=")[1].split("&")[0]
+
+
+def test_a_yandex_account_serves_one_portal(tmp_path):
+    from database import portals
+    from models.integrations import IntegrationError
+
+    env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    log = open(tmp_path / "sandbox.log", "ab")  # noqa: SIM115
+    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
+    try:
+        app = create_app(make_config(tmp_path, YANDEX_OAUTH_URL=info["yandex_oauth"],
+                                     YANDEX_LOGIN_URL=info["yandex_login"], YANDEX_CLIENT_ID=env["YANDEX_CLIENT_ID"],
+                                     YANDEX_CLIENT_SECRET=env["YANDEX_CLIENT_SECRET"]))
+        services = app.extensions["services"]
+        with services.db.write() as conn:
+            for n in (1, 2):
+                conn.execute(portals.insert().values(id=n, member_id=f"m{n}", domain=f"p{n}.bitrix24.ru",
+                                                     client_endpoint="https://x/rest/", server_endpoint="https://y/",
+                                                     installed_at=0, updated_at=0))
+        assert services.integrations.connect_yandex(1, yandex_code(info, env["YANDEX_CLIENT_ID"]))["connected"]
+        with pytest.raises(IntegrationError) as refused:
+            services.integrations.connect_yandex(2, yandex_code(info, env["YANDEX_CLIENT_ID"]))
+        assert refused.value.status == 409
+        status = services.integrations.yandex_status
+        assert status(1)["connected"] and not status(2)["connected"]
+        app.extensions["db"].dispose()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        log.close()
