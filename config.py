@@ -151,6 +151,10 @@ def validate(cfg: dict) -> None:
         raise ConfigError("SESSION_TTL_SECONDS must be between 60 and 900 (DESIGN: exp ≤ 15 min)")
     if int(cfg["REFRESH_CONCURRENCY"]) < 1 or int(cfg["REFRESH_MAX_ATTEMPTS"]) < 1:
         raise ConfigError("REFRESH_CONCURRENCY and REFRESH_MAX_ATTEMPTS must be at least 1")
+    if float(cfg["REFRESH_LEASE_SECONDS"]) < 2 * float(cfg["HTTP_TIMEOUT_SECONDS"]) + 1:
+        # A lease must outlive one provider request (connect + read timeouts), or a second refresher
+        # could take over while our request is still in flight.
+        raise ConfigError("REFRESH_LEASE_SECONDS must be at least 2 × HTTP_TIMEOUT_SECONDS + 1")
     if str(cfg.get("BITRIX24_OAUTH_METHOD", "GET")).upper() not in ("GET", "POST"):
         raise ConfigError("BITRIX24_OAUTH_METHOD must be GET or POST")
     base_path = cfg.get("BASE_PATH") or ""

@@ -59,6 +59,9 @@ class RefreshSettings:
     lease_seconds: float = 120.0
     failures_before_reauth: int = 2
     peer_wait_seconds: float = 20.0
+    # Longest one provider request can take (connect + read timeouts, and a margin): a lease with less
+    # left than this is extended before the request, so it cannot expire while a token is in flight.
+    attempt_seconds: float = 21.0
 
     @classmethod
     def from_config(cls, cfg) -> RefreshSettings:
@@ -74,6 +77,7 @@ class RefreshSettings:
             backoff_seconds=float(cfg["REFRESH_BACKOFF_SECONDS"]),
             lease_seconds=float(cfg["REFRESH_LEASE_SECONDS"]),
             failures_before_reauth=int(cfg["REFRESH_FAILURES_BEFORE_REAUTH"]),
+            attempt_seconds=2 * float(cfg["HTTP_TIMEOUT_SECONDS"]) + 1,
         )
 
 
@@ -228,7 +232,14 @@ class RefreshEngine:
             return RefreshOutcome(cred.id, FAILED, error="unknown_provider")
         unconfirmed = cred.unconfirmed_attempt
         error: OAuthError | None = None
+        lease_until = cred.lease_until or 0.0
         for attempt in range(1, self.settings.max_attempts + 1):
+            if lease_until - time.time() < self.settings.attempt_seconds:
+                # Waited in the queue or retried long enough that the lease could run out mid-request.
+                lease_until = self.vault.extend_lease(cred.id, owner, self.settings.lease_seconds) or 0.0
+                if not lease_until:
+                    log.warning("lease on credential %s lapsed before the request; left to its new holder", cred.id)
+                    return RefreshOutcome(cred.id, LOCKED)
             self._count("refresh_attempts_total", provider=cred.provider)
             try:
                 with http_slots or contextlib.nullcontext():
@@ -348,6 +359,12 @@ class RefreshEngine:
 
     def after_expired_token(self, cred: Credential) -> Credential | None:
         """A REST call said expired_token for this version: refresh once (or take a peer's result)."""
+        current = self.vault.get(cred.id)
+        if (current is not None and current.version == cred.version and current.failure_count
+                and current.last_error_at and time.time() - current.last_error_at < 10):
+            # A refresh of this very pair failed moments ago (often in ensure_fresh of the same call):
+            # don't spend a second attempt, which would count towards re-auth again.
+            return None
         outcome = self.refresh(cred.id, force=True, seen_version=cred.version, wait_for_peer=True)
         self.flush()
         current = outcome.credential or self.vault.get(cred.id)

@@ -135,6 +135,7 @@ class Credential:
     status: str
     failure_count: int
     last_error: str | None
+    last_error_at: int | None
     unconfirmed_attempt: bool
     lease_owner: str | None
     lease_until: float | None
@@ -213,6 +214,7 @@ class Vault:
             status=row.status,
             failure_count=row.failure_count,
             last_error=row.last_error,
+            last_error_at=row.last_error_at,
             unconfirmed_attempt=bool(row.unconfirmed_attempt),
             lease_owner=row.lease_owner,
             lease_until=row.lease_until,
@@ -445,6 +447,17 @@ class Vault:
                 } for cid, v, t in todo])
                 conn.execute(_PRUNE_HISTORY, [{"b_id": cid, "b_oldest": v - self.history_keep} for cid, v, _ in todo])
         return ok
+
+    def extend_lease(self, credential_id: int, owner: str, ttl_seconds: float) -> float | None:
+        """Push our lease further out; None when it is no longer ours (then stop: a peer may refresh)."""
+        until = time.time() + ttl_seconds
+        with self.db.write() as conn:
+            result = conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id == credential_id, credentials.c.lease_owner == owner)
+                .values(lease_until=until)
+            )
+        return until if result.rowcount == 1 else None
 
     def release_lease(self, credential_id: int, owner: str) -> None:
         """Give the lease back (only if we still hold it)."""

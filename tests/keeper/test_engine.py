@@ -193,3 +193,38 @@ def test_run_respects_limit_and_budget(services, make_engine):
     assert report.refreshed == 3 and report.left == 7
     report = engine.run(budget_s=0.01)
     assert report.budget_exhausted and report.left > 0
+
+
+def test_lease_is_extended_before_a_late_attempt(services, make_engine):
+    """A retry that starts after the lease ran low extends it first, so nobody else can claim meanwhile."""
+    seen = []
+
+    class SlowThenCheck(ScriptedProvider):
+        def refresh(self, cred):
+            if not self.calls:
+                self.calls.append(cred.refresh_token)
+                time.sleep(0.35)  # longer than the whole lease
+                raise OAuthError("http_503", TRANSIENT, status=503)
+            seen.append(services.vault.claim_lease(cred.id, "intruder", 60))
+            return super().refresh(cred)
+
+    engine = make_engine(SlowThenCheck(), lease_seconds=0.3, attempt_seconds=0.2)
+    cid = due_credential(services)
+    assert engine.refresh(cid).result == REFRESHED
+    assert seen == [False], "the lease was ours again before the second request"
+
+
+def test_a_lapsed_lease_stops_the_attempt(services, make_engine):
+    class Slow(ScriptedProvider):
+        def refresh(self, cred):
+            if not self.calls:
+                self.calls.append(cred.refresh_token)
+                time.sleep(0.35)
+                assert services.vault.claim_lease(cred.id, "new-holder", 60)  # took over the expired lease
+                raise OAuthError("http_503", TRANSIENT, status=503)
+            raise AssertionError("must not spend the token after losing the lease")
+
+    engine = make_engine(Slow(), lease_seconds=0.3, attempt_seconds=0.2)
+    cid = due_credential(services)
+    assert engine.refresh(cid).result == LOCKED
+    assert services.vault.get(cid).lease_owner == "new-holder"

@@ -162,6 +162,7 @@ def make_credential(provider: str, account: str = "acme", refresh_token: str = "
         status=ACTIVE,
         failure_count=0,
         last_error=None,
+        last_error_at=None,
         unconfirmed_attempt=False,
         lease_owner=None,
         lease_until=None,

@@ -137,7 +137,7 @@ def make_all_due(cfg: dict) -> None:
 
 def test_kill_9_while_refreshing_loses_no_acknowledged_pair(sandbox, tmp_path):
     env, info = sandbox
-    cfg = worker_config(make_config(tmp_path), env, info, REFRESH_LEASE_SECONDS=1.5)
+    cfg = worker_config(make_config(tmp_path), env, info, REFRESH_LEASE_SECONDS=3.0, HTTP_TIMEOUT_SECONDS=1.0)
     create_app(dict(cfg, AUTO_MIGRATE=True)).extensions["db"].dispose()
     ids = seed(cfg, info, 300)
     rng = random.Random(7)
@@ -149,7 +149,7 @@ def test_kill_9_while_refreshing_loses_no_acknowledged_pair(sandbox, tmp_path):
             if rng.random() < 0.8:
                 proc.send_signal(signal.SIGKILL)
         finish(procs)
-        time.sleep(1.6)  # let the dead workers' leases expire
+        time.sleep(3.1)  # let the dead workers' leases expire
 
     db_path = cfg["DATABASE_PATH"]
     check = subprocess.run(["python3", "-c", f"import sqlite3;print(sqlite3.connect({db_path!r})"

@@ -75,6 +75,10 @@ def test_revoked_grant_fails_cleanly_and_counts(sandboxed_app):
     assert info_.value.code == "expired_token"
     cred = services.vault.get(cid)
     assert (cred.failure_count, cred.last_error, cred.status) == (1, "invalid_grant", "active")
+    # A second call right away does not spend another attempt on the same dead pair.
+    with pytest.raises(Bitrix24Error):
+        client.call("user.current")
+    assert services.vault.get(cid).failure_count == 1
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
