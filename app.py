@@ -80,10 +80,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     def check_config():
         """Validate the settings (create_app already did) and make sure the database answers."""
         import click
-        import sqlalchemy as sa
 
-        with db.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        db.check_connection()
         click.echo(f"configuration ok: APP_ENV={app.config['APP_ENV']}, database={db.engine.dialect.name}, "
                    f"public_url={app.config['PUBLIC_URL'] or '(not set)'}")
 

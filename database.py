@@ -183,6 +183,11 @@ class Database:
         with self.read() as conn:
             conn.execute(sa.select(sa.func.count()).select_from(portals))
 
+    def check_connection(self) -> None:
+        """Raise if the database cannot be reached (the schema may not exist yet)."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def upgrade(self) -> None:
         """Apply Alembic migrations up to head."""
         from alembic import command

@@ -19,6 +19,8 @@ SECRET_KEYS = (
     "X-API-Token",
     "X-Cron-Token",
     "token",
+    "ticket",
+    "state",
 )
 _KEYS = "|".join(re.escape(k) for k in sorted(SECRET_KEYS, key=len, reverse=True))
 # key=value (query strings, form bodies), "key": "value" (JSON), key[...]=value (PHP brackets),

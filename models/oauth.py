@@ -95,6 +95,26 @@ def _status_kind(status: int) -> str | None:
     return None
 
 
+# Answers that may come after the provider already processed the request (its own crash, or a
+# gateway giving up on it): the pair may have been rotated. 503/429 are refusals before any work.
+_MAYBE_PROCESSED = {500, 502, 504}
+
+
+def _maybe_processed(status: int) -> bool:
+    return status in _MAYBE_PROCESSED
+
+
+def _seconds(value, default: int) -> int:
+    """A lifetime from a token answer; garbage raises a transient, unconfirmed error (the pair was issued)."""
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise OAuthError("bad_response", TRANSIENT, status=200, description="lifetime is not a number",
+                         unconfirmed=True) from None
+
+
 @dataclass
 class HttpSettings:
     """Shared HTTP settings for the adapters."""
@@ -176,8 +196,8 @@ class Bitrix24OAuth(Provider):
         error = (body or {}).get("error")
         if response.status_code == 200 and body and not error and body.get("access_token"):
             now = int(time.time())
-            expires = body.get("expires")
-            expires_at = int(expires) if expires else now + int(body.get("expires_in") or 3600)
+            expires = _seconds(body.get("expires"), 0)
+            expires_at = expires if expires else now + _seconds(body.get("expires_in"), 3600)
             return TokenSet(
                 access_token=body["access_token"],
                 refresh_token=body.get("refresh_token"),
@@ -191,8 +211,8 @@ class Bitrix24OAuth(Provider):
             kind = TRANSIENT
         if kind is None:
             kind = PERMANENT if error in BITRIX_PERMANENT else (TRANSIENT if not error else PERMANENT)
-        # A 200 without a usable pair may have rotated the token server-side.
-        unconfirmed = response.status_code == 200 and not error
+        # A 200 without a usable pair, or a server/gateway error, may have rotated the token already.
+        unconfirmed = (response.status_code == 200 and not error) or _maybe_processed(response.status_code)
         return self._raise(error or f"http_{response.status_code}", kind, response, body, unconfirmed)
 
     @staticmethod
@@ -253,7 +273,7 @@ class YandexOAuth(Provider):
         body = _json(response)
         if response.status_code == 200 and body and body.get("access_token"):
             now = int(time.time())
-            expires_at = now + int(body.get("expires_in") or 31536000)
+            expires_at = now + _seconds(body.get("expires_in"), 31536000)
             return TokenSet(
                 access_token=body["access_token"],
                 refresh_token=body.get("refresh_token"),
@@ -263,7 +283,7 @@ class YandexOAuth(Provider):
             )
         error = (body or {}).get("error")
         # A 200 without a usable pair may have rotated the token server-side: retry, remembering that.
-        unconfirmed = response.status_code == 200 and not error
+        unconfirmed = (response.status_code == 200 and not error) or _maybe_processed(response.status_code)
         kind = _status_kind(response.status_code) or (TRANSIENT if unconfirmed else PERMANENT)
         raise OAuthError(error or f"http_{response.status_code}", kind, status=response.status_code,
                          description=str((body or {}).get("error_description", ""))[:200],
@@ -340,7 +360,7 @@ class AmoCRMOAuth(Provider):
             return TokenSet(
                 access_token=data["access_token"],
                 refresh_token=data.get("refresh_token"),
-                expires_at=now + int(data.get("expires_in") or 86400),
+                expires_at=now + _seconds(data.get("expires_in"), 86400),
                 refresh_expires_at=now + AMOCRM_REFRESH_LIFETIME,
                 extra={"server_time": data.get("server_time")},
             )
@@ -348,7 +368,7 @@ class AmoCRMOAuth(Provider):
         kind = _status_kind(response.status_code)
         code = AMO_PERMANENT_HINTS.get(hint)
         # A 200 without a usable pair may have rotated the token server-side: retry, remembering that.
-        unconfirmed = response.status_code == 200 and code is None
+        unconfirmed = (response.status_code == 200 and code is None) or _maybe_processed(response.status_code)
         if kind is None and unconfirmed:
             kind = TRANSIENT
         elif kind is None:

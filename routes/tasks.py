@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import click
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from models.integrations import PROVIDERS
 from routes.common import ApiError, cron_token_required, json_body, services
@@ -19,7 +19,9 @@ def _run_params(data: dict) -> dict:
     if provider is not None and provider not in PROVIDERS:
         raise ApiError("bad_request", f"provider must be one of {', '.join(PROVIDERS)}", 400)
     out: dict = {"provider": provider}
-    for name, low, high, cast in (("limit", 1, 1_000_000, int), ("budget_s", 1, 3600, float)):
+    # Over HTTP a run must end well inside the worker timeout, so the budget is capped by config.
+    max_budget = float(current_app.config["REFRESH_BUDGET_SECONDS"])
+    for name, low, high, cast in (("limit", 1, 1_000_000, int), ("budget_s", 1, max_budget, float)):
         raw = data.get(name, request.args.get(name))
         if raw is None or raw == "":
             continue

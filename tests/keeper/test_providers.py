@@ -269,7 +269,9 @@ def test_bitrix_server_trouble_is_transient(fake, bitrix, status, body, content_
     fake.reply(status, body, content_type)
     error = refresh_error(bitrix, "bitrix24")
     assert error.kind == TRANSIENT and error.status == status
-    assert not error.unconfirmed
+    # 500/502/504 may come after the server (or the request behind a gateway) rotated the pair;
+    # 503/429 are refusals before any work.
+    assert error.unconfirmed == (status in (500, 502, 504))
 
 
 def test_bitrix_non_json_200_is_transient_and_unconfirmed(fake, bitrix):
@@ -322,7 +324,7 @@ def test_yandex_error_classes(fake, yandex, status, body, code, kind):
     fake.reply(status, body, "application/json" if isinstance(body, dict) else "text/html")
     error = refresh_error(yandex, "yandex")
     assert (error.code, error.kind, error.status) == (code, kind, status)
-    assert not error.unconfirmed
+    assert error.unconfirmed == (status in (500, 502, 504))
 
 
 def test_yandex_non_json_200_is_transient_and_unconfirmed(fake, yandex):
@@ -400,7 +402,7 @@ def test_amocrm_problem_json_hints(fake, amocrm, hint, status, code, kind):
     fake.reply(status, amo_problem(hint, status), "application/problem+json")
     error = refresh_error(amocrm, "amocrm")
     assert (error.code, error.kind, error.status) == (code, kind, status)
-    assert not error.unconfirmed
+    assert error.unconfirmed == (status in (500, 502, 504))
 
 
 def test_amocrm_non_json_200_is_transient_and_unconfirmed(fake, amocrm):
@@ -440,3 +442,12 @@ def test_refused_connection_is_transient_and_confirmed_unsent(session):
     adapter = Bitrix24OAuth(session, TIMEOUT, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, oauth_url=closed)
     error = refresh_error(adapter, "bitrix24")
     assert (error.code, error.kind, error.unconfirmed) == ("connection_error", TRANSIENT, False)
+
+
+@pytest.mark.parametrize("expires_in", ["soon", [1], {"a": 1}])
+def test_a_garbled_lifetime_in_a_200_is_transient_and_unconfirmed(fake, bitrix, expires_in):
+    """The provider issued (and rotated) the pair; its lifetime is unreadable: keep the old pair, remember."""
+    body = dict(payload("oauth-refresh-response.json"), expires=None, expires_in=expires_in)
+    fake.reply(200, body, "application/json")
+    error = refresh_error(bitrix, "bitrix24")
+    assert (error.code, error.kind, error.unconfirmed) == ("bad_response", TRANSIENT, True)

@@ -53,3 +53,11 @@ def test_html_404_outside_the_api(client):
 def test_malformed_event_form_is_400(client):
     response = client.post("/events", data={"auth": "x", "auth[member_id]": "y", "event": "ONAPPUNINSTALL"})
     assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
+
+
+def test_refresh_budget_over_http_is_capped_by_config(client, config):
+    headers = {"X-Cron-Token": config["CRON_TOKEN"]}
+    over = client.post("/tasks/refresh", json={"budget_s": config.get("REFRESH_BUDGET_SECONDS", 240) + 1},
+                       headers=headers)
+    assert over.status_code == 400 and over.get_json()["error"] == "bad_request"
+    assert client.post("/tasks/refresh", json={"budget_s": 5}, headers=headers).status_code == 200

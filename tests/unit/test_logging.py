@@ -23,6 +23,8 @@ SECRET = "s6p6eclrvim6da22ft9ch94ekreb52lv"
         f"Authorization: Bearer {SECRET}",
         f"headers={{'Authorization': 'OAuth {SECRET}'}}",
         f"GET /api/admin/status?token={SECRET}",
+        f"GET /auth/yandex/start?ticket={SECRET} HTTP/1.1",
+        f"GET /auth/yandex/callback?code=1234567&state={SECRET}",
     ],
 )
 def test_redact(line):
