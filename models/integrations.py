@@ -119,6 +119,14 @@ class Integrations:
                                    label=subdomain, reason="register")
         return self.describe(cred_id)
 
+    def amocrm_subdomain(self, referer: str) -> str:
+        """The account subdomain from amoCRM's `referer` (`<sub>.amocrm.ru`), only for the family we
+        talk to (AMOCRM_BASE_URL): a Kommo referer cannot be exchanged at amocrm.ru, nor the reverse."""
+        host = (referer or "").strip().lower()
+        suffix = ".kommo.com" if "kommo.com" in self.amocrm.base_url else ".amocrm.ru"
+        sub = host[: -len(suffix)] if host.endswith(suffix) else ""
+        return sub if SUBDOMAIN.match(sub) else ""
+
     def list_amocrm(self) -> list[dict]:
         """Registered amoCRM accounts (no tokens)."""
         return [self._public(row) for row in self.vault.list(provider="amocrm")]

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from database import Database, credentials, now, portals
 from models import forms
-from models.bitrix24 import Bitrix24Error, Bitrix24Rest, PortalClient
+from models.bitrix24 import Bitrix24Error, Bitrix24Rest, Bitrix24Unavailable, PortalClient
 from models.errors import ServiceError
 from models.hosts import InvalidHost, endpoint_host, normalize_endpoint, normalize_host
 from models.oauth import KNOWN_BITRIX_OAUTH_HOSTS, Bitrix24OAuth, OAuthError
@@ -194,8 +194,10 @@ class PortalService:
     def _is_admin(self, endpoint: str, access_token: str) -> bool:
         try:
             profile = self.rest.call(endpoint, access_token, "profile").result
+        except Bitrix24Unavailable as exc:
+            raise Rejected("portal_unavailable", "the portal did not answer; try again", 503) from exc
         except Bitrix24Error as exc:
-            raise Rejected("portal_unavailable", f"the portal refused the token ({exc.code})", 403) from exc
+            raise Rejected("portal_refused", f"the portal refused the token ({exc.code})", 403) from exc
         return isinstance(profile, dict) and profile.get("ADMIN") is True
 
     def _server_endpoint(self, claimed: str) -> str:
@@ -441,6 +443,8 @@ class PortalService:
         try:
             answer = self.rest.call(portal.client_endpoint, access_token, "batch",
                                     {"halt": 0, "cmd": {"user": "user.current", "profile": "profile"}}).result
+        except Bitrix24Unavailable as exc:
+            raise Rejected("portal_unavailable", "the portal did not answer; try again", 503) from exc
         except Bitrix24Error as exc:
             raise Rejected("portal_refused", f"the portal refused the token ({exc.code})", 401) from exc
         results = answer.get("result") if isinstance(answer, dict) else None

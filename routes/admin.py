@@ -70,8 +70,11 @@ def amocrm_register():
     _require_global()
     data = json_body()
     expires_in = data.get("expires_in")
-    if expires_in is not None and not isinstance(expires_in, int):
+    if expires_in is not None and (not isinstance(expires_in, int) or isinstance(expires_in, bool)):
         raise ApiError("bad_request", "expires_in must be an integer", 400)
+    for name in ("subdomain", "code", "access_token", "refresh_token"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ApiError("bad_request", f"{name} must be a string", 400)
     account = services().integrations.register_amocrm(
         str(data.get("subdomain") or ""), code=data.get("code") or None,
         access_token=data.get("access_token") or None, refresh_token=data.get("refresh_token") or None,
@@ -113,8 +116,7 @@ def amocrm_callback():
         services().signer.read_state(request.args.get("state", ""), AMOCRM_STATE_AUDIENCE)
     except InvalidSession:
         return error_page("Ссылка устарела", "Начните подключение amoCRM заново.", 400)
-    referer = request.args.get("referer", "").lower()
-    subdomain = referer.split(".", 1)[0] if referer.endswith((".amocrm.ru", ".kommo.com", ".amocrm.com")) else ""
+    subdomain = services().integrations.amocrm_subdomain(request.args.get("referer", ""))
     try:
         account = services().integrations.register_amocrm(subdomain, code=request.args.get("code") or None)
     except IntegrationError as exc:

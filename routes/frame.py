@@ -17,6 +17,12 @@ def portal_origin(fields: dict, portals) -> str | None:
     return f"{scheme}://{host}"
 
 
+def verified_origin(portal, fields: dict, portals) -> str:
+    """The origin of a verified portal: https, or http only for loopback sandbox portals."""
+    plain_http = portals.settings.allow_loopback and str(fields.get("PROTOCOL", "1")) == "0"
+    return f"{'http' if plain_http else 'https'}://{portal.domain}"
+
+
 def frame_headers(body, status: int, origin: str | None):
     """Attach a CSP whose frame-ancestors names only the verified portal."""
     response = make_response(body, status)

@@ -11,7 +11,7 @@ from models.integrations import IntegrationError
 from models.portal import Rejected
 from models.security import Identity, InvalidSession, matches_hash, new_secret, token_hash
 from routes.common import ApiError, bearer_required, error_page, json_body, portal_admin_required, services
-from routes.frame import frame_headers, portal_origin
+from routes.frame import frame_headers, portal_origin, verified_origin
 
 bp = Blueprint("ui", __name__)
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def index():
         log.warning("iframe open refused: %s", exc.code)
         body, status = error_page("Не удалось открыть приложение", exc.message, 401 if exc.status < 500 else 503)
         return frame_headers(body, status, origin)
+    origin = verified_origin(portal, fields, portals)  # from the stored domain, not the POST
     token, expires_at = services().signer.issue(identity)
     boot = {
         "token": token,
@@ -74,7 +75,9 @@ def new_session():
     try:
         identity, _portal = services().portals.verify_session(access_token, member_id, domain)
     except Rejected as exc:
-        raise ApiError(exc.code, exc.message, 401 if exc.status < 500 else exc.status) from exc
+        # Bad input stays 400 and an unreachable Bitrix24 503; every other refusal means "not you": 401.
+        status = exc.status if exc.status == 400 or exc.status >= 500 else 401
+        raise ApiError(exc.code, exc.message, status) from exc
     token, expires_at = services().signer.issue(identity)
     return jsonify({"token": token, "expires_at": expires_at, "user": _user_json(identity)})
 

@@ -61,3 +61,35 @@ def test_refresh_budget_over_http_is_capped_by_config(client, config):
                        headers=headers)
     assert over.status_code == 400 and over.get_json()["error"] == "bad_request"
     assert client.post("/tasks/refresh", json={"budget_s": 5}, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("allow_loopback", "protocol", "expected"),
+    [(False, "0", "https://acme.bitrix24.ru"), (False, "1", "https://acme.bitrix24.ru"),
+     (True, "0", "http://acme.bitrix24.ru"), (True, "1", "https://acme.bitrix24.ru")],
+)
+def test_verified_origin_ignores_protocol_outside_the_sandbox(allow_loopback, protocol, expected):
+    from types import SimpleNamespace
+
+    from routes.frame import verified_origin
+
+    portals = SimpleNamespace(settings=SimpleNamespace(allow_loopback=allow_loopback))
+    portal = SimpleNamespace(domain="acme.bitrix24.ru")
+    assert verified_origin(portal, {"PROTOCOL": protocol, "DOMAIN": "evil.example.com"}, portals) == expected
+
+
+@pytest.mark.parametrize(
+    ("referer", "expected"),
+    [("acme.amocrm.ru", "acme"), ("ACME.amocrm.ru", "acme"), ("acme.kommo.com", ""), ("evil.com", ""),
+     ("a.b.amocrm.ru", ""), ("", "")],
+)
+def test_amocrm_subdomain_from_referer(services, referer, expected):
+    assert services.integrations.amocrm_subdomain(referer) == expected
+
+
+@pytest.mark.parametrize("body", [{"subdomain": "acme", "access_token": 5, "expires_in": 60},
+                                  {"subdomain": ["acme"], "code": "x"}, {"subdomain": "acme", "code": "x",
+                                                                         "expires_in": True}])
+def test_amocrm_register_rejects_non_string_fields(client, config, body):
+    response = client.post("/api/admin/amocrm/accounts", json=body, headers={"X-API-Token": config["ADMIN_API_TOKEN"]})
+    assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
