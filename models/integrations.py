@@ -145,7 +145,8 @@ class Integrations:
         cred = self.vault.find(provider, account, _subject_for(provider))
         if cred is None:
             raise IntegrationError("not_found", "no such credential", 404)
-        if cred.status == ACTIVE and (self.engine.is_due(cred) or cred.expires_at - time.time() < 300):
+        if cred.status == ACTIVE and cred.refresh_token and (self.engine.is_due(cred)
+                                                              or cred.expires_at - time.time() < 300):
             self.engine.refresh(cred.id, force=cred.expires_at - time.time() < 300,
                                 seen_version=cred.version, wait_for_peer=True)
             self.engine.flush()

@@ -34,3 +34,11 @@ def test_long_lived_token_needs_its_lifetime(client, config):
     assert response.status_code == 400 and response.get_json()["error"] == "missing_fields"
     too_long = register(client, config, subdomain="acme", access_token="x", expires_in=6 * 366 * 86400)
     assert too_long.status_code == 400
+
+
+def test_long_lived_token_near_its_end_is_not_refreshed(client, config, services):
+    register(client, config, subdomain="soon", access_token="eyJ.soon", expires_in=120)
+    response = client.get("/api/admin/tokens/amocrm/soon", headers={"X-API-Token": config["ADMIN_API_TOKEN"]})
+    assert response.status_code == 200 and response.get_json()["access_token"] == "eyJ.soon"
+    cred = services.vault.find("amocrm", "soon", "account")
+    assert (cred.failure_count, cred.status) == (0, "active")
