@@ -11,9 +11,11 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 
+from models.hosts import InvalidHost, assert_public_address
 from models.refresh import RefreshEngine
 from models.vault import Credential, Vault
 
@@ -52,15 +54,20 @@ class Bitrix24Rest:
     """Low-level calls with an explicit token (install and iframe verification use this)."""
 
     def __init__(self, session: requests.Session, timeout: float, rate_limit_retries: int = 3,
-                 sleep=time.sleep):
+                 sleep=time.sleep, allow_loopback: bool = False):
         self.session = session
         self.timeout = timeout
         self.rate_limit_retries = rate_limit_retries
         self._sleep = sleep
+        self.allow_loopback = allow_loopback
 
     def call(self, endpoint: str, access_token: str, method: str, params: dict | None = None) -> RestResult:
         """POST JSON to `{endpoint}{method}`; raises Bitrix24Error on an error answer."""
         url = f"{endpoint}{method}"
+        try:
+            assert_public_address(urlsplit(endpoint).hostname or "", allow_loopback=self.allow_loopback)
+        except InvalidHost as exc:
+            raise Bitrix24Error("PORTAL_ADDRESS_REFUSED", str(exc), 400) from None
         body = dict(params or {}, auth=access_token)
         for attempt in range(self.rate_limit_retries + 1):
             try:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+import threading
+import time
 from urllib.parse import urlsplit
 
 import idna
@@ -108,3 +111,34 @@ def normalize_endpoint(raw: str | None, *, allow_loopback: bool = False) -> str:
 def endpoint_host(endpoint: str) -> str:
     """The host[:port] part of an already validated endpoint."""
     return urlsplit(endpoint).netloc
+
+
+_resolved: dict[tuple[str, bool], float] = {}
+_resolved_lock = threading.Lock()
+RESOLVE_CACHE_SECONDS = 60.0
+
+
+def assert_public_address(host: str, *, allow_loopback: bool = False) -> None:
+    """Refuse a portal host whose DNS name resolves to a private, link-local or loopback address.
+
+    Name checks alone let a portal on a custom domain point at an internal address (an on-premise
+    portal set up by an attacker); every REST call checks where the name leads now (cached briefly).
+    Loopback stays allowed only in the sandbox (ALLOW_LOOPBACK_PORTALS).
+    """
+    key = (host, allow_loopback)
+    now = time.monotonic()
+    with _resolved_lock:
+        if _resolved.get(key, 0.0) > now:
+            return
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InvalidHost(f"cannot resolve {host}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if allow_loopback and address.is_loopback:
+            continue
+        if not address.is_global:
+            raise InvalidHost(f"{host} resolves to a non-public address")
+    with _resolved_lock:
+        _resolved[key] = now + RESOLVE_CACHE_SECONDS

@@ -51,7 +51,7 @@ def build(cfg, db: Database) -> Services:
                          base_url=cfg["AMOCRM_BASE_URL"], authorize_url=cfg["AMOCRM_AUTHORIZE_URL"])
     engine = RefreshEngine(vault, {"bitrix24": bitrix_oauth, "yandex": yandex, "amocrm": amocrm},
                            refresh_settings, metrics=metrics)
-    rest = Bitrix24Rest(session, timeout)
+    rest = Bitrix24Rest(session, timeout, allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]))
     portals = PortalService(
         db, vault, engine, bitrix_oauth, rest,
         PortalSettings(client_id=cfg["BITRIX24_CLIENT_ID"], public_url=cfg["PUBLIC_URL"],

@@ -65,3 +65,30 @@ def test_bad_endpoints(raw):
 
 def test_loopback_endpoint_may_be_http_in_dev():
     assert normalize_endpoint("http://127.0.0.1:5001/rest/", allow_loopback=True) == "http://127.0.0.1:5001/rest/"
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "192.168.1.20", "169.254.169.254", "127.0.0.1", "localhost", "::1"])
+def test_names_or_addresses_leading_inside_are_refused_at_call_time(host):
+    from models.hosts import assert_public_address
+
+    with pytest.raises(InvalidHost):
+        assert_public_address(host)
+
+
+def test_public_addresses_and_sandbox_loopback_pass():
+    from models.hosts import assert_public_address
+
+    assert_public_address("8.8.8.8")  # numeric: no DNS needed
+    assert_public_address("127.0.0.1", allow_loopback=True)
+    assert_public_address("localhost", allow_loopback=True)
+    with pytest.raises(InvalidHost):
+        assert_public_address("10.0.0.1", allow_loopback=True)
+
+
+def test_rest_calls_refuse_private_portal_addresses(services):
+    from models.bitrix24 import Bitrix24Error, Bitrix24Rest
+
+    rest = Bitrix24Rest(services.portals.rest.session, 2.0, allow_loopback=False)
+    with pytest.raises(Bitrix24Error) as refused:
+        rest.call("https://10.1.2.3/rest/", "token", "user.current")
+    assert refused.value.code == "PORTAL_ADDRESS_REFUSED"
