@@ -16,19 +16,41 @@ from tests.conftest import make_config
 
 
 @pytest.fixture
-def sandboxed_app(tmp_path):
+def sandbox(tmp_path):
+    """A sandbox process and the credentials it shares with the app: (env, info)."""
     env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     log = open(tmp_path / "sandbox.log", "ab")  # noqa: SIM115
     proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
-    app = create_app(make_config(tmp_path, BITRIX24_OAUTH_URL=info["oauth"],
-                                 BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
-                                 BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"]))
-    yield app, info
-    app.extensions["db"].dispose()
+    yield env, info
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
     proc.stdout.close()
     log.close()
+
+
+@pytest.fixture
+def make_app(sandbox, tmp_path):
+    """Build in-process apps wired to the sandbox (extra settings as keywords)."""
+    env, info = sandbox
+    apps = []
+
+    def factory(**extra):
+        app = create_app(make_config(
+            tmp_path, BITRIX24_OAUTH_URL=info["oauth"], BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
+            BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"], YANDEX_OAUTH_URL=info["yandex_oauth"],
+            YANDEX_LOGIN_URL=info["yandex_login"], YANDEX_CLIENT_ID=env["YANDEX_CLIENT_ID"],
+            YANDEX_CLIENT_SECRET=env["YANDEX_CLIENT_SECRET"], **extra))
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["db"].dispose()
+
+
+@pytest.fixture
+def sandboxed_app(sandbox, make_app):
+    return make_app(), sandbox[1]
 
 
 def mint(info, **body):
@@ -82,29 +104,17 @@ def test_revoked_grant_fails_cleanly_and_counts(sandboxed_app):
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_bitrix24_refresh_by_get_or_post(tmp_path, method):
+def test_bitrix24_refresh_by_get_or_post(sandbox, make_app, method):
     """Spec §2.2: the docs show GET + query, b24jssdk POSTs a form (unconfirmed): both must work."""
-    env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    log = open(tmp_path / "sandbox.log", "ab")  # noqa: SIM115
-    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
-    try:
-        app = create_app(make_config(tmp_path, BITRIX24_OAUTH_URL=info["oauth"], BITRIX24_OAUTH_METHOD=method,
-                                     BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
-                                     BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"]))
-        services = app.extensions["services"]
-        grant = mint(info)
-        now = int(time.time())
-        cid = services.vault.store("bitrix24", grant["member_id"], "portal",
-                                   TokenSet(grant["access_token"], grant["refresh_token"], now + 30, now + 10**7))
-        assert services.engine.refresh(cid).result == "refreshed"
-        counts = requests.get(f"{info['base']}/_sandbox/oauth/refreshes", timeout=10).json()["bitrix24"]
-        assert counts["by_grant"] == {grant["grant_id"]: 1}
-        app.extensions["db"].dispose()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        log.close()
+    _, info = sandbox
+    services = make_app(BITRIX24_OAUTH_METHOD=method).extensions["services"]
+    grant = mint(info)
+    now = int(time.time())
+    cid = services.vault.store("bitrix24", grant["member_id"], "portal",
+                               TokenSet(grant["access_token"], grant["refresh_token"], now + 30, now + 10**7))
+    assert services.engine.refresh(cid).result == "refreshed"
+    counts = requests.get(f"{info['base']}/_sandbox/oauth/refreshes", timeout=10).json()["bitrix24"]
+    assert counts["by_grant"] == {grant["grant_id"]: 1}
 
 
 def yandex_code(info, client_id):
@@ -114,32 +124,20 @@ def yandex_code(info, client_id):
     return answer.headers["Location"].split("code=")[1].split("&")[0]
 
 
-def test_a_yandex_account_serves_one_portal(tmp_path):
+def test_a_yandex_account_serves_one_portal(sandbox, make_app):
     from database import portals
     from models.integrations import IntegrationError
 
-    env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    log = open(tmp_path / "sandbox.log", "ab")  # noqa: SIM115
-    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
-    try:
-        app = create_app(make_config(tmp_path, YANDEX_OAUTH_URL=info["yandex_oauth"],
-                                     YANDEX_LOGIN_URL=info["yandex_login"], YANDEX_CLIENT_ID=env["YANDEX_CLIENT_ID"],
-                                     YANDEX_CLIENT_SECRET=env["YANDEX_CLIENT_SECRET"]))
-        services = app.extensions["services"]
-        with services.db.write() as conn:
-            for n in (1, 2):
-                conn.execute(portals.insert().values(id=n, member_id=f"m{n}", domain=f"p{n}.bitrix24.ru",
-                                                     client_endpoint="https://x/rest/", server_endpoint="https://y/",
-                                                     installed_at=0, updated_at=0))
-        assert services.integrations.connect_yandex(1, yandex_code(info, env["YANDEX_CLIENT_ID"]))["connected"]
-        with pytest.raises(IntegrationError) as refused:
-            services.integrations.connect_yandex(2, yandex_code(info, env["YANDEX_CLIENT_ID"]))
-        assert refused.value.status == 409
-        status = services.integrations.yandex_status
-        assert status(1)["connected"] and not status(2)["connected"]
-        app.extensions["db"].dispose()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        log.close()
+    env, info = sandbox
+    services = make_app().extensions["services"]
+    with services.db.write() as conn:
+        for n in (1, 2):
+            conn.execute(portals.insert().values(id=n, member_id=f"m{n}", domain=f"p{n}.bitrix24.ru",
+                                                 client_endpoint="https://x/rest/", server_endpoint="https://y/",
+                                                 installed_at=0, updated_at=0))
+    assert services.integrations.connect_yandex(1, yandex_code(info, env["YANDEX_CLIENT_ID"]))["connected"]
+    with pytest.raises(IntegrationError) as refused:
+        services.integrations.connect_yandex(2, yandex_code(info, env["YANDEX_CLIENT_ID"]))
+    assert refused.value.status == 409
+    status = services.integrations.yandex_status
+    assert status(1)["connected"] and not status(2)["connected"]
