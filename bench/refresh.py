@@ -9,9 +9,7 @@ Not a test: no assertion, just figures.  Usage: python bench/refresh.py [--n 100
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 
 from app import create_app  # noqa: E402
 from models.vault import TokenSet  # noqa: E402
-from scripts.stack import generated_env, start_sandbox  # noqa: E402
+from scripts.stack import running_sandbox  # noqa: E402
 
 
 def config(workdir: Path, env: dict, info: dict, name: str, concurrency: int) -> dict:
@@ -81,22 +79,15 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-refresh-"))
-    env = {**os.environ, **generated_env(), "PYTHONPATH": str(ROOT)}
-    os.environ.update({k: env[k] for k in ("BITRIX24_CLIENT_ID", "BITRIX24_CLIENT_SECRET")})
-    log = open(workdir / "sandbox.log", "ab")  # noqa: SIM115
-    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
     try:
-        requests.post(f"{info['base']}/_sandbox/faults", json={"server": "oauth", "mode": "latency",
-                                                              "value": args.latency, "count": None}, timeout=10)
-        rows = [
-            measure(workdir, env, info, "baseline", args.baseline_n, 1, args.latency),
-            measure(workdir, env, info, "engine", args.n, args.concurrency, args.latency),
-        ]
+        with running_sandbox(workdir / "sandbox.log") as (env, info):
+            requests.post(f"{info['base']}/_sandbox/faults", json={"server": "oauth", "mode": "latency",
+                                                                  "value": args.latency, "count": None}, timeout=10)
+            rows = [
+                measure(workdir, env, info, "baseline", args.baseline_n, 1, args.latency),
+                measure(workdir, env, info, "engine", args.n, args.concurrency, args.latency),
+            ]
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"refresh benchmark: sandbox OAuth latency {args.latency * 1000:.0f} ms, SQLite, one run")
     for row in rows:

@@ -6,6 +6,7 @@ both with the same generated app credentials, so the whole product works with no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -62,6 +64,31 @@ def start_sandbox(env: dict[str, str], app_url: str, log, *, portals: int = 1, a
     return proc, json.loads(line)
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without settings that would leak into the sandbox or the app."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("DATABASE_", "BITRIX24_", "YANDEX_", "AMOCRM_", "TELEMOST_"))}
+
+
+@contextlib.contextmanager
+def running_sandbox(log_path: Path, *, app_url: str = "http://127.0.0.1:9", extra_env: dict | None = None,
+                    **options) -> Iterator[tuple[dict[str, str], dict]]:
+    """A sandbox process alone (no app) with fresh app credentials; yields (env, info), stops it after."""
+    env = {**clean_environ(), **generated_env(), **(extra_env or {}), "PYTHONPATH": str(ROOT)}
+    with open(log_path, "ab") as log:
+        proc, info = start_sandbox(env, app_url, log, **options)
+        try:
+            yield env, info
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
 class Stack:
     """A running sandbox + app pair; `stop()` ends both."""
 
@@ -81,8 +108,7 @@ class Stack:
         self._start_app(workers, extra_app_env or {})
 
     def _base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "BITRIX24_", "YANDEX_",
-                                                                          "AMOCRM_", "TELEMOST_"))}
+        env = clean_environ()
         env.update(self.env)
         env["PYTHONPATH"] = str(ROOT)
         return env

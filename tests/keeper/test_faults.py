@@ -7,7 +7,6 @@ threshold a credential is needs_reauth and its portal's admin hears about it onc
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import requests
 
 from app import create_app
 from models.vault import ACCOUNT_SUBJECT, ACTIVE, NEEDS_REAUTH, PORTAL_SUBJECT, TokenSet
-from scripts.stack import ROOT, generated_env, start_sandbox
+from scripts.stack import running_sandbox
 from tests.conftest import make_config
 from tests.integration.helpers import install_event_form
 
@@ -97,23 +96,10 @@ class Sandbox:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     """One sandbox process for the module (faults and counters are reset before every test)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "BITRIX24_", "YANDEX_", "AMOCRM_", "TELEMOST_"))
-    }
-    env.update(generated_env())
-    env["AMOCRM_REDIRECT_URI"] = f"{APP_URL}/auth/amocrm/callback"
-    env["PYTHONPATH"] = str(ROOT)
-    log = open(tmp_path_factory.mktemp("sandbox") / "sandbox.log", "ab")  # noqa: SIM115 - closed below
-    proc, info = start_sandbox(env, APP_URL, log)
-    try:
+    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
+    extra = {"AMOCRM_REDIRECT_URI": f"{APP_URL}/auth/amocrm/callback"}
+    with running_sandbox(log, app_url=APP_URL, extra_env=extra) as (env, info):
         yield Sandbox(env, info)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        log.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from app import create_app
 from database import credentials
 from models.vault import TokenSet
-from scripts.stack import generated_env, start_sandbox
+from scripts.stack import running_sandbox
 from tests.conftest import make_config
 
 WORKER = Path(__file__).with_name("refresh_worker.py")
@@ -31,14 +31,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    log = open(tmp_path_factory.mktemp("sandbox") / "sandbox.log", "ab")  # noqa: SIM115
-    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
-    yield env, info
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
-    proc.stdout.close()
-    log.close()
+    with running_sandbox(tmp_path_factory.mktemp("sandbox") / "sandbox.log") as (env, info):
+        yield env, info
 
 
 def control(info, method, path, body=None):

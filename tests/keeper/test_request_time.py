@@ -1,9 +1,6 @@
 """Request-time refresh: a REST call answered with expired_token refreshes once and retries."""
 
-import os
-import signal
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -11,21 +8,15 @@ import requests
 from app import create_app
 from models.bitrix24 import Bitrix24Error
 from models.vault import TokenSet
-from scripts.stack import generated_env, start_sandbox
+from scripts.stack import running_sandbox
 from tests.conftest import make_config
 
 
 @pytest.fixture
 def sandbox(tmp_path):
     """A sandbox process and the credentials it shares with the app: (env, info)."""
-    env = {**os.environ, **generated_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    log = open(tmp_path / "sandbox.log", "ab")  # noqa: SIM115
-    proc, info = start_sandbox(env, "http://127.0.0.1:9", log, portals=1)
-    yield env, info
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
-    proc.stdout.close()
-    log.close()
+    with running_sandbox(tmp_path / "sandbox.log") as (env, info):
+        yield env, info
 
 
 @pytest.fixture
