@@ -544,17 +544,6 @@ class Vault:
         with self.db.write() as conn:
             conn.execute(sa.update(credentials).where(credentials.c.id == credential_id).values(last_used_at=ts))
 
-    def set_status(self, credential_id: int, status: str, error: str | None = None) -> None:
-        """Set a credential's status by hand (revoked on uninstall, active after re-auth)."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status}")
-        with self.db.write() as conn:
-            conn.execute(
-                sa.update(credentials)
-                .where(credentials.c.id == credential_id)
-                .values(status=status, last_error=error, updated_at=now())
-            )
-
     def delete(self, credential_id: int) -> bool:
         """Remove a credential and its history."""
         with self.db.write() as conn:
