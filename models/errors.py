@@ -4,10 +4,15 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """A request the models refuse: `code` for machines, `message` for people, `status` for HTTP."""
+    """A request the models refuse: a stable `code` for machines, `status` for HTTP, `params` for the words.
 
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
+    Models hold no UI text: the words for a code live in the route layer's catalog (`routes/i18n/`), in
+    Russian and English. `message` is a legacy English fallback used only while a code has no catalog entry.
+    """
+
+    def __init__(self, code: str, message: str | None = None, status: int = 400, **params):
+        super().__init__(code)
         self.code = code
-        self.message = message
+        self.message = message or code
         self.status = status
+        self.params = params

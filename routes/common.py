@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from models.errors import ServiceError
 from models.security import InvalidSession, same_secret
 from models.services import Services
+from routes.i18n import error_message, request_language, translate
 
 API_PREFIXES = ("/api/", "/tasks/", "/events", "/python_bot", "/install", "/metrics", "/health")
 
@@ -41,8 +42,10 @@ def wants_json() -> bool:
 
 
 def error_page(title: str, message: str, status: int):
-    """A readable page for the iframe or a browser."""
-    return render_template("error.html", title=title, message=message, status=status), status
+    """A readable page for the iframe or a browser, in the request's language (see routes/i18n)."""
+    lang = request_language()
+    return render_template("error.html", title=title, message=message, status=status, lang=lang,
+                           status_line=translate("page.status_code", lang, status=status)), status
 
 
 def json_body() -> dict:
@@ -60,8 +63,12 @@ def register_error_handlers(app) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
-        # Models' refusals (and ApiError from views) in the one JSON shape.
-        return json_error(exc.code, exc.message, exc.status)
+        # Models' refusals (and ApiError from views) in the one JSON shape; words from the catalog.
+        if wants_json():
+            return json_error(exc.code, error_message(exc.code, "en", exc.message, **exc.params), exc.status)
+        lang = request_language()
+        return error_page(translate("page.error_title", lang),
+                          error_message(exc.code, lang, exc.message, **exc.params), exc.status)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -78,7 +85,8 @@ def register_error_handlers(app) -> None:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
             return json_error("internal_error", "something went wrong on our side", 500)
-        return error_page("Ошибка", "Что-то пошло не так. Попробуйте ещё раз.", 500)
+        lang = request_language()
+        return error_page(translate("page.error_title", lang), error_message("internal_error", lang), 500)
 
 
 def bearer_required(view):
