@@ -8,8 +8,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
-from . import lifecycle
-from .methods_calendar import row as calendar_row
+from .bitrix24 import lifecycle
+from .bitrix24.methods_calendar import row as calendar_row
 from .state import DEFAULT_CONFIG, NotFoundError, Portal, SandboxError, State
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")

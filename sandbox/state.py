@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .bitrix24.users import User, seed_users
 from .faults import FaultRegistry
 from .tokens import TokenStore
-from .users import User, seed_users
 
 DAY = 86400
 DEFAULT_SCOPE = "calendar,im,imbot,imopenlines,placement,user"

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .bitrix_shapes import RestError
 from .forms import as_list, ci_get, strip_secrets, truthy
 from .rest import Ctx, method
+from .shapes import RestError
 from .users import TIME_ZONE
 
 TYPES = ("user", "group", "company_calendar")

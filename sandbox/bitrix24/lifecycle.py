@@ -12,10 +12,10 @@ from typing import Any
 
 import requests
 
+from ..state import NotFoundError, Portal, SandboxError, State
+from ..tokens import Grant
 from .forms import flatten
 from .launch import LANG, frame_launch
-from .state import NotFoundError, Portal, SandboxError, State
-from .tokens import Grant
 
 BODY_LIMIT = 2000
 # Which registration field of an imbot.register call receives which bot event.

@@ -10,12 +10,12 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, redirect, render_template, request
 
+from ..faults import DropConnectionMiddleware, faulty
+from ..state import Portal, State
+from ..tokens import Code
 from . import lifecycle, methods_calendar, methods_core, methods_im, rest  # noqa: F401 - methods register
-from .faults import DropConnectionMiddleware, faulty
 from .forms import request_params
 from .launch import frame_launch
-from .state import Portal, State
-from .tokens import Code
 
 HERE = Path(__file__).resolve().parent
 NOT_INSTALLED = "The application is not installed on this portal."

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .bitrix_shapes import RestError
 from .forms import ci_get, strip_secrets
 from .rest import Ctx, method
+from .shapes import RestError
 
 MAX_BOTS = 5
 _HANDLER_ERRORS = {
