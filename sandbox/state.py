@@ -33,6 +33,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "amocrm_code_ttl": 1200,
     "amocrm_old_access_valid_after_refresh": False,
     "event_timeout": 10.0,
+    "openlines_event_timeout": 5.0,
+    "openlines_duplicate_delivery": False,
+    "openlines_delivery_delay_ms": 0,
 }
 
 
@@ -100,6 +103,8 @@ class Portal:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     calendar: dict[int, dict[str, Any]] = field(default_factory=dict)
     openlines: list[dict[str, Any]] = field(default_factory=list)
+    lines: dict[int, dict[str, Any]] = field(default_factory=dict)  # seeded by bitrix24.openlines
+    chats: dict[int, dict[str, Any]] = field(default_factory=dict)  # Open Lines dialogs by chat id
     frame_events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     opened_by: set[int] = field(default_factory=set)

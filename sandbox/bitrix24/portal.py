@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify, redirect, render_template, request
 from ..faults import DropConnectionMiddleware, faulty
 from ..state import Portal, State
 from ..tokens import Code
-from . import lifecycle, methods_calendar, methods_core, methods_im, rest  # noqa: F401 - methods register
+from . import lifecycle, methods_calendar, methods_core, methods_im, openlines, rest  # noqa: F401 - methods register
 from .forms import request_params
 from .launch import frame_launch
 
