@@ -157,6 +157,14 @@ def open_page(name: str) -> Response:
     return redirect(f"{portal.base}/app/?user_id={user_id}", code=302)
 
 
+@bp.get("/portals/<name>/calendar")
+def calendar_page(name: str) -> Response:
+    """Redirect to the portal's «Календарь» page (calendar entries and notifications the app made)."""
+    portal = _portal_or_404(name)
+    user_id = request.args.get("user_id", "1")
+    return redirect(f"{portal.base}/calendar/?user_id={user_id}", code=302)
+
+
 @bp.route("/portals/<name>/calls", methods=["GET", "DELETE"])
 def calls(name: str) -> Response:
     """REST calls the app made (secrets stripped); DELETE clears the log."""
@@ -205,6 +213,10 @@ def portal_state(name: str) -> Response:
                 "messages": [dict(m) for m in portal.bot_messages],
                 "calendar_events": [
                     {**calendar_row(e), "params": e.get("params")} for e in portal.calendar.values()
+                ],
+                "calendar_deleted": [
+                    {**calendar_row(e), "params": e.get("params"), "deleted_by": e.get("deleted_by")}
+                    for e in portal.calendar_deleted
                 ],
                 "openlines": [dict(o) for o in portal.openlines],
                 "lines": [dict(line) for line in openlines.lines(portal).values()],

@@ -102,6 +102,7 @@ class Portal:
     bot_messages: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     calendar: dict[int, dict[str, Any]] = field(default_factory=dict)
+    calendar_deleted: list[dict[str, Any]] = field(default_factory=list)  # for the portal's calendar page
     openlines: list[dict[str, Any]] = field(default_factory=list)
     lines: dict[int, dict[str, Any]] = field(default_factory=dict)  # seeded by bitrix24.openlines
     chats: dict[int, dict[str, Any]] = field(default_factory=dict)  # Open Lines dialogs by chat id
