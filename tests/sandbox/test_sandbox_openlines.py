@@ -240,3 +240,24 @@ def test_duplicate_and_late_delivery_knobs(api: Any, receiver: Any) -> None:
 )
 def test_bad_client_messages(api: Any, body: dict[str, Any], status: int) -> None:
     assert api.control("POST", "portals/portal1/openlines/message", json=body).status_code == status
+
+
+def test_unreachable_bot_handler_is_recorded_not_raised(api: Any, receiver: Any) -> None:
+    api.control("POST", "portals/portal1/install", json={"mode": "event"})
+    admin = api.mint()["access_token"]
+    dead = "http://127.0.0.1:9/bot"  # discard port: nothing listens
+    bot_id = api.post(
+        "imbot.register",
+        admin,
+        {"CODE": "deadbot", "TYPE": "O", "EVENT_HANDLER": dead, "PROPERTIES": {"NAME": "Бот"}},
+    ).json()["result"]
+    api.post(
+        "imopenlines.config.update",
+        admin,
+        {"CONFIG_ID": 2, "PARAMS": {"WELCOME_BOT_ENABLE": "Y", "WELCOME_BOT_ID": bot_id}},
+    )
+    answer = _write(api, "Есть кто живой?", line_id=2)
+    assert answer["deliveries"] == [None, None]
+    failed = api.control("GET", "portals/portal1/state").json()["deliveries"][-2:]
+    assert [d["url"] for d in failed] == [dead, dead]
+    assert all(d["status"] is None and d["error"] for d in failed)
