@@ -93,17 +93,18 @@ class Integrations:
         """Finish an employee's own Yandex connection: one Yandex account is personal to one user of one portal."""
         tokens, account, label = self._yandex_account(code)
         subject = user_subject(user_id)
-        with self.vault.db.read() as conn:
+        # Check and store in one write transaction, so two users cannot both take the account at once.
+        with self.vault.db.write() as conn:
             holders = conn.execute(sa.select(credentials.c.portal_id, credentials.c.subject).where(
                 credentials.c.provider == "yandex", credentials.c.account == account,
                 credentials.c.subject.like("user:%"))).all()
-        if any((row.portal_id, row.subject) != (portal_id, subject) for row in holders):
-            raise IntegrationError("account_in_use_personal", status=409)
+            if any((row.portal_id, row.subject) != (portal_id, subject) for row in holders):
+                raise IntegrationError("account_in_use_personal", status=409)
+            kept = self.vault.store("yandex", account, subject, tokens, portal_id=portal_id, user_id=user_id,
+                                    label=label, reason="connect", conn=conn)
         for old in self._personal_yandex(portal_id, user_id):
-            if old.account != account:
+            if old.id != kept:
                 self.vault.delete(old.id)
-        self.vault.store("yandex", account, subject, tokens, portal_id=portal_id, user_id=user_id, label=label,
-                         reason="connect")
         self.vault.audit(f"user:{portal_id}:{user_id}", "yandex_personal_connected", account)
         return {"connected": True, "account": label, "status": ACTIVE}
 
