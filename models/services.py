@@ -8,6 +8,7 @@ from config import fernet_keys
 from database import Database
 from models.alerts import ReauthNotifier
 from models.bitrix24 import Bitrix24Rest
+from models.connect import ConnectLinks
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
@@ -31,6 +32,7 @@ class Services:
     yandex: YandexOAuth
     amocrm: AmoCRMOAuth
     integrations: Integrations
+    connect: ConnectLinks
 
 
 def build(cfg, db: Database) -> Services:
@@ -63,4 +65,5 @@ def build(cfg, db: Database) -> Services:
                            issuer=cfg["PUBLIC_URL"] or "b24-telemost")
     integrations = Integrations(vault, engine, yandex, amocrm, env_yandex_token=cfg["YANDEX_OAUTH_TOKEN"])
     return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
-                    bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations)
+                    bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations,
+                    connect=ConnectLinks(db))
