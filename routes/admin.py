@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import NotFound
 
 from models.integrations import IntegrationError
-from models.monitoring import prometheus_text, status_summary
-from routes.common import ApiError, admin_token_required, error_page, json_body, services
+from models.metrics import EXPOSITION_CONTENT_TYPE, exposition
+from models.monitoring import status_summary
+from routes.common import ApiError, admin_token_required, error_page, json_body, metrics_access_required, services
 
 bp = Blueprint("admin", __name__)
 
@@ -126,6 +127,8 @@ def amocrm_callback():
 
 
 @bp.get("/metrics")
+@metrics_access_required
 def metrics():
-    """Prometheus metrics (restrict by network in nginx)."""
-    return Response(prometheus_text(services()), mimetype="text/plain", content_type="text/plain; version=0.0.4")
+    """Prometheus metrics: METRICS_TOKEN bearer or a METRICS_ALLOW address; read from the database."""
+    return Response(exposition(current_app.extensions["metrics_registry"]),
+                    content_type=EXPOSITION_CONTENT_TYPE)

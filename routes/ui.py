@@ -10,7 +10,15 @@ from flask import Blueprint, current_app, g, jsonify, make_response, redirect, r
 from models.integrations import IntegrationError
 from models.portal import Rejected
 from models.security import Identity, InvalidSession, matches_hash, new_secret, token_hash
-from routes.common import ApiError, bearer_required, error_page, json_body, portal_admin_required, services
+from routes.common import (
+    ApiError,
+    bearer_required,
+    error_page,
+    json_body,
+    portal_admin_required,
+    refuse_query_auth,
+    services,
+)
 from routes.frame import frame_headers, portal_origin, verified_origin
 
 bp = Blueprint("ui", __name__)
@@ -32,6 +40,7 @@ def _public_url(path: str) -> str:
 
 
 @bp.route("/", methods=["GET", "POST"])
+@refuse_query_auth
 def index():
     """The app page opened by Bitrix24 (DEFAULT placement): verify the POST, then render the UI."""
     fields = request.values.to_dict()
