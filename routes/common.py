@@ -296,8 +296,13 @@ def refuse_query_auth(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if any(name in request.args for name in QUERY_SECRETS):
+            from routes.frame import frame_headers, portal_origin
+
             log.warning("refused %s %s: Bitrix24 auth in the query string", request.method, request.path)
-            raise ApiError("auth_in_query", "Bitrix24 auth must not be sent in the URL", 400)
+            lang = request_language()
+            body, status = error_page(translate("page.error_title", lang), error_message("auth_in_query", lang), 400)
+            # Framable by the portal named in the request, like the other refusals of the iframe page.
+            return frame_headers(body, status, portal_origin(request.args.to_dict(), services().portals))
         return view(*args, **kwargs)
 
     return wrapper
