@@ -139,6 +139,12 @@ def test_the_snippet_serves_the_app_under_its_prefix(proxied):
     assert response.status_code == 200 and response.json()["base_path"] == "/telemost-app"
 
 
+@pytest.mark.parametrize("header", ["X-Script-Name", "X-Forwarded-Prefix"])
+def test_a_clients_prefix_headers_do_not_pass_nginx(proxied, header):
+    response = get(f"{proxied['nginx']}/telemost-app/health", headers={header: "/evil"})
+    assert response.status_code == 200 and response.json()["base_path"] == "/telemost-app"
+
+
 @pytest.mark.parametrize(("method", "path"), [("GET", "/telemost-app/telemost-app/metrics"),
                                               ("POST", "/telemost-app/telemost-app/tasks/refresh"),
                                               ("GET", "/telemost-app/telemost-app/health")])
