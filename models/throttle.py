@@ -68,10 +68,9 @@ class AuthThrottle:
                 sa.select(auth_failures.c.failures).where(auth_failures.c.scope == scope,
                                                           auth_failures.c.client == client)
             ).scalar_one()
-            # Old windows of other clients are of no use; pruning here keeps the table small at no
-            # cost to requests that succeed.
-            conn.execute(sa.delete(auth_failures).where(auth_failures.c.window_start <= at - self.window,
-                                                        auth_failures.c.client != client))
+            # Ended windows are of no use (the row above was just renewed if its window had ended);
+            # pruning here keeps the table small at no cost to requests that succeed.
+            conn.execute(sa.delete(auth_failures).where(auth_failures.c.window_start <= at - self.window))
         action = "auth_throttled" if failures == self.attempts else "auth_failed"
         if failures <= self.attempts:
             # Past the limit every attempt is refused before it is checked, so nothing more is written.
