@@ -142,6 +142,16 @@ connect_links = sa.Table(
     sa.Column("finished_at", sa.Integer),
 )
 sa.Index("ix_connect_links_expires", connect_links.c.expires_at)
+# Failed secret-token attempts per (scope, client address) in the current window: every gunicorn worker
+# sees the same count, so a burst spread over the workers is still one burst.
+auth_failures = sa.Table(
+    "auth_failures",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("client", sa.String(64), primary_key=True),
+    sa.Column("window_start", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+)
 
 audit_log = sa.Table(
     "audit_log",
