@@ -66,7 +66,35 @@ def test_lease_is_exclusive_and_expires(vault):
     assert vault.claim_lease(cid, "b", 0.01)
     time.sleep(0.05)
     assert vault.claim_lease(cid, "c", 30), "an expired lease can be taken over"
-    assert vault.get(cid).unconfirmed_attempt, "taking over a dead holder's lease marks the outcome unknown"
+
+
+def test_taking_over_a_lease_marks_unconfirmed_only_when_its_holder_sent_a_request(vault):
+    """A holder that died before sending spent nothing; one that died after sending may have rotated the pair."""
+    cid = vault.store("amocrm", "acme", "account", pair(1))
+    assert vault.claim_lease(cid, "queued", 0.01)
+    time.sleep(0.05)
+    assert vault.claim_lease(cid, "next", 0.01), "an expired lease can be taken over"
+    assert not vault.get(cid).unconfirmed_attempt, "no request was sent under the dead lease"
+    assert vault.start_attempt(cid, "next", 0.01) is not None
+    assert vault.get(cid).lease_owner == "next"
+    time.sleep(0.05)
+    assert vault.claim_lease(cid, "third", 30)
+    cred = vault.get(cid)
+    assert (cred.unconfirmed_attempt, cred.lease_owner) == (True, "third")
+    assert vault.start_attempt(cid, "next", 30) is None, "a lapsed holder cannot start a request"
+
+
+def test_a_released_or_settled_lease_leaves_nothing_to_misread(vault):
+    cid = vault.store("amocrm", "acme", "account", pair(1))
+    assert vault.claim_lease(cid, "a", 30)
+    assert vault.start_attempt(cid, "a", 30) is not None
+    vault.release_lease(cid, "a")  # the answer was seen (e.g. a peer's newer pair won)
+    with vault.db.read() as conn:
+        assert conn.execute(sa.select(credentials.c.refresh_sent_at)).scalar_one() is None
+    assert vault.claim_lease(cid, "b", 0.01)
+    time.sleep(0.05)
+    assert vault.claim_lease(cid, "c", 30)
+    assert not vault.get(cid).unconfirmed_attempt
 
 
 def test_failures_count_to_needs_reauth(vault):
