@@ -787,6 +787,23 @@ def test_cli_list_never_prints_tokens(runner, services):
     assert "listcrm" in only and "m-list" not in only
 
 
+def test_cli_shows_a_quarantined_credential(runner, services):
+    store(services, "amocrm", "okcrm")
+    now = int(time.time())
+    foreign = Vault(services.db, Cipher([Fernet.generate_key().decode()]))
+    cid = foreign.store("amocrm", "lostcrm", "account", TokenSet("a", "r", now + 30, now + 60 * 86400))
+    refreshed = runner.invoke(args=["tokens", "refresh", "--provider", "amocrm"])
+    assert refreshed.exit_code == 0, refreshed.output
+    assert json.loads(refreshed.output)["errors"]["undecryptable"] == 1
+    listed = runner.invoke(args=["tokens", "list", "--status", "broken"])
+    assert listed.exit_code == 0, listed.output
+    [line] = listed.output.splitlines()
+    assert "lostcrm" in line and "broken" in line and "last_error=undecryptable" in line
+    status = json.loads(runner.invoke(args=["tokens", "status"]).output)
+    assert status["credentials"]["amocrm"]["broken"] == 1
+    assert [(r["id"], r["last_error"]) for r in status["broken"]] == [(cid, "undecryptable")]
+
+
 def test_cli_rotate_key_re_encrypts_with_the_newest_key(tmp_path):
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     cfg = make_config(tmp_path, TOKEN_ENCRYPTION_KEY=old_key)
