@@ -86,12 +86,13 @@ _RELEASE_LEASE = (
     .where(_c.id == sa.bindparam("b_id"), _c.lease_owner == sa.bindparam("b_owner"))
     .values(lease_owner=None, lease_until=None, refresh_sent_at=None)
 )
-# Written (durably) right before a refresh request goes out: the lease is ours for another full term,
-# and a holder taking the lease over after we die knows a request may have reached the provider.
-_START_ATTEMPT = (
+# Written (durably) right before refresh requests go out: the leases are ours for another full term,
+# and a holder taking a lease over after we die knows a request may have reached the provider.
+_START_ATTEMPTS = (
     sa.update(credentials)
-    .where(_c.id == sa.bindparam("b_id"), _c.lease_owner == sa.bindparam("b_owner"))
+    .where(_c.id.in_(sa.bindparam("b_ids", expanding=True)), _c.lease_owner == sa.bindparam("b_owner"))
     .values(lease_until=sa.bindparam("b_until"), refresh_sent_at=sa.bindparam("b_now"))
+    .returning(_c.id)
 )
 # Copies the current pair into history straight from the row (no round trip through Python).
 _PUSH_HISTORY = sa.insert(credential_history).from_select(
@@ -514,13 +515,17 @@ class Vault:
     def start_attempts(self, items: list[tuple[int, str]], ttl_seconds: float) -> list[float | None]:
         """start_attempt for several leases in one transaction (the run's group commit); one result each."""
         t = time.time()
-        out: list[float | None] = []
+        until = t + ttl_seconds
+        by_owner: dict[str, list[int]] = {}
+        for credential_id, owner in items:
+            by_owner.setdefault(owner, []).append(credential_id)
+        started: set[tuple[int, str]] = set()
         with self.db.write() as conn:
-            for credential_id, owner in items:
-                result = conn.execute(_START_ATTEMPT, {"b_id": credential_id, "b_owner": owner,
-                                                       "b_until": t + ttl_seconds, "b_now": t})
-                out.append(t + ttl_seconds if result.rowcount == 1 else None)
-        return out
+            # A run's workers share one owner: usually one statement for the whole batch.
+            for owner, ids in by_owner.items():
+                result = conn.execute(_START_ATTEMPTS, {"b_ids": ids, "b_owner": owner, "b_until": until, "b_now": t})
+                started.update((row.id, owner) for row in result)
+        return [until if item in started else None for item in items]
 
     def quarantine(self, credential_id: int, version: int, owner: str | None = None) -> bool:
         """Mark an undecryptable row `broken` (and give back `owner`'s lease); False if the row moved on.
