@@ -500,7 +500,8 @@ class GroupCommitter:
 
     A worker hands over its new pair and waits until the batch holding it is committed, so a pair
     is durable before the worker reports it; one transaction per batch instead of one per pair keeps
-    the single SQLite writer from becoming the bottleneck (bench/refresh.py).
+    the single SQLite writer from becoming the bottleneck (bench/refresh.py). The "request is about
+    to go out" marks (Vault.start_attempts) travel the same way, each worker waiting for its own.
     """
 
     MAX_BATCH = 256

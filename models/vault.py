@@ -580,17 +580,6 @@ class Vault:
                 conn.execute(_PRUNE_HISTORY, [{"b_id": cid, "b_oldest": v - self.history_keep} for cid, v, _ in todo])
         return ok
 
-    def extend_lease(self, credential_id: int, owner: str, ttl_seconds: float) -> float | None:
-        """Push our lease further out; None when it is no longer ours (then stop: a peer may refresh)."""
-        until = time.time() + ttl_seconds
-        with self.db.write() as conn:
-            result = conn.execute(
-                sa.update(credentials)
-                .where(credentials.c.id == credential_id, credentials.c.lease_owner == owner)
-                .values(lease_until=until)
-            )
-        return until if result.rowcount == 1 else None
-
     def release_lease(self, credential_id: int, owner: str) -> None:
         """Give the lease back (only if we still hold it)."""
         with self.db.write() as conn:
