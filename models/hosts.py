@@ -4,7 +4,7 @@ A portal host arrives in iframe POSTs (DOMAIN), events (auth[domain]) and OAuth 
 (client_endpoint). Before any URL is built from it, it must be a plain public DNS name: IDN is
 turned into punycode, and IP literals (every spelling the C resolver accepts), private ranges, user
 info, ports and paths are refused. Loopback hosts (the sandbox) pass only when ALLOW_LOOPBACK_PORTALS
-is on. `resolve_public` is the per-request DNS check that models/http.py connects through.
+is on. `resolve_public_addresses` is the per-request DNS check that models/http.py connects through.
 """
 
 from __future__ import annotations
@@ -123,12 +123,16 @@ def endpoint_host(endpoint: str) -> str:
 
 
 def resolve_public(host: str, port: int | None = None, *, allow_loopback: bool = False) -> str:
-    """Resolve a portal host once, refuse it unless every address is public, return the one to connect to.
+    """Resolve a portal host once, refuse it unless every address is public, return the one to connect to."""
+    return resolve_public_addresses(host, port, allow_loopback=allow_loopback)[0]
 
-    Called for every request (models/http.py connects to the returned address), never cached: a name
+
+def resolve_public_addresses(host: str, port: int | None = None, *, allow_loopback: bool = False) -> list[str]:
+    """Resolve a portal host once and return its addresses in the resolver's order, all of them checked.
+
+    Called for every request (models/http.py connects to these very addresses), never cached: a name
     that passed a minute ago may point inside now (DNS rebinding). One internal address among public
-    ones refuses the name, since the connection could use either. Loopback passes only in the sandbox
-    (ALLOW_LOOPBACK_PORTALS).
+    ones refuses the name. Loopback passes only in the sandbox (ALLOW_LOOPBACK_PORTALS).
     """
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
@@ -144,7 +148,7 @@ def resolve_public(host: str, port: int | None = None, *, allow_loopback: bool =
     for address in addresses:
         if not _address_allowed(ipaddress.ip_address(address), allow_loopback):
             raise InvalidHost(f"{host} resolves to a non-public address")
-    return addresses[0]
+    return addresses
 
 
 def _address_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:

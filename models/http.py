@@ -3,9 +3,10 @@
 A portal host comes from outside, and its DNS answer can change between a check and the connect (DNS
 rebinding): checking a name and then letting `requests` resolve it again lets a portal point our
 REST calls at an internal address. `PinnedAdapter` resolves the host once per request
-(`models.hosts.resolve_public`: every address must be public, loopback only in the sandbox), then
-connects to that very address while the request keeps the portal's name in the Host header, the TLS
-server name (SNI) and the certificate check. Nothing is cached from one request to the next.
+(`models.hosts.resolve_public_addresses`: every address must be public, loopback only in the
+sandbox), then connects to those very addresses (the next one only when the previous took no
+connection) while the request keeps the portal's name in the Host header, the TLS server name (SNI)
+and the certificate check. Nothing is cached from one request to the next.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
-from models.hosts import InvalidHost, resolve_public
+from models.hosts import InvalidHost, resolve_public_addresses
 
 # The address a request was validated for, carried on the PreparedRequest from send() to the pool key.
 _PINNED = "_pinned_address"
@@ -34,19 +36,27 @@ class PinnedAdapter(HTTPAdapter):
         super().__init__(**kwargs)
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        """Resolve and validate the host, then send to the validated address; raises AddressRefused."""
+        """Resolve and validate the host, then send to a validated address; raises AddressRefused."""
         parts = urlsplit(request.url)
         if not parts.hostname:
             raise AddressRefused("the URL has no host")
         try:
-            address = resolve_public(parts.hostname, parts.port, allow_loopback=self.allow_loopback)
+            addresses = resolve_public_addresses(parts.hostname, parts.port, allow_loopback=self.allow_loopback)
         except InvalidHost as exc:
             raise AddressRefused(str(exc)) from None
-        setattr(request, _PINNED, address)
         # The URL's authority, as requests would have sent it (user info is never part of it).
         request.headers["Host"] = parts.netloc.rpartition("@")[2]
-        # A proxy would resolve the name again on its side, undoing the pin.
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
+        for n, address in enumerate(addresses, start=1):
+            setattr(request, _PINNED, address)
+            try:
+                # A proxy would resolve the name again on its side, undoing the pin.
+                return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
+            except requests.ConnectionError as exc:
+                # Like a plain connect, try the name's next (checked) address when this one took no
+                # connection; once connected, a request may have been sent and is never repeated.
+                if n == len(addresses) or not _not_connected(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         """Pool by the validated address; TLS still speaks to, and checks the certificate of, the name."""
@@ -60,6 +70,14 @@ class PinnedAdapter(HTTPAdapter):
             pool_kwargs["server_hostname"] = name
             pool_kwargs["assert_hostname"] = name
         return host_params, pool_kwargs
+
+
+def _not_connected(exc: requests.ConnectionError) -> bool:
+    """True when the error happened before a connection existed (so nothing was sent)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def portal_session(pool_size: int, *, allow_loopback: bool = False) -> requests.Session:

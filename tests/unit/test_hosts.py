@@ -232,3 +232,28 @@ def test_plain_http_loopback_keeps_the_host_header(fake_dns, portal_server):
     rest = Bitrix24Rest(portal_session(4, allow_loopback=True), 5.0)
     rest.call(f"http://sandbox.test:{portal_server.port}/rest/", "t", "user.current")
     assert portal_server.requests[0]["host"] == f"sandbox.test:{portal_server.port}"
+
+
+def test_the_next_checked_address_is_tried_only_when_the_first_took_no_connection(fake_dns, portal_server,
+                                                                                  monkeypatch):
+    import urllib3.util.connection
+
+    from models.bitrix24 import Bitrix24Rest
+    from models.http import portal_session
+
+    real_connect = urllib3.util.connection.create_connection
+    connects = []
+
+    def recording_connect(address, *args, **kwargs):
+        connects.append(address[0])
+        if address[0] == "93.184.216.34":
+            raise ConnectionRefusedError("unreachable in tests")
+        return real_connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", recording_connect)
+    fake_dns.script("two.test", ["93.184.216.34", "127.0.0.1"])
+    rest = Bitrix24Rest(portal_session(4, allow_loopback=True), 5.0)
+    assert rest.call(f"http://two.test:{portal_server.port}/rest/", "t", "user.current").result == {"ID": "1"}
+    assert connects == ["93.184.216.34", "127.0.0.1"]
+    assert len(portal_server.requests) == 1
+    assert fake_dns.lookups["two.test"] == 1
