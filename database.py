@@ -73,6 +73,9 @@ credentials = sa.Table(
     sa.Column("unconfirmed_attempt", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("lease_owner", sa.String(96)),
     sa.Column("lease_until", sa.Float),
+    # Set by the lease holder right before its refresh request goes out, cleared when the lease is
+    # given back: whoever takes over an expired lease knows whether a request may have been answered.
+    sa.Column("refresh_sent_at", sa.Float),
     sa.Column("refreshed_at", sa.Integer),
     sa.Column("last_used_at", sa.Integer),
     sa.Column("created_at", sa.Integer, nullable=False),
