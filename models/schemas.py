@@ -36,7 +36,7 @@ def _stripped(value):
     return value.strip() if isinstance(value, str) else value
 
 
-Name = Annotated[str, BeforeValidator(_stripped), Field(min_length=1, max_length=255)]
+Name = Annotated[str, Field(min_length=1, max_length=255), BeforeValidator(_stripped)]
 UserId = Annotated[int, Field(gt=0, lt=2**31)]
 
 

@@ -382,11 +382,18 @@ def cohosts(conference_id: str) -> Response:
     return Response(status=204)
 
 
-@bp.get("/_sandbox/telemost/conferences")
+@bp.route("/_sandbox/telemost/conferences", methods=["GET", "DELETE"])
 def listing() -> Response:
-    """Control API: every conference the fake holds (deleted ones flagged)."""
+    """Control API: every conference the fake holds (deleted ones flagged); DELETE forgets them all."""
     state = _state()
     with state.lock:
+        if request.method == "DELETE":
+            telemost = store(state)
+            cleared = len(telemost.conferences)
+            telemost.conferences.clear()
+            telemost.requests.clear()
+            telemost.buckets.clear()
+            return jsonify({"cleared": cleared})
         items = sorted(store(state).conferences.values(), key=lambda c: c.created)
         return jsonify([c.public() for c in items])
 

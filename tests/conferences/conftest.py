@@ -78,6 +78,7 @@ def control(sandbox):
     ctl = Control(sandbox[1])
     ctl.configure(**{**TELEMOST_KNOBS, "telemost_rate_burst": 10000})
     ctl("DELETE", "/faults")
+    ctl("DELETE", "/telemost/conferences")
     for portal in ("portal1", "portal2"):
         ctl("POST", f"/portals/{portal}/limits", {"bucket": 50, "drain": 2})
         ctl("DELETE", f"/portals/{portal}/calls")

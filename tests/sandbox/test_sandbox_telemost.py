@@ -197,3 +197,11 @@ def test_fault_target_telemost(api: Any) -> None:
     assert set(failed.json()) == {"error", "description", "message", "details"}
     assert _req(api, "POST", "/conferences", token, json={}).status_code == 201
     assert len(_listing(api)) == 1
+
+
+def test_control_can_forget_every_conference(api: Any) -> None:
+    token = _token(api)
+    _req(api, "POST", "/conferences", token, json={})
+    cleared = api.control("DELETE", "telemost/conferences")
+    assert cleared.json() == {"cleared": 1}
+    assert _listing(api) == []
