@@ -28,17 +28,24 @@ TELEMOST_KNOBS = {k: v for k, v in DEFAULT_CONFIG.items() if k.startswith("telem
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
-    """A sandbox process with two portals for the whole session: (env, info)."""
-    with running_sandbox(tmp_path_factory.mktemp("sandbox") / "sandbox.log", portals=2) as pair:
+    """A sandbox process for the whole session: (env, info); tests make their own portals."""
+    with running_sandbox(tmp_path_factory.mktemp("sandbox") / "sandbox.log", portals=0) as pair:
         yield pair
 
 
 class Control:
-    """The sandbox's control API."""
+    """The sandbox's control API; portal names used in tests ("portal1") are aliases of fresh portals."""
 
     def __init__(self, info: dict):
         self.base = info["base"]
         self.info = info
+        self.portals: dict[str, dict] = {}
+
+    def portal(self, alias: str) -> dict:
+        """The sandbox portal behind an alias, created on first use (each test gets its own portals)."""
+        if alias not in self.portals:
+            self.portals[alias] = self("POST", "/portals", {}, expect=201)
+        return self.portals[alias]
 
     def __call__(self, method: str, path: str, body=None, expect: int | None = 200):
         """Call /_sandbox{path}; returns the JSON answer."""
@@ -53,11 +60,15 @@ class Control:
 
     def calls(self, portal: str = "portal1") -> list[dict]:
         """REST calls the portal received (top-level requests have batch=None)."""
-        return self("GET", f"/portals/{portal}/calls")
+        return self("GET", f"/portals/{self.portal(portal)['name']}/calls")
+
+    def clear_calls(self, portal: str = "portal1") -> None:
+        """Forget the portal's call log."""
+        self("DELETE", f"/portals/{self.portal(portal)['name']}/calls")
 
     def state(self, portal: str = "portal1") -> dict:
         """What the app changed on the portal (calendar events, notifications …)."""
-        return self("GET", f"/portals/{portal}/state")
+        return self("GET", f"/portals/{self.portal(portal)['name']}/state")
 
     def meetings(self) -> list[dict]:
         """Conferences the fake Telemost holds."""
@@ -79,9 +90,6 @@ def control(sandbox):
     ctl.configure(**{**TELEMOST_KNOBS, "telemost_rate_burst": 10000})
     ctl("DELETE", "/faults")
     ctl("DELETE", "/telemost/conferences")
-    for portal in ("portal1", "portal2"):
-        ctl("POST", f"/portals/{portal}/limits", {"bucket": 50, "drain": 2})
-        ctl("DELETE", f"/portals/{portal}/calls")
     return ctl
 
 
@@ -107,8 +115,8 @@ class World:
 
     def install(self, name: str = "portal1", *, yandex_login: str | None = "sandbox.user") -> int:
         """Record the sandbox portal as installed with the admin's pair (and a Yandex account)."""
-        info = next(p for p in self.control.info["portals"] if p["name"] == name)
-        admin = self.control.mint(portal=name, user_id=1)
+        info = self.control.portal(name)
+        admin = self.control.mint(portal=info["name"], user_id=1)
         ts = now()
         with self.services.db.write() as conn:
             portal_id = conn.execute(sa.insert(portals).values(
@@ -141,9 +149,9 @@ class World:
         """Sign a user in: their own Bitrix24 pair in the vault and a session token."""
         if portal not in self.portal_ids:
             self.install(portal)
-        info = next(p for p in self.control.info["portals"] if p["name"] == portal)
+        info = self.control.portal(portal)
         if own_pair:
-            pair = self.control.mint(portal=portal, user_id=user_id)
+            pair = self.control.mint(portal=info["name"], user_id=user_id)
             self._store_bitrix(info["member_id"], user_subject(user_id), pair, self.portal_ids[portal], user_id)
         identity = Identity(member_id=info["member_id"], user_id=user_id, portal_id=self.portal_ids[portal],
                             domain=info["domain"], name=f"User {user_id}", is_admin=user_id == 1)
