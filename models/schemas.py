@@ -75,6 +75,13 @@ class ConferenceFields(BaseModel):
             raise PydanticCustomError("invalid_date", "use YYYY-MM-DD")
         return value or None
 
+    @field_validator("start_date")
+    @classmethod
+    def _date_range(cls, value):
+        if value is not None and not 2000 <= value.year <= 2100:
+            raise PydanticCustomError("date_out_of_range", "the year must be between 2000 and 2100")
+        return value
+
     @field_validator("start_time", mode="before")
     @classmethod
     def _time_format(cls, value):

@@ -57,6 +57,7 @@ VALID = {"name": "X", "type": "broadcast", "start_date": "2030-01-10", "start_ti
     ({"description": "x" * 5001}, "description", "string_too_long"),
     ({"start_date": "10.01.2030"}, "start_date", "invalid_date"),
     ({"start_date": "2030-02-30"}, "start_date", "date_from_datetime_parsing"),
+    ({"start_date": "0001-01-01"}, "start_date", "date_out_of_range"),
     ({"start_time": "10:00:00"}, "start_time", "invalid_time"),
     ({"start_time": "25:00"}, "start_time", "time_parsing"),
     ({"duration_minutes": 4}, "duration_minutes", "greater_than_equal"),
