@@ -48,6 +48,7 @@ from models.telemost import (
     OrganizerToken,
     TelemostApi,
     TelemostClient,
+    TelemostError,
 )
 from models.vault import PORTAL_SUBJECT, Vault, user_subject
 
@@ -293,14 +294,23 @@ class ConferenceService:
             "telemost_id": meeting.id, "link": meeting.join_url, "watch_url": meeting.watch_url,
             "status": SCHEDULED, "pending_notifications": json.dumps(pending), "updated_at": ts,
         }
-        with self.db.write() as conn:
-            if reserved_id is not None:
-                conn.execute(sa.update(conferences).where(conferences.c.id == reserved_id).values(**values))
-                conference_id = reserved_id
-            else:
-                conference_id = conn.execute(sa.insert(conferences).values(
-                    portal_id=actor.portal.id, owner_id=actor.user_id, owner_name=actor.user_name[:255],
-                    created_at=ts, **values)).inserted_primary_key[0]
+        try:
+            with self.db.write() as conn:
+                if reserved_id is not None:
+                    conn.execute(sa.update(conferences).where(conferences.c.id == reserved_id).values(**values))
+                    conference_id = reserved_id
+                else:
+                    conference_id = conn.execute(sa.insert(conferences).values(
+                        portal_id=actor.portal.id, owner_id=actor.user_id, owner_name=actor.user_name[:255],
+                        created_at=ts, **values)).inserted_primary_key[0]
+        except sa.exc.SQLAlchemyError:
+            # Never a meeting the app forgot: take it back where Telemost allows (best effort).
+            log.exception("conference row for telemost %s could not be written", meeting.id)
+            try:
+                telemost.delete(meeting.id)
+            except TelemostError:
+                log.warning("telemost %s could not be taken back", meeting.id)
+            raise
         log.info("conference %s created (telemost %s) on portal %s", conference_id, meeting.id,
                  actor.portal.member_id)
         row = self._row(actor, conference_id)
@@ -381,11 +391,12 @@ class ConferenceService:
                 data.live_stream_title != old["live_stream_title"]
                 or data.live_stream_description != old["live_stream_description"])
             level = data.waiting_room_level if data.waiting_room_level != old["waiting_room_level"] else None
+            # Cohosts first: unknown addresses are the likeliest refusal, and then nothing has changed yet.
+            if data.cohosts != old["cohosts"]:
+                telemost.replace_cohosts(row.telemost_id, data.cohosts)
             if level or stream_changed:
                 telemost.update(row.telemost_id, waiting_room_level=level,
                                 live_stream=stream if stream_changed else None)
-            if data.cohosts != old["cohosts"]:
-                telemost.replace_cohosts(row.telemost_id, data.cohosts)
         moved = starts_at != row.starts_at or ends_at != row.ends_at
         pending = json.loads(row.pending_notifications)
         if data.invite_users:

@@ -198,3 +198,18 @@ def test_rejected_yandex_token_is_refreshed_once_through_the_keeper(world, alice
     assert version == 3  # the forced pair, then the refreshed one
     assert world.services.vault.get(cred.id).access_token != "not-a-token"
     assert len(control.meetings()) == 1
+
+
+def test_a_row_that_cannot_be_written_takes_the_meeting_back(world, alice, control, monkeypatch):
+    from models import conference as conference_module
+    from models.conference import Actor
+    from models.schemas import ConferenceCreate
+
+    real = conference_module._stored_fields
+    monkeypatch.setattr(conference_module, "_stored_fields", lambda *a: {**real(*a), "name": None})
+    control.configure(telemost_delete="204")
+    actor = Actor(world.services.portals.get(alice.portal_id), 2, "User 2")
+    with pytest.raises(sa.exc.IntegrityError):
+        world.services.conferences.create(actor, ConferenceCreate(name="X"), lambda key, **p: key)
+    assert world.rows() == []
+    assert [m["deleted"] for m in control.meetings()] == [True]
