@@ -416,10 +416,12 @@ class ConferenceService:
         else:
             calendar = None
         pending = list({(n["user_id"], n["kind"]): n for n in pending}.values())
+        # Nothing left to do on the portal (say the calendar was switched off after it failed): settled.
+        settled = {} if calendar or pending else {"failed_step": None, "failure_code": None, "status": SCHEDULED}
         with self.db.write() as conn:
             conn.execute(sa.update(conferences).where(conferences.c.id == row.id).values(
                 **_stored_fields(data, timezone, starts_at, ends_at), pending_notifications=json.dumps(pending),
-                updated_at=now()))
+                updated_at=now(), **settled))
         row = self._row(actor, conference_id)
         if calendar or pending:
             row = self._portal_steps(actor, row, calendar, texts, client=portal_client)

@@ -213,3 +213,13 @@ def test_a_row_that_cannot_be_written_takes_the_meeting_back(world, alice, contr
         world.services.conferences.create(actor, ConferenceCreate(name="X"), lambda key, **p: key)
     assert world.rows() == []
     assert [m["deleted"] for m in control.meetings()] == [True]
+
+
+def test_switching_off_a_failed_calendar_settles_the_conference(world, alice, control):
+    portal_down(control)
+    conference = create(world, alice, create_calendar_event=True, **SLOT)
+    assert conference["failed_step"] == "calendar"
+    settled = world.client.patch(f"/api/conferences/{conference['id']}", json={"create_calendar_event": False},
+                                 headers=alice.headers).json
+    assert (settled["failed_step"], settled["status"]) == (None, "scheduled")
+    assert control.state()["calendar_events"] == []
