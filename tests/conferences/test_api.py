@@ -288,3 +288,19 @@ def test_openapi_document_is_generated_from_the_models(world):
     assert post["responses"]["201"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Conference"}
     assert post["parameters"][0]["name"] == "Idempotency-Key"
+
+
+def test_answers_match_the_documented_models(world, alice, control):
+    from models import schemas
+
+    conference = create(world, alice, type="broadcast", invite_users=True, invitees=[3], viewers=[4],
+                        create_calendar_event=True, start_date="2030-01-10", start_time="10:00").json
+    assert schemas.Conference.model_validate(conference, strict=True).model_dump() == conference
+    page = world.client.get("/api/conferences", headers=alice.headers).json
+    assert schemas.ConferencePage.model_validate(page, strict=True).model_dump() == page
+    users = world.client.get("/api/bitrix/users", headers=alice.headers).json
+    assert schemas.PortalUserPage.model_validate(users, strict=True).model_dump() == users
+    account = world.client.get("/api/telemost/account", headers=alice.headers).json
+    assert schemas.TelemostAccount.model_validate(account, strict=True).model_dump() == account
+    deleted = world.client.delete(f"/api/conferences/{conference['id']}", headers=alice.headers).json
+    assert schemas.DeleteResult.model_validate(deleted, strict=True).model_dump() == deleted
