@@ -73,6 +73,7 @@ VALID = {"name": "X", "type": "broadcast", "start_date": "2030-01-10", "start_ti
     ({"live_stream_description": "x" * 2049}, "live_stream_description", "string_too_long"),
     ({"waiting_room_level": "EVERYONE"}, "waiting_room_level", "literal_error"),
     ({"create_calendar_event": "maybe"}, "create_calendar_event", "bool_parsing"),
+    ({"description": "a\x00b"}, "description", "invalid_character"),
 ])
 def test_field_validation(world, alice, control, body, field, reason):
     response = create(world, alice, 422, **{**VALID, **body})
@@ -125,7 +126,7 @@ def test_type_cannot_change(world, alice):
     ("per_page=101", "per_page", "less_than_equal"), ("per_page=0", "per_page", "greater_than_equal"),
     ("page=0", "page", "greater_than_equal"), ("page=x", "page", "int_parsing"),
     ("type=webinar", "type", "literal_error"), ("status=done", "status", "literal_error"),
-    ("when=tomorrow", "when", "literal_error"),
+    ("when=tomorrow", "when", "literal_error"), ("q=%00", "q", "invalid_character"),
 ])
 def test_list_query_validation(world, alice, query, field, reason):
     response = world.client.get(f"/api/conferences?{query}", headers=alice.headers)
