@@ -9,6 +9,7 @@ from database import Database
 from models.alerts import ReauthNotifier
 from models.bitrix24 import Bitrix24Rest
 from models.conference import ConferenceService
+from models.connect import ConnectLinks
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
@@ -33,6 +34,7 @@ class Services:
     yandex: YandexOAuth
     amocrm: AmoCRMOAuth
     integrations: Integrations
+    connect: ConnectLinks
     telemost: TelemostApi
     conferences: ConferenceService
 
@@ -70,4 +72,4 @@ def build(cfg, db: Database) -> Services:
     conference_service = ConferenceService(db, vault, engine, portals, integrations, telemost)
     return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
                     bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations,
-                    telemost=telemost, conferences=conference_service)
+                    connect=ConnectLinks(db), telemost=telemost, conferences=conference_service)
