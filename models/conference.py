@@ -251,10 +251,15 @@ class ConferenceService:
                 conn.execute(sa.delete(telemost_restrictions).where(
                     telemost_restrictions.c.credential_id == organizer.credential_id))
 
-    def _portal_client(self, actor: Actor) -> PortalClient:
-        """The user's own Bitrix24 credential (stored at iframe open), else the portal's."""
+    def _portal_client(self, actor: Actor, own_only: bool = False) -> PortalClient:
+        """The user's own Bitrix24 credential (stored at iframe open), else (unless `own_only`) the portal's.
+
+        Calendar calls need the user's own token: the token's user becomes the event's organiser.
+        """
         cred = self.vault.find("bitrix24", actor.portal.member_id, user_subject(actor.user_id))
         if cred is None or cred.status != "active":
+            if own_only:
+                raise ServiceError("bitrix_user_token_missing", status=409)
             cred = self.vault.find("bitrix24", actor.portal.member_id, PORTAL_SUBJECT)
         if cred is None:
             raise ServiceError("bitrix_not_connected", status=409)
@@ -266,11 +271,9 @@ class ConferenceService:
                idempotency_key: str | None = None) -> tuple[dict, bool]:
         """Make the meeting, the row, the calendar event and the invitations; returns (conference, replayed)."""
         telemost = self._telemost(actor)
-        portal_client = None
         timezone = data.timezone
         if data.start_date and not timezone:
-            portal_client = self._portal_client(actor)
-            timezone = self._user_timezone(actor, portal_client)
+            timezone = self._user_timezone(actor, self._portal_client(actor))
         starts_at, ends_at = _span(data.start_date, data.start_time, data.duration_minutes, timezone)
         stream = _stream(data) if data.type == "broadcast" else None
         reserved_id = None
@@ -315,8 +318,7 @@ class ConferenceService:
                  actor.portal.member_id)
         row = self._row(actor, conference_id)
         if data.create_calendar_event or pending:
-            row = self._portal_steps(actor, row, "add" if data.create_calendar_event else None, texts,
-                                     client=portal_client)
+            row = self._portal_steps(actor, row, "add" if data.create_calendar_event else None, texts)
         return public(row), False
 
     def _reserve(self, actor: Actor, key: str, digest: str) -> tuple[dict | None, int | None]:
@@ -378,10 +380,8 @@ class ConferenceService:
             raise FieldError("type", "cannot_change", "a conference cannot become a broadcast or back")
         old = public(row)
         timezone = data.timezone or old["timezone"]
-        portal_client = None
         if data.start_date and not timezone:
-            portal_client = self._portal_client(actor)
-            timezone = self._user_timezone(actor, portal_client)
+            timezone = self._user_timezone(actor, self._portal_client(actor))
         starts_at, ends_at = _span(data.start_date, data.start_time, data.duration_minutes, timezone,
                                    default_start=row.created_at)
         if row.telemost_id:
@@ -424,7 +424,7 @@ class ConferenceService:
                 updated_at=now(), **settled))
         row = self._row(actor, conference_id)
         if calendar or pending:
-            row = self._portal_steps(actor, row, calendar, texts, client=portal_client)
+            row = self._portal_steps(actor, row, calendar, texts)
         return public(row)
 
     # ---- delete and retry ----------------------------------------------------------------------------
@@ -477,16 +477,21 @@ class ConferenceService:
 
     # ---- portal steps ------------------------------------------------------------------------------------
 
-    def _portal_steps(self, actor: Actor, row, calendar: str | None, texts: Texts,
-                      client: PortalClient | None = None):
+    def _portal_steps(self, actor: Actor, row, calendar: str | None, texts: Texts):
         """Calendar add/update/delete and the pending notifications, in as few batches as possible."""
         notes = json.loads(row.pending_notifications)
         values: dict = {}
-        failed, failure = None, None
+        failed, failure, client = None, None, None
+        if calendar:
+            try:
+                client = self._portal_client(actor, own_only=True)
+            except ServiceError as exc:
+                # Not with someone else's token: they would become the organiser. Invitations still go.
+                calendar, failed, failure = None, STEP_CALENDAR, exc.code
         try:
             client = client or self._portal_client(actor)
         except ServiceError as exc:
-            client, failed, failure = None, (STEP_CALENDAR if calendar else STEP_NOTIFICATIONS), exc.code
+            client, failed, failure = None, failed or STEP_NOTIFICATIONS, failure or exc.code
         if client is not None:
             commands: list[tuple[str, tuple[str, dict]]] = []
             if calendar:

@@ -223,3 +223,18 @@ def test_switching_off_a_failed_calendar_settles_the_conference(world, alice, co
                                  headers=alice.headers).json
     assert (settled["failed_step"], settled["status"]) == (None, "scheduled")
     assert control.state()["calendar_events"] == []
+
+
+def test_calendar_is_never_made_with_someone_elses_token(world, control):
+    world.install("portal1")
+    user = world.user(2, own_pair=False)
+    conference = create(world, user, create_calendar_event=True, invite_users=True, invitees=[3], **SLOT)
+    assert (conference["failed_step"], conference["failure_code"]) == ("calendar", "bitrix_user_token_missing")
+    assert control.state()["calendar_events"] == []
+    [note] = control.state()["notifications"]
+    assert note["user_id"] == 3 and note["from_user_id"] == 1  # the invitation went with the portal's token
+    world.user(2)  # the user opens the app again: their own pair is stored
+    done = retry(world, user, conference["id"])
+    assert done["failed_step"] is None
+    [event] = control.state()["calendar_events"]
+    assert event["MEETING_HOST"] == "2"
