@@ -48,7 +48,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         settings.update(test_config)
     config.validate(settings)
     app.config.update(settings)
-    app.config["JSON_AS_ASCII"] = False
     app.json.ensure_ascii = False
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
     configure_logging(app.config["LOG_LEVEL"])
@@ -58,8 +57,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db = database.init_app(app)
     from models.services import build
+    from routes.i18n import translate
 
-    app.extensions["services"] = build(app.config, db)
+    app.extensions["services"] = build(app.config, db, translate=translate)
 
     from routes import admin, assets, health, install, tasks, ui
     from routes.common import register_error_handlers

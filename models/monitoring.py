@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+from models.oauth import PROVIDERS
 from models.refresh import last_runs
 from models.vault import STATUSES
 
-PROVIDERS = ("bitrix24", "yandex", "amocrm")
 HELP = {
     "refresh_attempts_total": "Refresh requests sent to OAuth providers.",
     "refresh_success_total": "Refreshes whose new pair was stored.",

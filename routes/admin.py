@@ -8,6 +8,7 @@ from werkzeug.exceptions import NotFound
 from models.integrations import IntegrationError
 from models.monitoring import prometheus_text, status_summary
 from routes.common import ApiError, admin_token_required, error_page, json_body, services
+from routes.ui import alerts_json
 
 bp = Blueprint("admin", __name__)
 
@@ -28,7 +29,7 @@ def status():
         portal = g.admin_portal
         summary = {"portal": services().portals.describe(portal),
                    "credentials": services().vault.list(portal_id=portal.id),
-                   "alerts": services().portals.alerts(portal.id)}
+                   "alerts": alerts_json(portal.id, "en")}
     return jsonify(summary)
 
 
@@ -42,14 +43,7 @@ def token(provider: str, account: str):
         if owner is None or owner != g.admin_portal.id:
             raise ApiError("not_found", "no such credential", 404)
     actor = "admin:global" if g.admin_scope == "global" else f"admin:portal:{g.admin_portal.member_id}"
-    try:
-        result = integrations.valid_token(provider, account)
-    except IntegrationError as exc:
-        services().vault.audit(actor, "token_read_failed", f"{provider}/{account}",
-                               {"error": exc.code, "ip": request.remote_addr})
-        raise
-    services().vault.audit(actor, "token_read", f"{provider}/{account}",
-                           {"version": result["version"], "ip": request.remote_addr})
+    result = integrations.read_token(provider, account, actor=actor, ip=request.remote_addr)
     response = jsonify(result)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -78,9 +72,8 @@ def amocrm_register():
     account = services().integrations.register_amocrm(
         str(data.get("subdomain") or ""), code=data.get("code") or None,
         access_token=data.get("access_token") or None, refresh_token=data.get("refresh_token") or None,
-        expires_in=expires_in,
+        expires_in=expires_in, actor="admin:global",
     )
-    services().vault.audit("admin:global", "amocrm_registered", account["account"])
     response = jsonify(account)
     response.status_code = 201
     response.headers["Location"] = f"{request.script_root}/api/admin/amocrm/accounts/{account['account']}"
@@ -92,9 +85,8 @@ def amocrm_register():
 def amocrm_delete(subdomain: str):
     """Forget an amoCRM account."""
     _require_global()
-    if not services().integrations.delete_amocrm(subdomain):
+    if not services().integrations.delete_amocrm(subdomain, actor="admin:global"):
         raise NotFound("no such amoCRM account")
-    services().vault.audit("admin:global", "amocrm_deleted", subdomain)
     return "", 204
 
 
@@ -118,10 +110,10 @@ def amocrm_callback():
         return error_page("Ссылка устарела", "Начните подключение amoCRM заново.", 400)
     subdomain = services().integrations.amocrm_subdomain(request.args.get("referer", ""))
     try:
-        account = services().integrations.register_amocrm(subdomain, code=request.args.get("code") or None)
+        account = services().integrations.register_amocrm(subdomain, code=request.args.get("code") or None,
+                                                          actor="admin:global")
     except IntegrationError as exc:
         return error_page("Не удалось подключить amoCRM", exc.message, exc.status)
-    services().vault.audit("admin:global", "amocrm_registered", account["account"])
     return error_page("amoCRM подключён", f"Аккаунт {account['account']} подключён. Окно можно закрыть.", 200)
 
 

@@ -184,10 +184,12 @@ def test_forged_uninstall_with_the_right_token_is_refused_while_installed(live_s
     assert portal_rows(live_stack) == before and credential_rows(live_stack)
 
 
-def test_update_with_the_right_token_but_an_employees_pair_keeps_the_stored_pair(live_stack):
+def test_update_with_the_right_token_but_an_employees_pair_writes_nothing(live_stack):
+    """Finding 6: the application token and an employee's pair prove nothing; no version, no pair, no set-up."""
     install(live_stack)
     info = portal_info(live_stack)
     before = credential_rows(live_stack)
+    portal_before = portal_rows(live_stack)
     employee = mint(live_stack, user_id=2)
     form = dict(load_fixture("event-ONAPPUPDATE.json")["payload"])
     form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
@@ -195,11 +197,11 @@ def test_update_with_the_right_token_but_an_employees_pair_keeps_the_stored_pair
                  "auth[client_endpoint]": employee["client_endpoint"],
                  "auth[application_token]": info["application_token"]})
     response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
-    assert response.status_code == 200
+    assert response.status_code == 403 and response.json()["error"] == "not_admin"
     after = credential_rows(live_stack)
     assert [(c["id"], c["version"], c["refresh_token_enc"]) for c in after if c["subject"] == "portal"] == \
         [(c["id"], c["version"], c["refresh_token_enc"]) for c in before if c["subject"] == "portal"]
-    assert portal_rows(live_stack)[0]["version"] == "2.1.0"
+    assert portal_rows(live_stack) == portal_before
 
 
 def test_update_after_uninstall_does_not_revive_the_portal(live_stack):

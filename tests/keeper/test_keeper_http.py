@@ -41,6 +41,7 @@ RUN_KEYS = {
     "fresh",
     "budget_exhausted",
     "errors",
+    "uninstalls",  # pending ONAPPUNINSTALL events re-checked by the same run (models/install.py)
 }
 AHEAD_SECONDS = 120
 SHORT_TTL = 90  # due at once (< AHEAD_SECONDS) yet above the 60 s a REST call refreshes at by itself
