@@ -119,8 +119,23 @@ def services(app):
 
 
 @pytest.fixture
-def live_stack(tmp_path):
+def make_stack(tmp_path):
+    """Start sandbox + app stacks with options (`portals`, `extra_app_env`, …); all stopped afterwards."""
+    started: list[Stack] = []
+
+    def start(**options) -> Stack:
+        options.setdefault("database_path", str(tmp_path / f"live-{len(started)}.db"))
+        options.setdefault("log_dir", tmp_path)
+        stack = Stack(**options)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()
+
+
+@pytest.fixture
+def live_stack(make_stack):
     """The sandbox and the app (gunicorn, 2 workers) on free ports, with one sandbox portal."""
-    stack = Stack(database_path=str(tmp_path / "live.db"), portals=1, log_dir=tmp_path)
-    yield stack
-    stack.stop()
+    return make_stack(portals=1)
