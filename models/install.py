@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from database import Database, now, portals
 from models import forms
+from models.alerts import Translate
 from models.audit import AuditLog
 from models.bitrix24 import Bitrix24Error, Bitrix24Rest, Bitrix24Unavailable
 from models.hosts import InvalidHost, endpoint_host, normalize_endpoint
@@ -87,8 +88,11 @@ class InstallService:
     """The install lifecycle of Bitrix24 portals."""
 
     def __init__(self, db: Database, portals_service: PortalService, vault: Vault, engine: RefreshEngine,
-                 oauth: Bitrix24OAuth, rest: Bitrix24Rest, settings: PortalSettings, audit: AuditLog):
+                 oauth: Bitrix24OAuth, rest: Bitrix24Rest, settings: PortalSettings, audit: AuditLog,
+                 translate: Translate | None = None):
         self.db = db
+        # The bot's profile text is shown in the portal: its words come from the route layer's catalog.
+        self.translate = translate or (lambda key, lang=None, default=None, **params: default or "")
         self.portals = portals_service
         self.vault = vault
         self.engine = engine
@@ -236,6 +240,7 @@ class InstallService:
     def setup(self, portal: Portal) -> InstallResult:
         """Register the Open Lines bot and bind the app events (idempotent at Bitrix24's side)."""
         base = self.settings.public_url.rstrip("/")
+        position = self.translate("bot.work_position", (portal.language or "ru")[:2].lower(), default="")
         try:
             client = self.portals.client(portal)
             bot_id = client.call("imbot.register", {
@@ -246,7 +251,7 @@ class InstallService:
                 "EVENT_WELCOME_MESSAGE": f"{base}/python_bot/",
                 "EVENT_BOT_DELETE": f"{base}/python_bot/",
                 "PROPERTIES": {"NAME": self.settings.bot_name, "COLOR": "AQUA",
-                               "WORK_POSITION": "Открытые линии: передаёт диалог оператору"},
+                               "WORK_POSITION": position},
             }).result
             for event in ("ONAPPUNINSTALL", "ONAPPUPDATE"):
                 try:

@@ -65,7 +65,7 @@ def build(cfg, db: Database, translate: Translate | None = None) -> Services:
                                      oauth_url=cfg["BITRIX24_OAUTH_URL"], bot_code=cfg["BOT_CODE"],
                                      bot_name=cfg["BOT_NAME"])
     portals = PortalService(db, vault, engine, rest, portal_settings, audit)
-    install = InstallService(db, portals, vault, engine, bitrix_oauth, rest, portal_settings, audit)
+    install = InstallService(db, portals, vault, engine, bitrix_oauth, rest, portal_settings, audit, translate)
     identity = IdentityService(portals, install, rest, vault)
     engine.notifier = ReauthNotifier(portals, translate)
     signer = SessionSigner(cfg["SESSION_SIGNING_KEY"], int(cfg["SESSION_TTL_SECONDS"]),

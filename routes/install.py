@@ -10,7 +10,7 @@ from models.forms import MalformedForm, unflatten
 from models.portal import Rejected
 from routes.common import ApiError, error_page, services
 from routes.frame import frame_headers, portal_origin
-from routes.i18n import error_message, request_language, translate
+from routes.i18n import error_message, normalize_language, request_language, translate
 
 bp = Blueprint("install", __name__)
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def install():
     if request.method == "POST" and request.values.get("event"):
         return dispatch(_payload())
     fields = request.values.to_dict()
-    lang = request_language()
+    lang = normalize_language(fields.get("LANG")) or request_language()  # Bitrix24 puts LANG in the query
     if request.method == "GET" and not fields.get("AUTH_ID"):
         return error_page(translate("page.install_title", lang), translate("page.install_hint", lang), 200)
     try:

@@ -12,7 +12,7 @@ from models.portal import Rejected
 from models.security import Identity, InvalidSession, matches_hash, new_secret, token_hash
 from routes.common import ApiError, bearer_required, error_page, json_body, portal_admin_required, services
 from routes.frame import frame_headers, portal_origin, verified_origin
-from routes.i18n import error_message, request_language, translate
+from routes.i18n import error_message, normalize_language, request_language, translate
 
 bp = Blueprint("ui", __name__)
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def index():
     fields = request.values.to_dict()
     portals = services().portals
     origin = portal_origin(fields, portals)
-    lang = request_language()
+    lang = normalize_language(fields.get("LANG")) or request_language()  # Bitrix24 puts LANG in the query
     if not fields.get("AUTH_ID"):
         body, status = error_page(translate("page.open_title", lang), translate("page.open_hint", lang), 401)
         return frame_headers(body, status, origin)

@@ -44,6 +44,7 @@ MESSAGES = {
         "provider.bitrix24": "Bitrix24",
         "provider.yandex": "Yandex Telemost",
         "provider.amocrm": "amoCRM",
+        "bot.work_position": "Open Lines: hands the dialog to an operator",
         "notify.needs_reauth": "The «Yandex Telemost» application has lost access to {provider} ({error}). "
                                "Open the application to restore access, or reinstall it.",
     },
@@ -88,6 +89,7 @@ MESSAGES = {
         "provider.bitrix24": "Bitrix24",
         "provider.yandex": "Яндекс Телемост",
         "provider.amocrm": "amoCRM",
+        "bot.work_position": "Открытые линии: передаёт диалог оператору",
         "notify.needs_reauth": "Приложение «Яндекс Телемост» потеряло доступ к {provider} ({error}). "
                                "Откройте приложение, чтобы восстановить доступ, или переустановите его.",
     },

@@ -32,6 +32,8 @@ def test_event_install_records_portal_and_sets_it_up(live_stack):
     state = live_stack.control("GET", "/_sandbox/portals/portal1/state")
     [bot] = state["bots"]
     assert bot["code"] == "telemost_openlines_bot"
+    # The bot's profile text comes from the catalog, in the portal's language (LANGUAGE_ID=ru).
+    assert bot["properties"]["WORK_POSITION"] == "Открытые линии: передаёт диалог оператору"
     assert all(url.endswith("/python_bot/") for key, url in bot["handlers"].items())
     bound = {(e["event"], e["handler"]) for e in state["events"]}
     assert ("ONAPPUNINSTALL", f"{live_stack.app_url}/events") in bound
