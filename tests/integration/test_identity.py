@@ -44,18 +44,19 @@ def test_verified_open_renders_the_app_for_that_user(live_stack, installed):
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ({"APPLICATION_TOKEN": "wrong"}, "application token"),
-        ({"DOMAIN": "evil.example.com"}, "domain"),
-        ({"member_id": "0" * 32}, "not installed"),
-        ({"AUTH_ID": "made-up-token"}, "not valid"),
-        ({"DOMAIN": "10.0.0.1"}, "host"),
+        ({"APPLICATION_TOKEN": "wrong"}, "Неизвестный портал или неверный токен приложения."),
+        ({"DOMAIN": "evil.example.com"}, "Домен портала не совпадает."),
+        ({"member_id": "0" * 32}, "Приложение не установлено на этом портале."),
+        ({"AUTH_ID": "made-up-token"}, "Токен доступа недействителен."),
+        ({"DOMAIN": "10.0.0.1"}, "Адрес портала не разрешён."),
     ],
 )
 def test_unverifiable_open_gets_a_401_page(live_stack, installed, override, reason):
     tokens = mint(live_stack, user_id=2)
     response = frame_post(live_stack, tokens, application_token=installed["application_token"], **override)
-    assert response.status_code in (400, 401)
+    assert response.status_code == 401
     assert 'data-testid="error-page"' in response.text
+    assert reason in response.text, "the page says why, in the portal user's language (LANG=ru)"
     assert 'id="boot"' not in response.text
     assert "Bearer" not in response.text
 
@@ -85,19 +86,19 @@ def test_session_exchange(live_stack, installed):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "status", "code"),
     [
-        {"access_token": "nope", "member_id": "m", "domain": "d.bitrix24.ru"},
-        {"member_id": "m"},
-        "not json",
+        ({"access_token": "nope", "member_id": "m", "domain": "d.bitrix24.ru"}, 401, "not_installed"),
+        ({"member_id": "m"}, 400, "bad_request"),
+        ("not json", 400, "bad_request"),
     ],
 )
-def test_session_exchange_refuses_bad_input(live_stack, installed, body):
+def test_session_exchange_refuses_bad_input(live_stack, installed, body, status, code):
     kwargs = {"json": body} if isinstance(body, dict) else {"data": body,
                                                              "headers": {"Content-Type": "application/json"}}
     response = requests.post(f"{live_stack.app_url}/api/session", timeout=10, **kwargs)
-    assert response.status_code in (400, 401)
-    assert set(response.json()) == {"error", "message"}
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "message"} and response.json()["error"] == code
 
 
 def test_api_needs_a_valid_bearer(live_stack, installed):

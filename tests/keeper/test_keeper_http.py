@@ -24,9 +24,9 @@ from cryptography.fernet import Fernet
 from app import create_app
 from database import audit_log, credential_history, credentials, task_runs
 from models.security import SessionSigner
-from models.vault import TokenSet
 from scripts.stack import Stack
 from tests.conftest import make_config
+from tests.factories import make_credential
 from tests.integration.helpers import app_db, boot_data, frame_post, mint, portal_info
 
 RUN_KEYS = {
@@ -677,19 +677,9 @@ def test_needs_reauth_surfaces_everywhere_and_heals_when_the_admin_opens_the_app
 # ---- flask tokens … (in-process) ---------------------------------------------------------------------------------
 
 
-def store(
-    services, provider: str, account: str, *, expires_in: int = 30, access="acc-secret-1", refresh="ref-secret-1"
-) -> int:
-    now = int(time.time())
-    subject = "portal" if provider == "bitrix24" else "account"
-    return services.vault.store(
-        provider, account, subject, TokenSet(access, refresh, now + expires_in, now + 60 * 86400)
-    )
-
-
 def test_cli_refresh_prints_the_report(runner, services):
     # BITRIX24_OAUTH_URL points at a closed port in the test config: a transient failure, kept pair.
-    cid = store(services, "bitrix24", "m-cli")
+    cid = make_credential(services, "bitrix24", "m-cli", access="acc-secret-1", refresh="ref-secret-1", expires_in=30)
     result = runner.invoke(args=["tokens", "refresh", "--provider", "bitrix24", "--limit", "5"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -703,7 +693,7 @@ def test_cli_refresh_prints_the_report(runner, services):
 
 
 def test_cli_status_prints_json(runner, services):
-    store(services, "yandex", "1130000000000001", expires_in=3600)
+    make_credential(services, "yandex", "1130000000000001", expires_in=3600)
     runner.invoke(args=["tokens", "refresh"])
     result = runner.invoke(args=["tokens", "status"])
     assert result.exit_code == 0, result.output
@@ -714,8 +704,8 @@ def test_cli_status_prints_json(runner, services):
 
 
 def test_cli_list_never_prints_tokens(runner, services):
-    store(services, "amocrm", "listcrm", access="amo-access-secret", refresh="amo-refresh-secret")
-    store(services, "bitrix24", "m-list", access="b24-access-secret", refresh="b24-refresh-secret")
+    make_credential(services, "amocrm", "listcrm", access="amo-access-secret", refresh="amo-refresh-secret")
+    make_credential(services, "bitrix24", "m-list", access="b24-access-secret", refresh="b24-refresh-secret")
     result = runner.invoke(args=["tokens", "list"])
     assert result.exit_code == 0
     assert "listcrm" in result.output and "m-list" in result.output
@@ -731,8 +721,8 @@ def test_cli_rotate_key_re_encrypts_with_the_newest_key(tmp_path):
     try:
         first = create_app(cfg)
         apps.append(first)
-        cid = store(first.extensions["services"], "amocrm", "keycrm")
-        store(first.extensions["services"], "amocrm", "keycrm", access="acc-2", refresh="ref-2")  # a history row
+        cid = make_credential(first.extensions["services"], "amocrm", "keycrm", refresh="ref-secret-1")
+        make_credential(first.extensions["services"], "amocrm", "keycrm", access="acc-2", refresh="ref-2")  # history
         rotating = create_app({**cfg, "TOKEN_ENCRYPTION_KEY": f"{new_key},{old_key}"})
         apps.append(rotating)
         result = rotating.test_cli_runner().invoke(args=["tokens", "rotate-key"])
