@@ -3,12 +3,14 @@
 Every employee can read the application token in the iframe POST, so these tests forge the event with it.
 """
 
+import json
 import time
 
 import pytest
 import requests
 
 from database import audit_log, credentials
+from tests.factories import make_portal
 from tests.integration.helpers import (
     credential_rows,
     event_form,
@@ -118,3 +120,18 @@ def test_repeated_uninstall_event_of_an_uninstalled_portal_changes_nothing(live_
     assert response.status_code == 200 and response.json()["status"] == "already"
     assert portal_rows(live_stack) == portals_before
     assert credential_rows(live_stack) == creds_before
+
+
+def test_cli_refresh_rechecks_pending_uninstalls(runner, services):
+    """`flask tokens refresh` runs the same re-check as /tasks/refresh; no credential to ask with → refused."""
+    portal = make_portal(services, uninstall_pending_at=int(time.time()) - 600, uninstall_pending_clean=True)
+
+    result = runner.invoke(args=["tokens", "refresh"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["uninstalls"] == {"checked": 1, "uninstalled": 0, "refused": 1, "pending": 0}
+    after = services.portals.get(portal.id)
+    assert (after.status, after.uninstall_pending_at, after.uninstall_pending_clean) == ("installed", None, False)
+    [entry] = services.audit.entries(target=portal.member_id)
+    assert (entry["action"], entry["actor"], entry["detail"]) == (
+        "uninstall_refused", "task", {"clean": True, "verdict": "unverifiable"})
