@@ -103,7 +103,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         settings.update(test_config)
     config.validate(settings)
     app.config.update(settings)
-    app.config["JSON_AS_ASCII"] = False
     app.json.ensure_ascii = False
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
     configure_logging(app.config["LOG_LEVEL"])
@@ -112,17 +111,19 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db = database.init_app(app)
     from models.services import build
+    from routes.i18n import translate
 
-    app.extensions["services"] = build(app.config, db)
+    app.extensions["services"] = build(app.config, db, translate=translate)
 
     from models.metrics import build_registry
     from models.throttle import AuthThrottle
     from routes import admin, assets, health, install, tasks, ui
-    from routes.common import audit_record, register_error_handlers
+    from routes.common import register_error_handlers
 
     app.extensions["metrics_registry"] = build_registry(app.extensions["services"])
     app.extensions["auth_throttle"] = AuthThrottle(db, int(app.config["AUTH_THROTTLE_ATTEMPTS"]),
-                                                   int(app.config["AUTH_THROTTLE_WINDOW_SECONDS"]), audit_record)
+                                                   int(app.config["AUTH_THROTTLE_WINDOW_SECONDS"]),
+                                                   app.extensions["services"].audit.record)
 
     for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp):
         app.register_blueprint(blueprint)

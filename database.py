@@ -44,6 +44,11 @@ portals = sa.Table(
     sa.Column("installed_at", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Integer, nullable=False),
     sa.Column("uninstalled_at", sa.Integer),
+    # The version whose set-up (bot, event bindings) succeeded: set-up runs once per version.
+    sa.Column("setup_version", sa.String(32)),
+    # An ONAPPUNINSTALL that could not be proven yet (OAuth server unreachable): the task run re-checks it.
+    sa.Column("uninstall_pending_at", sa.Integer),
+    sa.Column("uninstall_pending_clean", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 credentials = sa.Table(
@@ -249,11 +254,13 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 connect_args={"timeout": 30, "check_same_thread": False},
+                hide_parameters=True,  # errors must not carry tokens or hashes into the logs
             )
             sa.event.listen(self.engine, "connect", _sqlite_on_connect)
             sa.event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self.engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                                           hide_parameters=True)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:

@@ -9,20 +9,32 @@ logs the event and counts it in the metrics.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from models.bitrix24 import Bitrix24Error
 from models.vault import ACTIVE, Credential
 
 log = logging.getLogger(__name__)
 
-PROVIDER_NAMES = {"bitrix24": "Bitrix24", "yandex": "Яндекс Телемост", "amocrm": "amoCRM"}
+# translate(key, lang, default=None, **params) -> words; the route layer's catalog (routes/i18n) is
+# handed in at wiring time, so models keep no words of their own.
+Translate = Callable[..., str]
+MESSAGE_KEY = "notify.needs_reauth"
+
+
+def _codes_only(key: str, lang: str | None = None, default: str | None = None, **params) -> str:
+    """Stand-in translator without a catalog: the key and its params, still readable by an admin."""
+    if default is not None:
+        return default
+    return f"{key}: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
 class ReauthNotifier:
     """Callable given to the refresh engine."""
 
-    def __init__(self, portals):
+    def __init__(self, portals, translate: Translate | None = None):
         self.portals = portals
+        self.translate = translate or _codes_only
 
     def __call__(self, cred: Credential, error: str) -> None:
         """Send the portal admin a Bitrix24 notification, through any working token of the portal."""
@@ -40,9 +52,9 @@ class ReauthNotifier:
         candidates = [c for c in self.portals.vault.for_portal(portal.id, "bitrix24")
                       if c.status == ACTIVE and c.id != cred.id]
         candidates.sort(key=lambda c: (c.user_id != portal.admin_user_id, c.subject != "portal"))
-        name = PROVIDER_NAMES.get(cred.provider, cred.provider)
-        message = (f"Приложение «Яндекс Телемост» потеряло доступ к {name} ({error}). "
-                   "Откройте приложение, чтобы восстановить доступ, или переустановите его.")
+        lang = (portal.language or "ru")[:2].lower()  # the catalog falls back to English for other languages
+        name = self.translate(f"provider.{cred.provider}", lang, default=cred.provider)
+        message = self.translate(MESSAGE_KEY, lang, provider=name, error=error)
         for candidate in candidates:
             try:
                 self.portals.client(portal, candidate.id).call("im.notify.system.add", {

@@ -8,14 +8,14 @@ import time
 import sqlalchemy as sa
 
 from database import credentials, telemost_restrictions
+from models.audit import AuditLog
 from models.errors import ServiceError
-from models.oauth import AmoCRMOAuth, OAuthError, YandexOAuth
+from models.oauth import AMOCRM_REFRESH_LIFETIME, PROVIDERS, AmoCRMOAuth, OAuthError, YandexOAuth
 from models.refresh import RefreshEngine
 from models.telemost import OrganizerToken
 from models.vault import ACCOUNT_SUBJECT, ACTIVE, BROKEN, PORTAL_SUBJECT, Credential, TokenSet, Vault, user_subject
 
 SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-PROVIDERS = ("bitrix24", "yandex", "amocrm")
 
 
 class IntegrationError(ServiceError):
@@ -30,7 +30,8 @@ class Integrations:
     """Yandex and amoCRM accounts in the vault, and valid access tokens for other services."""
 
     def __init__(self, vault: Vault, engine: RefreshEngine, yandex: YandexOAuth, amocrm: AmoCRMOAuth,
-                 env_yandex_token: str = ""):
+                 env_yandex_token: str = "", audit: AuditLog | None = None):
+        self.audit = audit
         self.vault = vault
         self.engine = engine
         self.yandex = yandex
@@ -106,7 +107,7 @@ class Integrations:
         for old in self._personal_yandex(portal_id, user_id):
             if old.id != kept:
                 self.vault.delete(old.id)
-        self.vault.audit(f"user:{portal_id}:{user_id}", "yandex_personal_connected", account)
+        self._audit(f"user:{portal_id}:{user_id}", "yandex_personal_connected", account)
         return {"connected": True, "account": label, "status": ACTIVE}
 
     def disconnect_yandex(self, portal_id: int) -> bool:
@@ -122,7 +123,7 @@ class Integrations:
         for cred in self._personal_yandex(portal_id, user_id):
             removed = self.vault.delete(cred.id) or removed
         if removed:
-            self.vault.audit(f"user:{portal_id}:{user_id}", "yandex_personal_disconnected", str(portal_id))
+            self._audit(f"user:{portal_id}:{user_id}", "yandex_personal_disconnected", str(portal_id))
         return removed
 
     def yandex_token(self, portal_id: int) -> str | None:
@@ -165,7 +166,7 @@ class Integrations:
 
     def register_amocrm(self, subdomain: str, *, code: str | None = None, access_token: str | None = None,
                         refresh_token: str | None = None, expires_in: int | None = None,
-                        portal_id: int | None = None) -> dict:
+                        portal_id: int | None = None, actor: str | None = None) -> dict:
         """Register an amoCRM account from an authorization code or an initial token pair."""
         subdomain = (subdomain or "").strip().lower()
         if not SUBDOMAIN.match(subdomain):
@@ -188,11 +189,12 @@ class Integrations:
             if not 0 < ttl <= 5 * 366 * 86400:
                 raise IntegrationError("bad_tokens", status=400)
             tokens = TokenSet(access_token, refresh_token or None, now + ttl,
-                              now + 90 * 86400 if refresh_token else None)
+                              now + AMOCRM_REFRESH_LIFETIME if refresh_token else None)
         else:
             raise IntegrationError("missing_fields", status=400)
         cred_id = self.vault.store("amocrm", subdomain, ACCOUNT_SUBJECT, tokens, portal_id=portal_id,
                                    label=subdomain, reason="register")
+        self._audit(actor, "amocrm_registered", subdomain)
         return self.describe(cred_id)
 
     def amocrm_subdomain(self, referer: str) -> str:
@@ -207,12 +209,30 @@ class Integrations:
         """Registered amoCRM accounts (no tokens)."""
         return [self._public(row) for row in self.vault.list(provider="amocrm")]
 
-    def delete_amocrm(self, subdomain: str) -> bool:
+    def delete_amocrm(self, subdomain: str, actor: str | None = None) -> bool:
         """Forget an amoCRM account."""
         cred = self.vault.find("amocrm", (subdomain or "").lower(), ACCOUNT_SUBJECT)
-        return bool(cred) and self.vault.delete(cred.id)
+        deleted = bool(cred) and self.vault.delete(cred.id)
+        if deleted:
+            self._audit(actor, "amocrm_deleted", subdomain)
+        return deleted
+
+    def _audit(self, actor: str | None, action: str, target: str, detail: dict | None = None) -> None:
+        if self.audit is not None:
+            self.audit.record(actor or "system", action, target, detail)
 
     # ---- token endpoint --------------------------------------------------------------------------------
+
+    def read_token(self, provider: str, account: str, *, actor: str, ip: str | None = None) -> dict:
+        """valid_token for the token endpoint: every read, and every failed one, is audited."""
+        target = f"{provider}/{account}"
+        try:
+            result = self.valid_token(provider, account)
+        except IntegrationError as exc:
+            self._audit(actor, "token_read_failed", target, {"error": exc.code, "ip": ip})
+            raise
+        self._audit(actor, "token_read", target, {"version": result["version"], "ip": ip})
+        return result
 
     def valid_token(self, provider: str, account: str) -> dict:
         """A currently valid access token (refreshing first if due); never the refresh token."""

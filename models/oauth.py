@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.cookiejar
 import time
 import urllib.request
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
@@ -23,6 +22,8 @@ from models.vault import Credential, TokenSet
 
 TRANSIENT = "transient"
 PERMANENT = "permanent"
+
+PROVIDERS = ("bitrix24", "yandex", "amocrm")
 
 BITRIX_REFRESH_LIFETIME = 180 * 24 * 3600
 AMOCRM_REFRESH_LIFETIME = 90 * 24 * 3600
@@ -115,14 +116,6 @@ def _seconds(value, default: int) -> int:
                          unconfirmed=True) from None
 
 
-@dataclass
-class HttpSettings:
-    """Shared HTTP settings for the adapters."""
-
-    timeout: float = 10.0
-    pool_size: int = 32
-
-
 def make_session(pool_size: int) -> requests.Session:
     """A requests session with a connection pool sized for the refresh concurrency."""
     session = requests.Session()
@@ -203,8 +196,6 @@ class Bitrix24OAuth(Provider):
                 refresh_token=body.get("refresh_token"),
                 expires_at=expires_at,
                 refresh_expires_at=now + BITRIX_REFRESH_LIFETIME,
-                extra={k: body.get(k) for k in ("member_id", "client_endpoint", "server_endpoint", "user_id",
-                                                 "scope", "status", "domain")},
             )
         kind = _status_kind(response.status_code)
         if error == "QUERY_LIMIT_EXCEEDED" or error == "OVERLOAD_LIMIT":
@@ -279,7 +270,6 @@ class YandexOAuth(Provider):
                 refresh_token=body.get("refresh_token"),
                 expires_at=expires_at,
                 refresh_expires_at=min(expires_at, now + YANDEX_RENEW_PERIOD),
-                extra={"scope": body.get("scope")},
             )
         error = (body or {}).get("error")
         # A 200 without a usable pair may have rotated the token server-side: retry, remembering that.
@@ -362,7 +352,6 @@ class AmoCRMOAuth(Provider):
                 refresh_token=data.get("refresh_token"),
                 expires_at=now + _seconds(data.get("expires_in"), 86400),
                 refresh_expires_at=now + AMOCRM_REFRESH_LIFETIME,
-                extra={"server_time": data.get("server_time")},
             )
         hint = str((data or {}).get("hint") or "")
         kind = _status_kind(response.status_code)

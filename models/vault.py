@@ -14,16 +14,16 @@ a fresh grant (store) or the key put back plus `flask tokens rotate-key` brings 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken
 
-from database import Database, audit_log, credential_history, credentials, now
+from database import Database, credential_history, credentials, now
+from models.cipher import Cipher
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,6 @@ class TokenSet:
     refresh_token: str | None
     expires_at: int
     refresh_expires_at: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,33 +189,6 @@ class _VersionRef:
 
     id: int
     version: int
-
-
-class Cipher:
-    """Fernet encryption with key rotation: the first key encrypts, all keys decrypt."""
-
-    def __init__(self, keys: list[str]):
-        if not keys:
-            raise ValueError("TOKEN_ENCRYPTION_KEY holds no key")
-        self._fernet = MultiFernet([Fernet(k) for k in keys])
-
-    def encrypt(self, value: str | None) -> str | None:
-        """Encrypt a token (None stays None)."""
-        if value is None:
-            return None
-        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
-
-    def decrypt(self, value: str | None) -> str | None:
-        """Decrypt a token; raises InvalidToken when no configured key fits."""
-        if value is None:
-            return None
-        return self._fernet.decrypt(value.encode("ascii")).decode("utf-8")
-
-    def rotate(self, value: str | None) -> str | None:
-        """Re-encrypt with the newest key."""
-        if value is None:
-            return None
-        return self._fernet.rotate(value.encode("ascii")).decode("ascii")
 
 
 class Vault:
@@ -733,7 +705,7 @@ class Vault:
                 return total
             after = page[-1]
 
-    # ---- key rotation and audit ------------------------------------------------------------------
+    # ---- key rotation ------------------------------------------------------------------------
 
     def rotate_key(self, batch: int = 500) -> int:
         """Re-encrypt every stored token with the newest key; returns how many rows changed.
@@ -778,16 +750,6 @@ class Vault:
                     break
                 last_id = rows[-1].id
         return changed
-
-    def audit(self, actor: str, action: str, target: str, detail: dict | None = None) -> None:
-        """Write an audit record (never with token values)."""
-        with self.db.write() as conn:
-            conn.execute(
-                sa.insert(audit_log).values(
-                    at=now(), actor=actor[:128], action=action, target=target[:255],
-                    detail=json.dumps(detail or {}, ensure_ascii=False),
-                )
-            )
 
     def iter_ids(self, provider: str | None = None) -> Iterator[int]:
         """Every credential id (for CLI listings)."""

@@ -16,6 +16,7 @@ from models.security import new_secret
 from routes.common import ApiError, admin_token_required, json_body, metrics_access_required, services
 from routes.connect import confirm_page, link_language, nonce_from_request, refused_page, result_page
 from routes.i18n import error_message, normalize_language, request_language, translate
+from routes.ui import alerts_json
 
 # `flask portals …`: operator commands about installed portals.
 bp = Blueprint("admin", __name__, cli_group="portals")
@@ -35,7 +36,7 @@ def status():
         portal = g.admin_portal
         summary = {"portal": services().portals.describe(portal),
                    "credentials": services().vault.list(portal_id=portal.id),
-                   "alerts": services().portals.alerts(portal.id)}
+                   "alerts": alerts_json(portal.id, "en")}
     return jsonify(summary)
 
 
@@ -49,14 +50,7 @@ def token(provider: str, account: str):
         if owner is None or owner != g.admin_portal.id:
             raise ApiError("not_found", "no such credential", 404)
     actor = "admin:global" if g.admin_scope == "global" else f"admin:portal:{g.admin_portal.member_id}"
-    try:
-        result = integrations.valid_token(provider, account)
-    except IntegrationError as exc:
-        services().vault.audit(actor, "token_read_failed", f"{provider}/{account}",
-                               {"error": exc.code, "ip": request.remote_addr})
-        raise
-    services().vault.audit(actor, "token_read", f"{provider}/{account}",
-                           {"version": result["version"], "ip": request.remote_addr})
+    result = integrations.read_token(provider, account, actor=actor, ip=request.remote_addr)
     response = jsonify(result)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -85,9 +79,8 @@ def amocrm_register():
     account = services().integrations.register_amocrm(
         str(data.get("subdomain") or ""), code=data.get("code") or None,
         access_token=data.get("access_token") or None, refresh_token=data.get("refresh_token") or None,
-        expires_in=expires_in,
+        expires_in=expires_in, actor="admin:global",
     )
-    services().vault.audit("admin:global", "amocrm_registered", account["account"])
     response = jsonify(account)
     response.status_code = 201
     response.headers["Location"] = f"{request.script_root}/api/admin/amocrm/accounts/{account['account']}"
@@ -99,9 +92,8 @@ def amocrm_register():
 def amocrm_delete(subdomain: str):
     """Forget an amoCRM account."""
     _require_global()
-    if not services().integrations.delete_amocrm(subdomain):
+    if not services().integrations.delete_amocrm(subdomain, actor="admin:global"):
         raise NotFound("no such amoCRM account")
-    services().vault.audit("admin:global", "amocrm_deleted", subdomain)
     return "", 204
 
 
@@ -159,11 +151,11 @@ def amocrm_callback():
                            lang)
     subdomain = services().integrations.amocrm_subdomain(request.args.get("referer", ""))
     try:
-        account = services().integrations.register_amocrm(subdomain, code=request.args.get("code") or None)
+        account = services().integrations.register_amocrm(subdomain, code=request.args.get("code") or None,
+                                                          actor="admin:global")
     except IntegrationError as exc:
         return result_page("amocrm", "connect.failed.title.amocrm",
                            error_message(exc.code, lang, exc.message, **exc.params), exc.status, lang)
-    services().vault.audit("admin:global", "amocrm_registered", account["account"])
     return result_page("amocrm", "connect.done.title.amocrm",
                        translate("connect.done.message.amocrm", lang, account=account["account"]), 200, lang)
 

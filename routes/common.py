@@ -189,11 +189,6 @@ def portal_admin_required(view):
     return wrapper
 
 
-def audit_record(actor: str, action: str, target: str, detail: dict | None = None) -> None:
-    """Write one audit entry: the one call to switch when the audit log moves to services().audit."""
-    services().vault.audit(actor, action, target, detail)
-
-
 def client_address() -> str:
     """The client's address as the trusted proxies reported it (see TRUSTED_PROXIES)."""
     return request.remote_addr or "unknown"

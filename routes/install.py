@@ -10,6 +10,7 @@ from models.forms import MalformedForm, unflatten
 from models.portal import Rejected
 from routes.common import ApiError, error_page, form_items, json_object, services
 from routes.frame import frame_headers, portal_origin
+from routes.i18n import error_message, normalize_language, request_language, translate
 
 bp = Blueprint("install", __name__)
 log = logging.getLogger(__name__)
@@ -30,30 +31,38 @@ def _payload() -> dict:
 def dispatch(payload: dict):
     """Route an event by its name after the checks its kind needs."""
     event = str(payload.get("event") or "").upper()
-    portals = services().portals
+    install_service = services().install
     try:
         if event == "ONAPPINSTALL":
-            result = portals.install_from_event(payload)
+            result = install_service.install_from_event(payload)
             body = {"status": "installed" if result.ok else "setup_failed", "member_id": result.portal.member_id,
                     "bot_id": result.bot_id}
             if not result.ok:
-                body.update(error=result.error, message=result.message)
+                body.update(error=result.error, message=error_message(result.error, "en", **(result.params or {})))
             return jsonify(body), 200 if result.ok else 502
         if event == "ONAPPUPDATE":
-            result = portals.handle_update(payload)
+            result = install_service.handle_update(payload)
             return jsonify({"status": "updated" if result.ok else "setup_failed",
                             "version": result.portal.version}), 200 if result.ok else 502
         if event == "ONAPPUNINSTALL":
-            portal = portals.handle_uninstall(payload)
-            return jsonify({"status": "uninstalled", "member_id": portal.member_id})
+            outcome = install_service.handle_uninstall(payload)
+            # Pending: the OAuth server gave no definite answer; the next task run asks again.
+            return jsonify({"status": outcome.status, "member_id": outcome.portal.member_id}), \
+                202 if outcome.status == "pending" else 200
         if not event:
             raise ApiError("bad_request", "no event name in the request", 400)
-        portal = portals.authenticate_event(payload)
+        portal = install_service.authenticate_event(payload)
         log.info("event %s from portal %s accepted, no handler yet", event, portal.member_id)
         return jsonify({"status": "ignored", "event": event})
     except Rejected as exc:
         log.warning("event %s refused: %s", event or "?", exc.code)
         raise
+
+
+def _installer_page(fields: dict, install: dict, status: int):
+    """The installer page (the Vue install screen) with its boot data, framed for the posting portal."""
+    page = render_template("install.html", boot={"api_base": request.script_root, "install": install})
+    return frame_headers(page, status, portal_origin(fields, services().portals))
 
 
 @bp.route("/install", methods=["GET", "POST"])
@@ -62,27 +71,20 @@ def install():
     if request.method == "POST" and request.values.get("event"):
         return dispatch(_payload())
     fields = request.values.to_dict()
+    lang = normalize_language(fields.get("LANG")) or request_language()  # Bitrix24 puts LANG in the query
     if request.method == "GET" and not fields.get("AUTH_ID"):
-        return error_page("Установка приложения",
-                          "Эта страница открывается Bitrix24 при установке приложения. "
-                          "Установите приложение из Bitrix24 Маркета или раздела «Разработчикам».", 200)
+        return error_page(translate("page.install_title", lang), translate("page.install_hint", lang), 200)
     try:
-        result = services().portals.install_from_installer(fields)
+        result = services().install.install_from_installer(fields)
     except Rejected as exc:
         log.warning("installer refused: %s", exc.code)
-        page = render_template("install.html", boot={
-            "api_base": request.script_root,
-            "install": {"ok": False, "error": exc.code, "message": exc.message, "portal": None},
-        })
-        return frame_headers(page, exc.status, portal_origin(fields, services().portals))
-    boot = {
-        "api_base": request.script_root,
-        "install": {"ok": result.ok, "error": result.error,
-                    "message": "Приложение установлено" if result.ok else result.message,
-                    "portal": {"domain": result.portal.domain}, "bot_id": result.bot_id},
-    }
-    return frame_headers(render_template("install.html", boot=boot), 200 if result.ok else 502,
-                         portal_origin(fields, services().portals))
+        return _installer_page(fields, {"ok": False, "error": exc.code, "portal": None,
+                                        "message": error_message(exc.code, lang, **exc.params)}, exc.status)
+    message = translate("page.install_done", lang) if result.ok else \
+        error_message(result.error, lang, **(result.params or {}))
+    return _installer_page(fields, {"ok": result.ok, "error": result.error, "message": message,
+                                    "portal": {"domain": result.portal.domain}, "bot_id": result.bot_id},
+                           200 if result.ok else 502)
 
 
 @bp.post("/events")

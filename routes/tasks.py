@@ -7,7 +7,8 @@ import json
 import click
 from flask import Blueprint, current_app, jsonify, request
 
-from models.integrations import PROVIDERS
+from models.install import recheck_pending_uninstalls
+from models.oauth import PROVIDERS
 from models.vault import STATUSES
 from routes.common import ApiError, cron_token_required, json_body, services
 
@@ -43,8 +44,10 @@ def refresh():
     params = _run_params(json_body())
     report = services().engine.run(trigger="http", **params)
     body = report.as_dict()
-    return jsonify({k: body[k] for k in ("run_id", "due", "refreshed", "failed", "needs_reauth", "skipped_locked",
-                                         "left", "duration_ms", "fresh", "budget_exhausted", "errors")})
+    answer = {k: body[k] for k in ("run_id", "due", "refreshed", "failed", "needs_reauth", "skipped_locked",
+                                   "left", "duration_ms", "fresh", "budget_exhausted", "errors")}
+    answer["uninstalls"] = recheck_pending_uninstalls(services().install)
+    return jsonify(answer)
 
 
 def init_cli(app) -> None:
@@ -61,7 +64,7 @@ def init_cli(app) -> None:
     def refresh_command(provider, limit, budget_s):
         """Refresh what is due now and print the report as JSON."""
         report = services().engine.run(provider=provider, limit=limit, budget_s=budget_s, trigger="cli")
-        click.echo(json.dumps(report.as_dict()))
+        click.echo(json.dumps(dict(report.as_dict(), uninstalls=recheck_pending_uninstalls(services().install))))
 
     @tokens.command("status")
     def status_command():

@@ -36,6 +36,14 @@ def _user_json(identity: Identity) -> dict:
             "is_admin": identity.is_admin}
 
 
+def alerts_json(portal_id: int, lang: str | None = None) -> list[dict]:
+    """The portal's alerts (codes from the model) with their words in the user's language."""
+    lang = lang or request_language()
+    return [dict(alert, message=translate(f"alert.{alert['code']}.{alert['provider']}", lang,
+                                          default=translate(f"alert.{alert['code']}", lang)))
+            for alert in services().portals.alerts(portal_id)]
+
+
 def _public_url(path: str) -> str:
     base = current_app.config["PUBLIC_URL"].rstrip("/") or request.host_url.rstrip("/") + request.script_root
     return f"{base}{path}"
@@ -48,16 +56,16 @@ def index():
     fields = request.values.to_dict()
     portals = services().portals
     origin = portal_origin(fields, portals)
+    lang = normalize_language(fields.get("LANG")) or request_language()  # Bitrix24 puts LANG in the query
     if not fields.get("AUTH_ID"):
-        body, status = error_page("Откройте приложение из Bitrix24",
-                                  "Это приложение работает внутри вашего портала Bitrix24: откройте его из меню "
-                                  "портала.", 401)
+        body, status = error_page(translate("page.open_title", lang), translate("page.open_hint", lang), 401)
         return frame_headers(body, status, origin)
     try:
-        identity, portal = portals.verify_frame(fields)
+        identity, portal = services().identity.verify_frame(fields)
     except Rejected as exc:
         log.warning("iframe open refused: %s", exc.code)
-        body, status = error_page("Не удалось открыть приложение", exc.message, 401 if exc.status < 500 else 503)
+        body, status = error_page(translate("page.open_failed_title", lang),
+                                  error_message(exc.code, lang, **exc.params), 401 if exc.status < 500 else 503)
         return frame_headers(body, status, origin)
     origin = verified_origin(portal, fields, portals)  # from the stored domain, not the POST
     token, expires_at = services().signer.issue(identity)
@@ -67,7 +75,7 @@ def index():
         "api_base": request.script_root,
         "user": _user_json(identity),
         "portal": {"member_id": portal.member_id, "domain": portal.domain},
-        "alerts": portals.alerts(portal.id),
+        "alerts": alerts_json(portal.id, lang),
         "placement": fields.get("PLACEMENT") or "DEFAULT",
         "lang": (fields.get("LANG") or "ru")[:8],
     }
@@ -84,11 +92,11 @@ def new_session():
     if not access_token or not member_id or not domain:
         raise ApiError("bad_request", "send access_token, member_id and domain", 400)
     try:
-        identity, _portal = services().portals.verify_session(access_token, member_id, domain)
+        identity, _portal = services().identity.verify_session(access_token, member_id, domain)
     except Rejected as exc:
         # Bad input stays 400 and an unreachable Bitrix24 503; every other refusal means "not you": 401.
         status = exc.status if exc.status == 400 or exc.status >= 500 else 401
-        raise ApiError(exc.code, exc.message, status) from exc
+        raise ApiError(exc.code, error_message(exc.code, "en", **exc.params), status, **exc.params) from exc
     token, expires_at = services().signer.issue(identity)
     return jsonify({"token": token, "expires_at": expires_at, "user": _user_json(identity)})
 
@@ -99,7 +107,7 @@ def current_user():
     """The verified user of this session, the portal and any alerts for it."""
     return jsonify({"user": _user_json(g.identity),
                     "portal": {"member_id": g.portal.member_id, "domain": g.portal.domain},
-                    "alerts": services().portals.alerts(g.portal.id)})
+                    "alerts": alerts_json(g.portal.id)})
 
 
 @bp.get("/api/integrations")

@@ -8,14 +8,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from app import create_app
-from scripts.stack import Stack
+from scripts.stack import Stack, running_sandbox
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "examples"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SANDBOX_APP_URL = "https://app.example.com"  # the app's PUBLIC_URL when the sandbox runs without an app
 
 
 def load_fixture(name: str) -> dict:
@@ -119,8 +121,108 @@ def services(app):
 
 
 @pytest.fixture
-def live_stack(tmp_path):
+def make_stack(tmp_path):
+    """Start sandbox + app stacks with options (`portals`, `extra_app_env`, …); all stopped afterwards."""
+    started: list[Stack] = []
+
+    def start(**options) -> Stack:
+        options.setdefault("database_path", str(tmp_path / f"live-{len(started)}.db"))
+        options.setdefault("log_dir", tmp_path)
+        stack = Stack(**options)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()
+
+
+@pytest.fixture
+def live_stack(make_stack):
     """The sandbox and the app (gunicorn, 2 workers) on free ports, with one sandbox portal."""
-    stack = Stack(database_path=str(tmp_path / "live.db"), portals=1, log_dir=tmp_path)
-    yield stack
-    stack.stop()
+    return make_stack(portals=1)
+
+
+class SandboxControl:
+    """A sandbox process running alone (no app): its endpoints, generated app credentials and control API.
+
+    Unpacks as `(env, info)` like scripts.stack.running_sandbox.
+    """
+
+    # Which fault target plays each provider's OAuth server.
+    FAULT_SERVER = {"bitrix24": "oauth", "yandex": "yandex", "amocrm": "amocrm"}
+
+    def __init__(self, env: dict, info: dict):
+        self.env = env
+        self.info = info
+        self.base = info["base"]
+
+    def __iter__(self):
+        return iter((self.env, self.info))
+
+    def control(self, method: str, path: str, body=None, expect: int | None = 200):
+        """Call /_sandbox/…; asserts the status (when `expect`) and returns the parsed JSON."""
+        response = requests.request(method, f"{self.base}/_sandbox{path}", json=body, timeout=60)
+        if expect is not None:
+            assert response.status_code == expect, f"{method} {path} → {response.status_code}: {response.text}"
+        return response.json() if response.content else None
+
+    def mint(self, provider: str = "bitrix24", **body) -> dict:
+        """One fresh grant (access + refresh pair) from the sandbox's OAuth server."""
+        return self.control("POST", "/oauth/tokens", {"provider": provider, **body})["tokens"][0]
+
+    def grant(self, grant_id: str) -> dict:
+        """The newest pair of a grant chain."""
+        return self.control("GET", f"/oauth/grants/{grant_id}")
+
+    def refreshes(self, provider: str) -> dict:
+        """The sandbox's refresh counters for one provider."""
+        return self.control("GET", "/oauth/refreshes")[provider]
+
+    def fault(self, target: str, mode: str, count: int | None = 1, value=None) -> None:
+        """Inject a fault on a provider's OAuth server (`bitrix24`, `yandex`, `amocrm`) or any fault target."""
+        server = self.FAULT_SERVER.get(target, target)
+        self.control("POST", "/faults", {"server": server, "mode": mode, "count": count, "value": value}, expect=201)
+
+    def reset(self) -> None:
+        """No faults, zeroed refresh counters, default knobs."""
+        self.control("DELETE", "/faults")
+        self.control("DELETE", "/oauth/refreshes")
+        self.control("POST", "/config", {"payment_required_status": 401})
+
+    def app_config(self, **overrides) -> dict:
+        """App settings pointing at this sandbox with its generated credentials."""
+        env, info = self.env, self.info
+        return {
+            "PUBLIC_URL": SANDBOX_APP_URL,
+            "BITRIX24_OAUTH_URL": info["oauth"],
+            "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"],
+            "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
+            "YANDEX_CLIENT_ID": env["YANDEX_CLIENT_ID"],
+            "YANDEX_CLIENT_SECRET": env["YANDEX_CLIENT_SECRET"],
+            "YANDEX_OAUTH_URL": info["yandex_oauth"],
+            "YANDEX_LOGIN_URL": info["yandex_login"],
+            "AMOCRM_CLIENT_ID": env["AMOCRM_CLIENT_ID"],
+            "AMOCRM_CLIENT_SECRET": env["AMOCRM_CLIENT_SECRET"],
+            "AMOCRM_BASE_URL": info["amocrm"],
+            "AMOCRM_AUTHORIZE_URL": f"{self.base}/amocrm/oauth",
+            "AMOCRM_REDIRECT_URI": env["AMOCRM_REDIRECT_URI"],
+            **overrides,
+        }
+
+
+@pytest.fixture(scope="module")
+def sandbox_process(tmp_path_factory):
+    """One sandbox process (no app) per test module."""
+    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
+    extra = {"AMOCRM_REDIRECT_URI": f"{SANDBOX_APP_URL}/auth/amocrm/callback"}
+    with running_sandbox(log, app_url=SANDBOX_APP_URL, extra_env=extra) as (env, info):
+        yield SandboxControl(env, info)
+
+
+@pytest.fixture
+def sandbox(sandbox_process):
+    """The module's sandbox, reset before and after the test (no faults, zeroed counters, default knobs)."""
+    sandbox_process.reset()
+    yield sandbox_process
+    sandbox_process.reset()

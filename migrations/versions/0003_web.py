@@ -1,14 +1,14 @@
 """Failed token attempts per client address (admin, cron and metrics tokens are throttled).
 
 Revision ID: 0003_web
-Revises: 0001
+Revises: 0002_core
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_web"
-down_revision = "0001"
+down_revision = "0002_core"
 branch_labels = None
 depends_on = None
 

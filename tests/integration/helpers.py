@@ -14,29 +14,64 @@ from database import Database, credentials, make_url, portals
 from tests.conftest import load_fixture
 
 
-def app_db(stack) -> Database:
-    """A connection to the live app's SQLite database (to check state, not only responses)."""
-    return Database(make_url("", stack.database_path), pool_size=2)
+def app_db(stack, database_url: str = "") -> Database:
+    """A connection to the live app's database (its SQLite file, or `database_url`) to check state."""
+    return Database(make_url(database_url, stack.database_path), pool_size=2)
 
 
-def portal_rows(stack) -> list[dict]:
+def table_rows(stack, table, *where, database_url: str = "") -> list[dict]:
+    """The rows of a table (in id order), optionally filtered."""
+    db = app_db(stack, database_url)
+    try:
+        with db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(table).where(*where).order_by(table.c.id))]
+    finally:
+        db.dispose()
+
+
+def portal_rows(stack, database_url: str = "") -> list[dict]:
     """Every portal row."""
-    db = app_db(stack)
-    try:
-        with db.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(portals))]
-    finally:
-        db.dispose()
+    return table_rows(stack, portals, database_url=database_url)
 
 
-def credential_rows(stack) -> list[dict]:
+def credential_rows(stack, database_url: str = "") -> list[dict]:
     """Every credential row (tokens stay encrypted)."""
+    return table_rows(stack, credentials, database_url=database_url)
+
+
+def update_rows(stack, table, *where, **values) -> int:
+    """Change rows of the live app's database behind its back (expire a token, break a row…)."""
     db = app_db(stack)
     try:
-        with db.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(credentials).order_by(credentials.c.id))]
+        with db.write() as conn:
+            return conn.execute(sa.update(table).where(*where).values(**values)).rowcount
     finally:
         db.dispose()
+
+
+def rest_calls(stack, name: str = "portal1") -> list[str]:
+    """The REST methods the app called on a sandbox portal since the last clear_calls (batch parts included)."""
+    return [c["method"] for c in stack.control("GET", f"/_sandbox/portals/{name}/calls", expect=200)]
+
+
+def clear_calls(stack, name: str = "portal1") -> None:
+    """Forget the sandbox portal's recorded REST calls."""
+    stack.control("DELETE", f"/_sandbox/portals/{name}/calls", expect=200)
+
+
+def run_tasks(stack) -> requests.Response:
+    """The cron's POST /tasks/refresh."""
+    return requests.post(f"{stack.app_url}/tasks/refresh", headers={"X-Cron-Token": stack.env["CRON_TOKEN"]},
+                         timeout=60)
+
+
+def event_form(stack, fixture: str, info: dict, **overrides) -> dict:
+    """A documented event form (`event-*.json`) aimed at a sandbox portal with its application token."""
+    form = dict(load_fixture(fixture)["payload"])
+    form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
+                 "auth[application_token]": info["application_token"]})
+    form.update(overrides)
+    return form
 
 
 def mint(stack, portal="portal1", user_id=1, **extra) -> dict:

@@ -1,11 +1,15 @@
 """Iframe identity: only a verified Bitrix24 POST gets the app and a session token."""
 
+import threading
 import time
 
 import jwt
 import pytest
 import requests
 
+from models.bitrix24 import Bitrix24Error, Bitrix24Unavailable, RestResult
+from models.oauth import PERMANENT, OAuthError
+from tests.factories import make_portal
 from tests.integration.helpers import boot_data, credential_rows, frame_post, mint, portal_info
 
 
@@ -40,18 +44,19 @@ def test_verified_open_renders_the_app_for_that_user(live_stack, installed):
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ({"APPLICATION_TOKEN": "wrong"}, "application token"),
-        ({"DOMAIN": "evil.example.com"}, "domain"),
-        ({"member_id": "0" * 32}, "not installed"),
-        ({"AUTH_ID": "made-up-token"}, "not valid"),
-        ({"DOMAIN": "10.0.0.1"}, "host"),
+        ({"APPLICATION_TOKEN": "wrong"}, "Неизвестный портал или неверный токен приложения."),
+        ({"DOMAIN": "evil.example.com"}, "Домен портала не совпадает."),
+        ({"member_id": "0" * 32}, "Приложение не установлено на этом портале."),
+        ({"AUTH_ID": "made-up-token"}, "Токен доступа недействителен."),
+        ({"DOMAIN": "10.0.0.1"}, "Адрес портала не разрешён."),
     ],
 )
 def test_unverifiable_open_gets_a_401_page(live_stack, installed, override, reason):
     tokens = mint(live_stack, user_id=2)
     response = frame_post(live_stack, tokens, application_token=installed["application_token"], **override)
-    assert response.status_code in (400, 401)
+    assert response.status_code == 401
     assert 'data-testid="error-page"' in response.text
+    assert reason in response.text, "the page says why, in the portal user's language (LANG=ru)"
     assert 'id="boot"' not in response.text
     assert "Bearer" not in response.text
 
@@ -81,19 +86,19 @@ def test_session_exchange(live_stack, installed):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "status", "code"),
     [
-        {"access_token": "nope", "member_id": "m", "domain": "d.bitrix24.ru"},
-        {"member_id": "m"},
-        "not json",
+        ({"access_token": "nope", "member_id": "m", "domain": "d.bitrix24.ru"}, 401, "not_installed"),
+        ({"member_id": "m"}, 400, "bad_request"),
+        ("not json", 400, "bad_request"),
     ],
 )
-def test_session_exchange_refuses_bad_input(live_stack, installed, body):
+def test_session_exchange_refuses_bad_input(live_stack, installed, body, status, code):
     kwargs = {"json": body} if isinstance(body, dict) else {"data": body,
                                                              "headers": {"Content-Type": "application/json"}}
     response = requests.post(f"{live_stack.app_url}/api/session", timeout=10, **kwargs)
-    assert response.status_code in (400, 401)
-    assert set(response.json()) == {"error", "message"}
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "message"} and response.json()["error"] == code
 
 
 def test_api_needs_a_valid_bearer(live_stack, installed):
@@ -130,3 +135,84 @@ def test_health_under_a_prefix(live_stack):
     prefixed = requests.get(f"{live_stack.app_url}/health/ready", headers={"X-Script-Name": "/telemost"},
                             timeout=10).json()
     assert prefixed["status"] == "ready" and prefixed["base_path"] == "/telemost"
+
+
+# ---- the open costs one round trip: app.info and the portal's batch go out together --------------------------
+
+
+@pytest.fixture
+def frame_portal(services):
+    return make_portal(services, application_token="app-token", domain="acme.bitrix24.example")
+
+
+def frame_fields(portal) -> dict:
+    return {"AUTH_ID": "user-access", "member_id": portal.member_id, "APPLICATION_TOKEN": "app-token"}
+
+
+def oauth_answer(services, portal) -> dict:
+    return {"client_id": services.install.settings.client_id, "user_id": 2, "scope": "user",
+            "install": {"member_id": portal.member_id, "domain": portal.domain,
+                        "client_endpoint": portal.client_endpoint, "installed": True}}
+
+
+PORTAL_ANSWER = {"result": {"user": {"ID": "2", "NAME": "Мария", "LAST_NAME": "Смирнова"},
+                            "profile": {"ADMIN": False}}, "result_error": []}
+
+
+def test_iframe_open_asks_the_oauth_server_and_the_portal_at_once(client, services, frame_portal, monkeypatch):
+    # Each side waits for the other: a sequential open would break the barrier and fail the request.
+    together = threading.Barrier(2, timeout=10)
+    seen: list[tuple[str, str]] = []
+
+    def app_info(access_token):
+        seen.append(("app.info", access_token))
+        together.wait()
+        return oauth_answer(services, frame_portal)
+
+    def rest_call(endpoint, access_token, method, params=None):
+        seen.append((method, access_token))
+        together.wait()
+        return RestResult(PORTAL_ANSWER)
+
+    monkeypatch.setattr(services.install.oauth, "app_info", app_info)
+    monkeypatch.setattr(services.identity.rest, "call", rest_call)
+
+    response = client.post(f"/?DOMAIN={frame_portal.domain}&PROTOCOL=1", data=frame_fields(frame_portal))
+
+    assert response.status_code == 200, response.text
+    boot = boot_data(response.text)
+    assert (boot["user"]["id"], boot["user"]["name"], boot["user"]["is_admin"]) == (2, "Мария Смирнова", False)
+    assert sorted(seen) == [("app.info", "user-access"), ("batch", "user-access")]
+
+
+@pytest.mark.parametrize(
+    ("oauth_error", "portal_error", "status", "words"),
+    [
+        (OAuthError("invalid_token", PERMANENT, status=401), None, 401, "Токен доступа недействителен"),
+        (OAuthError("invalid_token", PERMANENT, status=401), Bitrix24Unavailable("network_error"), 401,
+         "Токен доступа недействителен"),
+        (None, Bitrix24Unavailable("network_error"), 503, "Портал не ответил"),
+        (None, Bitrix24Error("expired_token", "", 401), 401, "Портал отклонил токен (expired_token)"),
+    ],
+)
+def test_iframe_open_refusals_keep_their_order(client, services, frame_portal, monkeypatch, oauth_error,
+                                               portal_error, status, words):
+    """Both questions go out together, yet the OAuth server's refusal still wins over the portal's."""
+
+    def app_info(access_token):
+        if oauth_error:
+            raise oauth_error
+        return oauth_answer(services, frame_portal)
+
+    def rest_call(endpoint, access_token, method, params=None):
+        if portal_error:
+            raise portal_error
+        return RestResult(PORTAL_ANSWER)
+
+    monkeypatch.setattr(services.install.oauth, "app_info", app_info)
+    monkeypatch.setattr(services.identity.rest, "call", rest_call)
+
+    response = client.post(f"/?DOMAIN={frame_portal.domain}&PROTOCOL=1&lang=ru", data=frame_fields(frame_portal))
+
+    assert response.status_code == status
+    assert words in response.text and 'id="boot"' not in response.text

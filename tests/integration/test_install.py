@@ -32,6 +32,8 @@ def test_event_install_records_portal_and_sets_it_up(live_stack):
     state = live_stack.control("GET", "/_sandbox/portals/portal1/state")
     [bot] = state["bots"]
     assert bot["code"] == "telemost_openlines_bot"
+    # The bot's profile text comes from the catalog, in the portal's language (LANGUAGE_ID=ru).
+    assert bot["properties"]["WORK_POSITION"] == "Открытые линии: передаёт диалог оператору"
     assert all(url.endswith("/python_bot/") for key, url in bot["handlers"].items())
     bound = {(e["event"], e["handler"]) for e in state["events"]}
     assert ("ONAPPUNINSTALL", f"{live_stack.app_url}/events") in bound
@@ -74,8 +76,8 @@ def test_forged_install_with_domain_elsewhere_is_refused(live_stack):
 def test_documentation_payload_with_made_up_tokens_is_refused(live_stack):
     form = load_fixture("event-ONAPPINSTALL.json")["payload"]
     response = requests.post(f"{live_stack.app_url}/install", data=form, timeout=30)
-    assert response.status_code in (401, 403)
-    assert set(response.json()) == {"error", "message"}
+    assert response.status_code == 401
+    assert set(response.json()) == {"error", "message"} and response.json()["error"] == "token_not_valid"
     assert portal_rows(live_stack) == []
 
 
@@ -184,10 +186,12 @@ def test_forged_uninstall_with_the_right_token_is_refused_while_installed(live_s
     assert portal_rows(live_stack) == before and credential_rows(live_stack)
 
 
-def test_update_with_the_right_token_but_an_employees_pair_keeps_the_stored_pair(live_stack):
+def test_update_with_the_right_token_but_an_employees_pair_writes_nothing(live_stack):
+    """Finding 6: the application token and an employee's pair prove nothing; no version, no pair, no set-up."""
     install(live_stack)
     info = portal_info(live_stack)
     before = credential_rows(live_stack)
+    portal_before = portal_rows(live_stack)
     employee = mint(live_stack, user_id=2)
     form = dict(load_fixture("event-ONAPPUPDATE.json")["payload"])
     form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
@@ -195,11 +199,11 @@ def test_update_with_the_right_token_but_an_employees_pair_keeps_the_stored_pair
                  "auth[client_endpoint]": employee["client_endpoint"],
                  "auth[application_token]": info["application_token"]})
     response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
-    assert response.status_code == 200
+    assert response.status_code == 403 and response.json()["error"] == "not_admin"
     after = credential_rows(live_stack)
     assert [(c["id"], c["version"], c["refresh_token_enc"]) for c in after if c["subject"] == "portal"] == \
         [(c["id"], c["version"], c["refresh_token_enc"]) for c in before if c["subject"] == "portal"]
-    assert portal_rows(live_stack)[0]["version"] == "2.1.0"
+    assert portal_rows(live_stack) == portal_before
 
 
 def test_update_after_uninstall_does_not_revive_the_portal(live_stack):

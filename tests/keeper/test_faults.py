@@ -12,16 +12,14 @@ import time
 from dataclasses import dataclass
 
 import pytest
-import requests
 
 from app import create_app
-from models.vault import ACCOUNT_SUBJECT, ACTIVE, NEEDS_REAUTH, PORTAL_SUBJECT, TokenSet
-from scripts.stack import running_sandbox
-from tests.conftest import make_config
+from models.oauth import PROVIDERS
+from models.vault import ACTIVE, NEEDS_REAUTH, PORTAL_SUBJECT
+from tests.conftest import SandboxControl, make_config
+from tests.factories import make_credential
 from tests.integration.helpers import install_event_form
 
-PROVIDERS = ("bitrix24", "yandex", "amocrm")
-SERVER = {"bitrix24": "oauth", "yandex": "yandex", "amocrm": "amocrm"}  # the sandbox's fault target
 ERROR_MODES = ("5xx", "429", "503")
 # The error code each provider's stand-in answers a fault with (bodies as the real services send them).
 ERROR_CODES = {
@@ -31,91 +29,21 @@ ERROR_CODES = {
 }
 MAX_ATTEMPTS = 3
 HTTP_TIMEOUT = 1.0
-APP_URL = "https://app.example.com"
 AMO_SUBDOMAIN = "faultcrm"
-
-
-class Sandbox:
-    """The running sandbox process: its endpoints, credentials and control API."""
-
-    def __init__(self, env: dict, info: dict):
-        self.env = env
-        self.info = info
-        self.base = info["base"]
-
-    def control(self, method: str, path: str, body=None, expect: int | None = 200):
-        """Call /_sandbox/…; returns the parsed JSON."""
-        response = requests.request(method, f"{self.base}/_sandbox{path}", json=body, timeout=30)
-        if expect is not None:
-            assert response.status_code == expect, f"{method} {path} → {response.status_code}: {response.text}"
-        return response.json() if response.content else None
-
-    def mint(self, provider: str, **body) -> dict:
-        """One fresh grant (access + refresh pair) from the sandbox's OAuth server."""
-        return self.control("POST", "/oauth/tokens", {"provider": provider, **body})["tokens"][0]
-
-    def grant(self, grant_id: str) -> dict:
-        """The newest pair of a grant chain."""
-        return self.control("GET", f"/oauth/grants/{grant_id}")
-
-    def refreshes(self, provider: str) -> dict:
-        """The sandbox's refresh counters for one provider."""
-        return self.control("GET", "/oauth/refreshes")[provider]
-
-    def fault(self, provider: str, mode: str, count: int | None = 1, value=None) -> None:
-        """Inject a fault on the provider's OAuth server."""
-        self.control(
-            "POST", "/faults", {"server": SERVER[provider], "mode": mode, "count": count, "value": value}, expect=201
-        )
-
-    def app_config(self) -> dict:
-        """The app settings pointing at this sandbox with its generated credentials."""
-        env = self.env
-        return {
-            "PUBLIC_URL": APP_URL,
-            "BITRIX24_OAUTH_URL": self.info["oauth"],
-            "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"],
-            "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
-            "YANDEX_CLIENT_ID": env["YANDEX_CLIENT_ID"],
-            "YANDEX_CLIENT_SECRET": env["YANDEX_CLIENT_SECRET"],
-            "YANDEX_OAUTH_URL": self.info["yandex_oauth"],
-            "YANDEX_LOGIN_URL": self.info["yandex_login"],
-            "AMOCRM_CLIENT_ID": env["AMOCRM_CLIENT_ID"],
-            "AMOCRM_CLIENT_SECRET": env["AMOCRM_CLIENT_SECRET"],
-            "AMOCRM_BASE_URL": self.info["amocrm"],
-            "AMOCRM_AUTHORIZE_URL": f"{self.base}/amocrm/oauth",
-            "AMOCRM_REDIRECT_URI": env["AMOCRM_REDIRECT_URI"],
-            "HTTP_TIMEOUT_SECONDS": HTTP_TIMEOUT,
-            "REFRESH_BACKOFF_SECONDS": 0.01,
-            "REFRESH_MAX_ATTEMPTS": MAX_ATTEMPTS,
-            "REFRESH_FAILURES_BEFORE_REAUTH": 2,
-            "REFRESH_AHEAD_SECONDS": 600,
-        }
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
-    """One sandbox process for the module (faults and counters are reset before every test)."""
-    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    extra = {"AMOCRM_REDIRECT_URI": f"{APP_URL}/auth/amocrm/callback"}
-    with running_sandbox(log, app_url=APP_URL, extra_env=extra) as (env, info):
-        yield Sandbox(env, info)
 
 
 @pytest.fixture
 def sb(sandbox):
-    """The shared sandbox with no faults, zeroed refresh counters and default knobs."""
-    sandbox.control("DELETE", "/faults")
-    sandbox.control("DELETE", "/oauth/refreshes")
-    yield sandbox
-    sandbox.control("DELETE", "/faults")
-    sandbox.control("POST", "/config", {"payment_required_status": 401})
+    """conftest's sandbox (reset around every test)."""
+    return sandbox
 
 
 @pytest.fixture
 def config(tmp_path, sb):
     """Overrides conftest's config: the app talks to the sandbox."""
-    return make_config(tmp_path, **sb.app_config())
+    return make_config(tmp_path, **sb.app_config(
+        HTTP_TIMEOUT_SECONDS=HTTP_TIMEOUT, REFRESH_BACKOFF_SECONDS=0.01, REFRESH_MAX_ATTEMPTS=MAX_ATTEMPTS,
+        REFRESH_FAILURES_BEFORE_REAUTH=2, REFRESH_AHEAD_SECONDS=600))
 
 
 @pytest.fixture
@@ -154,7 +82,7 @@ class InstalledPortal:
     grant_id: str  # that credential's grant at the sandbox
 
 
-def install_portal(sb: Sandbox, client, services, *, access_ttl: int = 3600) -> InstalledPortal:
+def install_portal(sb: SandboxControl, client, services, *, access_ttl: int = 3600) -> InstalledPortal:
     """New sandbox portal; ONAPPINSTALL posted to the app with a minted admin pair; the admin opens the app."""
     name = sb.control("POST", "/portals", {}, expect=201)["name"]
     tokens = sb.mint("bitrix24", portal=name, user_id=1, expires_in=access_ttl)
@@ -188,24 +116,18 @@ def install_portal(sb: Sandbox, client, services, *, access_ttl: int = 3600) -> 
     return InstalledPortal(name, member_id, portal.id, cred.id, tokens["grant_id"])
 
 
-def store_due(sb: Sandbox, services, provider: str, *, portal_id: int | None = None) -> Subject:
+def store_due(sb: SandboxControl, services, provider: str, *, portal_id: int | None = None) -> Subject:
     """A minted pair stored in the vault as a credential that is due (expires within REFRESH_AHEAD_SECONDS)."""
     minted = sb.mint(provider, **({"subdomain": AMO_SUBDOMAIN} if provider == "amocrm" else {}))
     account = {"bitrix24": "member_id", "yandex": "user_id", "amocrm": "subdomain"}[provider]
-    now = int(time.time())
-    cid = services.vault.store(
-        provider,
-        str(minted[account]),
-        PORTAL_SUBJECT if provider == "bitrix24" else ACCOUNT_SUBJECT,
-        TokenSet(minted["access_token"], minted["refresh_token"], now + 60, now + 60 * 86400),
-        portal_id=portal_id,
-        endpoint=minted.get("server_endpoint"),
-    )
+    cid = make_credential(services, provider, str(minted[account]), access=minted["access_token"],
+                          refresh=minted["refresh_token"], expires_in=60, portal_id=portal_id,
+                          endpoint=minted.get("server_endpoint"))
     assert services.engine.is_due(services.vault.get(cid))
     return Subject(provider, cid, minted["grant_id"])
 
 
-def subject_on_portal(sb: Sandbox, client, services, provider: str) -> Subject:
+def subject_on_portal(sb: SandboxControl, client, services, provider: str) -> Subject:
     """A due credential that belongs to an installed portal (so its admin can be told about it).
 
     For Bitrix24 it is the portal credential itself (installed with a short-lived access token); for
@@ -231,7 +153,7 @@ def failures(services, provider: str, error_class: str) -> int:
     return counters(services).get(("refresh_failures_total", f'error_class="{error_class}",provider="{provider}"'), 0)
 
 
-def notifications(sb: Sandbox, portal: InstalledPortal) -> list[dict]:
+def notifications(sb: SandboxControl, portal: InstalledPortal) -> list[dict]:
     """im.notify.system.add calls the app made on the portal (the state keeps one per TAG; the log keeps all)."""
     return [
         c["params"]
@@ -240,7 +162,7 @@ def notifications(sb: Sandbox, portal: InstalledPortal) -> list[dict]:
     ]
 
 
-def assert_unspent(sb: Sandbox, services, subject: Subject) -> None:
+def assert_unspent(sb: SandboxControl, services, subject: Subject) -> None:
     """The stored pair is still the grant's newest one: nothing was rotated, nothing is lost."""
     cred = services.vault.get(subject.credential_id)
     grant = sb.grant(subject.grant_id)
@@ -248,7 +170,7 @@ def assert_unspent(sb: Sandbox, services, subject: Subject) -> None:
     assert (cred.status, cred.version, cred.failure_count) == (ACTIVE, 1, 0)
 
 
-def assert_refreshed_once(sb: Sandbox, services, subject: Subject) -> None:
+def assert_refreshed_once(sb: SandboxControl, services, subject: Subject) -> None:
     """Exactly one rotation at the sandbox, stored as the new version; no refresh token was reused."""
     cred = services.vault.get(subject.credential_id)
     grant = sb.grant(subject.grant_id)

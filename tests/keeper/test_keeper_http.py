@@ -23,10 +23,12 @@ from cryptography.fernet import Fernet
 
 from app import create_app
 from database import audit_log, credential_history, credentials, task_runs
+from models.cipher import Cipher
 from models.security import SessionSigner
-from models.vault import Cipher, TokenSet, Vault
+from models.vault import TokenSet, Vault
 from scripts.stack import Stack
 from tests.conftest import make_config
+from tests.factories import make_credential
 from tests.integration.helpers import (
     app_db,
     boot_data,
@@ -49,6 +51,7 @@ RUN_KEYS = {
     "fresh",
     "budget_exhausted",
     "errors",
+    "uninstalls",  # pending ONAPPUNINSTALL events re-checked by the same run (models/install.py)
 }
 AHEAD_SECONDS = 120
 SHORT_TTL = 90  # due at once (< AHEAD_SECONDS) yet above the 60 s a REST call refreshes at by itself
@@ -753,19 +756,9 @@ def test_an_undecryptable_credential_is_quarantined_and_the_run_goes_on(stack):
 # ---- flask tokens … (in-process) ---------------------------------------------------------------------------------
 
 
-def store(
-    services, provider: str, account: str, *, expires_in: int = 30, access="acc-secret-1", refresh="ref-secret-1"
-) -> int:
-    now = int(time.time())
-    subject = "portal" if provider == "bitrix24" else "account"
-    return services.vault.store(
-        provider, account, subject, TokenSet(access, refresh, now + expires_in, now + 60 * 86400)
-    )
-
-
 def test_cli_refresh_prints_the_report(runner, services):
     # BITRIX24_OAUTH_URL points at a closed port in the test config: a transient failure, kept pair.
-    cid = store(services, "bitrix24", "m-cli")
+    cid = make_credential(services, "bitrix24", "m-cli", access="acc-secret-1", refresh="ref-secret-1", expires_in=30)
     result = runner.invoke(args=["tokens", "refresh", "--provider", "bitrix24", "--limit", "5"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -779,7 +772,7 @@ def test_cli_refresh_prints_the_report(runner, services):
 
 
 def test_cli_status_prints_json(runner, services):
-    store(services, "yandex", "1130000000000001", expires_in=3600)
+    make_credential(services, "yandex", "1130000000000001", expires_in=3600)
     runner.invoke(args=["tokens", "refresh"])
     result = runner.invoke(args=["tokens", "status"])
     assert result.exit_code == 0, result.output
@@ -790,8 +783,8 @@ def test_cli_status_prints_json(runner, services):
 
 
 def test_cli_list_never_prints_tokens(runner, services):
-    store(services, "amocrm", "listcrm", access="amo-access-secret", refresh="amo-refresh-secret")
-    store(services, "bitrix24", "m-list", access="b24-access-secret", refresh="b24-refresh-secret")
+    make_credential(services, "amocrm", "listcrm", access="amo-access-secret", refresh="amo-refresh-secret")
+    make_credential(services, "bitrix24", "m-list", access="b24-access-secret", refresh="b24-refresh-secret")
     result = runner.invoke(args=["tokens", "list"])
     assert result.exit_code == 0
     assert "listcrm" in result.output and "m-list" in result.output
@@ -801,7 +794,7 @@ def test_cli_list_never_prints_tokens(runner, services):
 
 
 def test_cli_shows_a_quarantined_credential(runner, services):
-    store(services, "amocrm", "okcrm")
+    make_credential(services, "amocrm", "okcrm")
     now = int(time.time())
     foreign = Vault(services.db, Cipher([Fernet.generate_key().decode()]))
     cid = foreign.store("amocrm", "lostcrm", "account", TokenSet("a", "r", now + 30, now + 60 * 86400))
@@ -824,8 +817,8 @@ def test_cli_rotate_key_re_encrypts_with_the_newest_key(tmp_path):
     try:
         first = create_app(cfg)
         apps.append(first)
-        cid = store(first.extensions["services"], "amocrm", "keycrm")
-        store(first.extensions["services"], "amocrm", "keycrm", access="acc-2", refresh="ref-2")  # a history row
+        cid = make_credential(first.extensions["services"], "amocrm", "keycrm", refresh="ref-secret-1")
+        make_credential(first.extensions["services"], "amocrm", "keycrm", access="acc-2", refresh="ref-2")  # history
         rotating = create_app({**cfg, "TOKEN_ENCRYPTION_KEY": f"{new_key},{old_key}"})
         apps.append(rotating)
         result = rotating.test_cli_runner().invoke(args=["tokens", "rotate-key"])

@@ -192,9 +192,6 @@ def test_bitrix_refresh_uses_expires_from_the_documented_response(fake, bitrix):
     tokens = bitrix.refresh(make_credential("bitrix24"))
     assert (tokens.access_token, tokens.refresh_token) == (body["access_token"], body["refresh_token"])
     assert tokens.expires_at == body["expires"], "the absolute `expires` wins over expires_in"
-    assert tokens.extra["member_id"] == body["member_id"]
-    assert tokens.extra["client_endpoint"] == body["client_endpoint"]
-    assert tokens.extra["user_id"] == body["user_id"]
     # The request is the documented GET with the four query parameters.
     [seen] = fake.seen
     assert (seen.method, seen.path) == ("GET", "/oauth/token/")

@@ -22,17 +22,10 @@ import sqlalchemy as sa
 from app import create_app
 from database import credentials
 from models.vault import TokenSet
-from scripts.stack import running_sandbox
 from tests.conftest import make_config
 
 WORKER = Path(__file__).with_name("refresh_worker.py")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
-    with running_sandbox(tmp_path_factory.mktemp("sandbox") / "sandbox.log") as (env, info):
-        yield env, info
 
 
 def control(info, method, path, body=None):

@@ -8,29 +8,17 @@ import requests
 from app import create_app
 from models.bitrix24 import Bitrix24Error
 from models.vault import TokenSet
-from scripts.stack import running_sandbox
 from tests.conftest import make_config
-
-
-@pytest.fixture
-def sandbox(tmp_path):
-    """A sandbox process and the credentials it shares with the app: (env, info)."""
-    with running_sandbox(tmp_path / "sandbox.log") as (env, info):
-        yield env, info
+from tests.factories import make_portal
 
 
 @pytest.fixture
 def make_app(sandbox, tmp_path):
     """Build in-process apps wired to the sandbox (extra settings as keywords)."""
-    env, info = sandbox
     apps = []
 
     def factory(**extra):
-        app = create_app(make_config(
-            tmp_path, BITRIX24_OAUTH_URL=info["oauth"], BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
-            BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"], YANDEX_OAUTH_URL=info["yandex_oauth"],
-            YANDEX_LOGIN_URL=info["yandex_login"], YANDEX_CLIENT_ID=env["YANDEX_CLIENT_ID"],
-            YANDEX_CLIENT_SECRET=env["YANDEX_CLIENT_SECRET"], **extra))
+        app = create_app(make_config(tmp_path, **sandbox.app_config(**extra)))
         apps.append(app)
         return app
 
@@ -41,7 +29,7 @@ def make_app(sandbox, tmp_path):
 
 @pytest.fixture
 def sandboxed_app(sandbox, make_app):
-    return make_app(), sandbox[1]
+    return make_app(), sandbox.info
 
 
 def mint(info, **body):
@@ -116,19 +104,14 @@ def yandex_code(info, client_id):
 
 
 def test_a_yandex_account_serves_one_portal(sandbox, make_app):
-    from database import portals
     from models.integrations import IntegrationError
 
     env, info = sandbox
     services = make_app().extensions["services"]
-    with services.db.write() as conn:
-        for n in (1, 2):
-            conn.execute(portals.insert().values(id=n, member_id=f"m{n}", domain=f"p{n}.bitrix24.ru",
-                                                 client_endpoint="https://x/rest/", server_endpoint="https://y/",
-                                                 installed_at=0, updated_at=0))
-    assert services.integrations.connect_yandex(1, yandex_code(info, env["YANDEX_CLIENT_ID"]))["connected"]
+    first, second = make_portal(services), make_portal(services)
+    assert services.integrations.connect_yandex(first.id, yandex_code(info, env["YANDEX_CLIENT_ID"]))["connected"]
     with pytest.raises(IntegrationError) as refused:
-        services.integrations.connect_yandex(2, yandex_code(info, env["YANDEX_CLIENT_ID"]))
+        services.integrations.connect_yandex(second.id, yandex_code(info, env["YANDEX_CLIENT_ID"]))
     assert refused.value.status == 409
     status = services.integrations.yandex_status
-    assert status(1)["connected"] and not status(2)["connected"]
+    assert status(first.id)["connected"] and not status(second.id)["connected"]

@@ -8,7 +8,8 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from app import create_app
 from database import credentials
-from models.vault import ACTIVE, BROKEN, NEEDS_REAUTH, Cipher, TokenSet, Vault
+from models.cipher import Cipher
+from models.vault import ACTIVE, BROKEN, NEEDS_REAUTH, TokenSet, Vault
 
 
 @pytest.fixture
