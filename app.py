@@ -133,6 +133,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)
+    from routes import doctor
+
+    doctor.init_cli(app)
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS
