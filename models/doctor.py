@@ -236,12 +236,16 @@ def bot_attached(db: Database) -> bool:
             lines.c.attached_at.is_not(None), portals.c.status == "installed").limit(1)).first() is not None
 
 
-def check_runs(db: Database, *, now: float | None = None) -> list[Finding]:
-    """The age of the last token-refresh run and of the last bot event-processing run."""
+def check_runs(db: Database, *, has_credentials: bool = True, now: float | None = None) -> list[Finding]:
+    """The age of the last token-refresh run and of the last bot event-processing run.
+
+    A missing or stale run fails only when it matters: refresh once a credential is stored (a fresh
+    deployment has nothing to refresh yet), event processing once a portal has the bot attached to a line.
+    """
     now = time.time() if now is None else now
     out: list[Finding] = []
     attached = bot_attached(db)
-    for task, required in ((REFRESH_TASK, True), (EVENTS_TASK, attached)):
+    for task, required in ((REFRESH_TASK, has_credentials), (EVENTS_TASK, attached)):
         started = _last_run(db, task)
         params = {"task": task, "command": TASK_COMMANDS[task]}
         if started is None:
@@ -265,7 +269,7 @@ def run_checks(services, cfg) -> list[Finding]:
     findings += check_telemost(services)
     findings += check_yandex_accounts(services)
     findings += check_amocrm_accounts(services)
-    findings += check_runs(services.db)
+    findings += check_runs(services.db, has_credentials=bool(services.vault.summary()))
     return findings
 
 
