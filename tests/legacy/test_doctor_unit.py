@@ -71,3 +71,15 @@ def test_render_shows_unicode_hosts_and_the_fix():
         "to https://"]
     assert render(finding, "ru")[0] == (
         "WARN настройки: приложение работает по HTTP без шифрования (http://телемост.рф/app)")
+
+
+def test_config_findings():
+    cfg = {"APP_ENV": "production", "PUBLIC_URL": "http://xn--e1aarfksbg.xn--p1ai", "YANDEX_CLIENT_ID": "id",
+           "YANDEX_CLIENT_SECRET": "s", "LEGACY_ALIASES": (("SECRET_KEY", "SESSION_SIGNING_KEY"),)}
+    assert [(f.status, f.code, f.params) for f in doctor.check_config(cfg)] == [
+        (doctor.OK, "config_ok", {"env": "production", "url": "http://xn--e1aarfksbg.xn--p1ai"}),
+        (doctor.WARN, "public_url_plain_http", {"url": "http://xn--e1aarfksbg.xn--p1ai"}),
+        (doctor.WARN, "legacy_alias", {"old": "SECRET_KEY", "new": "SESSION_SIGNING_KEY"}),
+    ]
+    assert [(f.status, f.code) for f in doctor.check_config({"APP_ENV": "development", "PUBLIC_URL": ""})] == [
+        (doctor.FAIL, "public_url_missing"), (doctor.WARN, "yandex_app_missing")]
