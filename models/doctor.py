@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from database import Database, alembic_config, portals, task_runs
 from models.bitrix24 import Bitrix24AuthError, Bitrix24Error, Bitrix24Unavailable
 from models.oauth import OAuthError
-from models.telemost import NOT_FOUND, RECONNECT, RESTRICTED, TelemostApi, TelemostError
+from models.telemost import RECONNECT, RESTRICTED, TelemostApi, TelemostError
 from models.vault import ACCOUNT_SUBJECT, ACTIVE, BROKEN, NEEDS_REAUTH, PORTAL_SUBJECT
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -92,7 +92,9 @@ def check_oauth_server(services) -> list[Finding]:
     try:
         oauth.app_info(f"doctor-{uuid.uuid4().hex}")
     except OAuthError as exc:
-        if not exc.permanent:
+        # A clean refusal names an OAuth error; "http_<status>" means no JSON error came back (a wrong URL,
+        # a proxy's error page), which is not the OAuth server either.
+        if not exc.permanent or exc.code.startswith("http_"):
             return [Finding("oauth", FAIL, "oauth_server_down", params={"url": oauth.oauth_url,
                                                                          "error": exc.code})]
     return [Finding("oauth", OK, "oauth_server_ok", params={"url": oauth.oauth_url})]
@@ -161,12 +163,12 @@ def check_portals(services, cfg) -> list[Finding]:
 # ---- Yandex Telemost and outside accounts -------------------------------------------------------------------
 
 def check_telemost(services) -> list[Finding]:
-    """The Telemost API answers: an unknown token must get a clean 401, not a 5xx or silence."""
+    """The Telemost API answers: an unknown token must get a clean 401 (a 404 means a wrong TELEMOST_API_URL)."""
     api = TelemostApi(services.telemost.session, services.telemost.base_url, services.telemost.timeout, retries=0)
     try:
         api.request(f"doctor-{uuid.uuid4().hex}", "GET", "/conferences/0")
     except TelemostError as exc:
-        if exc.code not in (RECONNECT, NOT_FOUND, RESTRICTED):
+        if exc.code not in (RECONNECT, RESTRICTED):
             return [Finding("telemost", FAIL, "telemost_down", params={"url": api.base_url, "error": exc.code})]
     return [Finding("telemost", OK, "telemost_ok", params={"url": api.base_url})]
 

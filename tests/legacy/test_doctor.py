@@ -179,3 +179,13 @@ def test_fresh_deployment_only_warns(live_stack):
         "WARN cron: no refresh run has ever been recorded",
         "WARN cron: no process-events run has ever been recorded",
     ]
+
+
+def test_wrong_service_urls_are_not_taken_for_working_ones(healthy):
+    code, lines = doctor(healthy, BITRIX24_OAUTH_URL=f"{healthy.base}/nothing-here",
+                         TELEMOST_API_URL=f"{healthy.base}/nothing-here")
+    assert code == 1
+    assert line(lines, "FAIL Bitrix24 OAuth server: ") == (
+        f"FAIL Bitrix24 OAuth server: {healthy.base}/nothing-here does not answer properly (http_404)")
+    assert line(lines, "FAIL Telemost API: ") == (
+        f"FAIL Telemost API: {healthy.base}/nothing-here does not answer properly (telemost_not_found)")
