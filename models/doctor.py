@@ -196,6 +196,15 @@ def check_yandex_accounts(services) -> list[Finding]:
             out.append(Finding("yandex", FAIL, code, subject=subject, params={"error": exc.code}))
             continue
         out.append(Finding("yandex", OK, "yandex_ok", subject=subject))
+    if services.integrations.env_yandex_token:
+        # The single-portal fallback token (YANDEX_OAUTH_TOKEN) has no refresh: it just works or not.
+        try:
+            services.yandex.user_info(services.integrations.env_yandex_token)
+        except OAuthError as exc:
+            code = "yandex_unreachable" if not exc.permanent else "yandex_token_refused"
+            out.append(Finding("yandex", FAIL, code, subject="YANDEX_OAUTH_TOKEN", params={"error": exc.code}))
+        else:
+            out.append(Finding("yandex", OK, "yandex_ok", subject="YANDEX_OAUTH_TOKEN"))
     return out
 
 

@@ -189,3 +189,10 @@ def test_wrong_service_urls_are_not_taken_for_working_ones(healthy):
         f"FAIL Bitrix24 OAuth server: {healthy.base}/nothing-here does not answer properly (http_404)")
     assert line(lines, "FAIL Telemost API: ") == (
         f"FAIL Telemost API: {healthy.base}/nothing-here does not answer properly (telemost_not_found)")
+
+
+def test_fallback_yandex_token_is_checked(healthy):
+    code, lines = doctor(healthy, YANDEX_OAUTH_TOKEN="not-a-real-token")
+    assert code == 1
+    assert line(lines, "FAIL Yandex account: ") == (
+        "FAIL Yandex account: YANDEX_OAUTH_TOKEN: Yandex refuses the token (userinfo_failed)")
