@@ -196,3 +196,11 @@ def test_fallback_yandex_token_is_checked(healthy):
     assert code == 1
     assert line(lines, "FAIL Yandex account: ") == (
         "FAIL Yandex account: YANDEX_OAUTH_TOKEN: Yandex refuses the token (userinfo_failed)")
+
+
+def test_portal_endpoint_down(healthy):
+    healthy.control("POST", "/_sandbox/faults", {"server": "portal", "mode": "5xx", "value": 500}, expect=201)
+    code, lines = doctor(healthy)
+    assert code == 1
+    assert line(lines, "FAIL portal: ").endswith(
+        "the portal's REST endpoint does not answer (INTERNAL_SERVER_ERROR)")
