@@ -106,6 +106,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
     configure_logging(app.config["LOG_LEVEL"])
+    config.log_aliases(app.config)
 
     app.wsgi_app = wrap_wsgi(app.wsgi_app, app.config["BASE_PATH"], int(app.config["TRUSTED_PROXIES"]))
 
@@ -133,6 +134,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)
+    from routes import doctor
+
+    doctor.init_cli(app)
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS
@@ -147,7 +151,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
         db.check_connection()
         click.echo(f"configuration ok: APP_ENV={app.config['APP_ENV']}, database={db.engine.dialect.name}, "
-                   f"public_url={app.config['PUBLIC_URL'] or '(not set)'}")
+                   f"public_url={config.display_url(app.config['PUBLIC_URL']) or '(not set)'}")
 
     @app.after_request
     def _security_headers(response):

@@ -7,10 +7,13 @@ configuration with a missing or weak secret refuses to start and names the setti
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import idna
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent
@@ -19,6 +22,22 @@ ENVIRONMENTS = ("development", "production", "testing")
 SECRET_SETTINGS = ("SESSION_SIGNING_KEY", "ADMIN_API_TOKEN", "CRON_TOKEN", "BITRIX24_CLIENT_SECRET")
 MIN_SECRET_LENGTH = 32
 WEAK_SECRETS = {"", "change-me", "changeme", "secret", "dev", "test", "password", "admin"}
+
+
+# Settings of the old tools (a Telemost app, an Open Lines bot, two token workers) read as the new ones, so
+# a `.env` brought over from them works. The values mean the same thing; only the names changed.
+ALIASES = {
+    "SECRET_KEY": "SESSION_SIGNING_KEY",  # the old Flask session key; ours signs the iframe's bearer tokens
+    "FLASK_ENV": "APP_ENV",
+    "LOGGING_LEVEL": "LOG_LEVEL",
+    "SCRIPT_NAME": "BASE_PATH",  # the Telemost app's path prefix
+    "API_SECRET_TOKEN": "ADMIN_API_TOKEN",  # the bot's admin token (X-API-Token / ?token=)
+}
+# The old Telemost app's full Yandex callback URL; ours is {PUBLIC_URL}/auth/yandex/callback.
+YANDEX_REDIRECT_ALIAS = "YANDEX_REDIRECT_URI"
+YANDEX_CALLBACK_PATH = "/auth/yandex/callback"
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -111,11 +130,86 @@ def defaults() -> dict:
     }
 
 
-def from_environ(environ: Mapping[str, str] | None = None) -> dict:
-    """Read every known setting from the environment with its cast."""
-    env = os.environ if environ is None else environ
-    base = defaults()
+def _alias_value(old: str, raw: str) -> str:
+    value = raw.strip()
+    if old == "SCRIPT_NAME" and value not in ("", "/"):
+        return "/" + value.strip("/")  # the old app took "/telemost-app/" too
+    if old == "SCRIPT_NAME":
+        return ""
+    if old == "LOGGING_LEVEL":
+        return value.upper()
+    return value
+
+
+def _public_url_from_redirect(redirect_uri: str, prefix: str) -> str:
+    """The app's public address an old YANDEX_REDIRECT_URI implies: ours minus the callback path, else the
+    old URL's origin plus the old path prefix (SCRIPT_NAME / BASE_PATH)."""
+    parts = urlsplit(redirect_uri.strip())
+    path = parts.path.rstrip("/")
+    path = path[: -len(YANDEX_CALLBACK_PATH)] if path.endswith(YANDEX_CALLBACK_PATH) else prefix
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def legacy_aliases(environ: Mapping[str, str]) -> tuple[dict, list[tuple[str, str]]]:
+    """Values the old tools' settings give (by new name) and the (old, new) names used; refuses conflicts.
+
+    A conflict is an old name and its new name both set to different values: which one was meant cannot
+    be guessed, so start-up stops and names both.
+    """
     out: dict = {}
+    used: list[tuple[str, str]] = []
+    for old, new in ALIASES.items():
+        raw = environ.get(old)
+        if raw is None or raw.strip() == "":
+            continue
+        value = _alias_value(old, raw)
+        current = environ.get(new)
+        if current is not None and current.strip() != "":
+            if _alias_value(old, current) != value:
+                raise ConfigError(f"{old} (old name) and {new} are both set, to different values: "
+                                  f"keep only {new}")
+            used.append((old, new))
+            continue
+        out[new] = value
+        used.append((old, new))
+    redirect = (environ.get(YANDEX_REDIRECT_ALIAS) or "").strip()
+    if redirect:
+        prefix = out.get("BASE_PATH") or (environ.get("BASE_PATH") or "").strip()
+        implied = _public_url_from_redirect(redirect, prefix)
+        if urlsplit(redirect).scheme not in ("http", "https") or not urlsplit(redirect).netloc:
+            raise ConfigError(f"{YANDEX_REDIRECT_ALIAS} (old name) must be a full URL, e.g. "
+                              f"https://apps.example.com{YANDEX_CALLBACK_PATH}")
+        current = (environ.get("PUBLIC_URL") or "").strip()
+        if current and urlsplit(current).netloc.lower() != urlsplit(implied).netloc.lower():
+            raise ConfigError(f"{YANDEX_REDIRECT_ALIAS} (old name) and PUBLIC_URL name different hosts: keep only "
+                              "PUBLIC_URL (the Yandex callback is PUBLIC_URL + /auth/yandex/callback)")
+        if not current:
+            out["PUBLIC_URL"] = implied
+        used.append((YANDEX_REDIRECT_ALIAS, "PUBLIC_URL"))
+    return out, used
+
+
+def log_aliases(cfg: Mapping) -> None:
+    """One start-up line per old setting in use, naming the new one (never the value)."""
+    for old, new in cfg.get("LEGACY_ALIASES") or ():
+        if old == YANDEX_REDIRECT_ALIAS:
+            log.warning("setting %s is an old name: the app now reads PUBLIC_URL and calls Yandex back at "
+                        "PUBLIC_URL%s (register that Callback URI at oauth.yandex.ru)", old, YANDEX_CALLBACK_PATH)
+        else:
+            log.warning("setting %s is an old name: read as %s (rename it in .env)", old, new)
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> dict:
+    """Read every known setting from the environment with its cast (old tools' names as aliases)."""
+    env = os.environ if environ is None else environ
+    aliased, used = legacy_aliases(env)
+    if environ is None and "SCRIPT_NAME" in os.environ:
+        # gunicorn strips an environment SCRIPT_NAME from every path and refuses paths outside it (/health on
+        # 127.0.0.1, cron): the prefix is applied once, by the app (BASE_PATH), never a second time.
+        os.environ.pop("SCRIPT_NAME")
+    env = {**env, **aliased}
+    base = defaults()
+    out: dict = {"LEGACY_ALIASES": tuple(used)} if used else {}
     for name, default in base.items():
         raw = env.get(name)
         if raw is None:
@@ -146,6 +240,44 @@ def address_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6N
 def fernet_keys(value: str) -> list[str]:
     """Split TOKEN_ENCRYPTION_KEY (comma-separated, newest first) into keys."""
     return [k.strip() for k in value.split(",") if k.strip()]
+
+
+def normalize_public_url(value: str) -> str:
+    """PUBLIC_URL as the app builds URLs from it: http(s), host in punycode (IDN allowed), no query or slash
+    at the end; raises ConfigError naming the setting."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("PUBLIC_URL must be the app's http:// or https:// address, e.g. https://apps.example.com")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError("PUBLIC_URL must not contain user info, a query or a fragment")
+    host = parts.hostname.rstrip(".")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError("PUBLIC_URL has a bad port") from exc
+    try:
+        ipaddress.ip_address(host)
+        ascii_host = f"[{host}]" if ":" in host else host
+    except ValueError:
+        try:
+            ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ConfigError(f"PUBLIC_URL has a host name that is not valid: {exc}") from exc
+    netloc = f"{ascii_host}:{port}" if port else ascii_host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def display_url(url: str) -> str:
+    """A URL with its host readable (Unicode instead of punycode), for people: printed lines, the UI."""
+    parts = urlsplit(url or "")
+    if not parts.hostname or "xn--" not in parts.hostname:
+        return url
+    try:
+        host = idna.decode(parts.hostname)
+    except idna.IDNAError:
+        return url
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _check_secret(cfg: Mapping, name: str, problems: list[str]) -> None:
@@ -187,6 +319,10 @@ def validate(cfg: dict) -> None:
     if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
         raise ConfigError("BASE_PATH must start with '/' and not end with '/', e.g. /telemost-app")
 
+    if cfg.get("PUBLIC_URL"):
+        # Handler URLs given to Bitrix24 and the Yandex callback are built from it: ASCII (punycode) only.
+        cfg["PUBLIC_URL"] = normalize_public_url(str(cfg["PUBLIC_URL"]))
+
     problems: list[str] = []
     keys = fernet_keys(cfg.get("TOKEN_ENCRYPTION_KEY") or "")
     if not keys:
@@ -202,8 +338,9 @@ def validate(cfg: dict) -> None:
             _check_secret(cfg, name, problems)
         if not cfg.get("BITRIX24_CLIENT_ID"):
             problems.append("BITRIX24_CLIENT_ID is missing")
-        if not str(cfg.get("PUBLIC_URL") or "").startswith("https://"):
-            problems.append("PUBLIC_URL must be the app's https:// address")
+        if not cfg.get("PUBLIC_URL"):
+            # Plain http:// is allowed (a DuckDNS or own domain without TLS); `flask doctor` warns about it.
+            problems.append("PUBLIC_URL must be the app's public address (https://, or http:// without TLS)")
         if cfg.get("ALLOW_LOOPBACK_PORTALS"):
             problems.append("ALLOW_LOOPBACK_PORTALS must be off in production")
         if cfg.get("METRICS_TOKEN"):

@@ -19,7 +19,15 @@ Options:
   --service NAME     systemd unit name (default: telemost-app)
   --bind HOST:PORT   gunicorn listen address (default: 127.0.0.1:8000, for nginx on this host)
   --python PATH      interpreter for a new .venv (default: python3.11, else python3; needs >= 3.11)
+  --duckdns SUB      keep SUB.duckdns.org pointing at this host: installs a cron line that updates the IP
+                     every 5 minutes (needs --duckdns-token-file)
+  --duckdns-token-file FILE
+                     file holding the DuckDNS token (mode 600 or 400, owned by root or the service user);
+                     the token is read when cron runs, never copied, printed or put on a command line
   -h, --help         show this help
+
+PUBLIC_URL may be http:// (a DuckDNS or own domain without TLS) and an IDN host (http://телемост.рф):
+the nginx server_name is printed in punycode. `flask doctor` runs after the start and reports problems.
 
 Settings read from .env besides the app's own: GUNICORN_WORKERS (default 3),
 GUNICORN_TIMEOUT (default 330 s; must exceed the ~5 min refresh run).
@@ -32,6 +40,8 @@ SERVICE=telemost-app
 BIND=127.0.0.1:8000
 PYTHON=""
 DRY_RUN=0
+DUCKDNS=""
+DUCKDNS_TOKEN_FILE=""
 
 while (($#)); do
   case $1 in
@@ -41,6 +51,8 @@ while (($#)); do
     --service) SERVICE=${2:?--service needs a value}; shift ;;
     --bind) BIND=${2:?--bind needs a value}; shift ;;
     --python) PYTHON=${2:?--python needs a value}; shift ;;
+    --duckdns) DUCKDNS=${2:?--duckdns needs a subdomain}; shift ;;
+    --duckdns-token-file) DUCKDNS_TOKEN_FILE=${2:?--duckdns-token-file needs a file}; shift ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
@@ -107,21 +119,64 @@ env_get() {
   printf '%s' "$val"
 }
 
+# The old tools' names (config.py ALIASES) count when the new one is not set.
+env_get_new_or_old() {
+  local value
+  value=$(env_get "$1")
+  [[ -n $value ]] || value=$(env_get "$2")
+  printf '%s' "$value"
+}
+
+# A host for nginx (punycode) and for people (Unicode), from PUBLIC_URL: the idna package when importable,
+# else Python's own codec (before the venv exists).
+host_forms() {
+  local py
+  py=$(command -v python3 || true)
+  [[ -n $py ]] || { printf '%s\n%s\n' "$1" "$1"; return; }
+  "$py" - "$1" <<'PYEOF'
+import sys
+from urllib.parse import urlsplit
+
+host = (urlsplit(sys.argv[1]).hostname or "").rstrip(".")
+try:
+    import idna
+    ascii_host = idna.encode(host, uts46=True).decode() if host else ""
+    readable = idna.decode(ascii_host) if ascii_host else ""
+except Exception:  # noqa: BLE001
+    ascii_host = host.encode("idna").decode() if host else ""
+    readable = ascii_host.encode().decode("idna") if ascii_host else ""
+print(ascii_host)
+print(readable)
+PYEOF
+}
+
 looks_like_placeholder() {
   local v=${1,,}
   [[ -z $v || $v =~ change.?me|replace|placeholder|example|your[-_]|todo|xxx|dummy|insecure|^\<.*\>$ ]]
 }
 
 problems=()
-[[ $(env_get APP_ENV) == production ]] || problems+=("APP_ENV must be production (is '$(env_get APP_ENV)')")
+app_env=$(env_get_new_or_old APP_ENV FLASK_ENV)
+[[ $app_env == production ]] || problems+=("APP_ENV must be production (is '$app_env')")
 loopback=$(env_get ALLOW_LOOPBACK_PORTALS)
 case ${loopback,,} in
   "" | 0 | false | no | off) ;;
   *) problems+=("ALLOW_LOOPBACK_PORTALS must be off in production (is '$loopback')") ;;
 esac
-[[ $(env_get PUBLIC_URL) == https://* ]] || problems+=("PUBLIC_URL must be the public https:// address")
+PUBLIC_URL=$(env_get PUBLIC_URL)
+if [[ -z $PUBLIC_URL && -n $(env_get YANDEX_REDIRECT_URI) ]]; then
+  PUBLIC_URL=$(env_get YANDEX_REDIRECT_URI) # the old Telemost app's setting: only its host matters here
+fi
+case $PUBLIC_URL in
+  https://?*) ;;
+  http://?*) log "PUBLIC_URL is plain http:// — works, but tokens travel unencrypted; add TLS when you can" ;;
+  *) problems+=("PUBLIC_URL must be the app's public http:// or https:// address") ;;
+esac
+PUBLIC_HOST="" PUBLIC_HOST_READABLE=""
+{ read -r PUBLIC_HOST; read -r PUBLIC_HOST_READABLE; } < <(host_forms "$PUBLIC_URL") || true
+declare -A OLD_NAME=([SESSION_SIGNING_KEY]=SECRET_KEY [ADMIN_API_TOKEN]=API_SECRET_TOKEN)
 for name in SESSION_SIGNING_KEY ADMIN_API_TOKEN CRON_TOKEN BITRIX24_CLIENT_SECRET; do
-  value=$(env_get "$name")
+  value=$(env_get_new_or_old "$name" "${OLD_NAME[$name]:-$name}")
   if looks_like_placeholder "$value"; then
     problems+=("$name is empty or a placeholder")
   elif ((${#value} < 32)); then
@@ -148,6 +203,36 @@ WORKERS=$(env_get GUNICORN_WORKERS); WORKERS=${WORKERS:-3}
 TIMEOUT=$(env_get GUNICORN_TIMEOUT); TIMEOUT=${TIMEOUT:-330}
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || problems+=("GUNICORN_WORKERS must be a positive integer")
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || problems+=("GUNICORN_TIMEOUT must be a positive integer (seconds)")
+
+# --- DuckDNS (optional) ------------------------------------------------------------------------------
+DUCKDNS_OWNER=""
+if [[ -n $DUCKDNS || -n $DUCKDNS_TOKEN_FILE ]]; then
+  DUCKDNS=${DUCKDNS,,}
+  DUCKDNS=${DUCKDNS%.duckdns.org}
+  if [[ ! $DUCKDNS =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]]; then
+    problems+=("--duckdns needs the subdomain, e.g. --duckdns myapp for myapp.duckdns.org")
+  elif [[ -z $DUCKDNS_TOKEN_FILE ]]; then
+    problems+=("--duckdns needs --duckdns-token-file FILE (the token is never passed on the command line)")
+  elif [[ ! -f $DUCKDNS_TOKEN_FILE || ! -r $DUCKDNS_TOKEN_FILE ]]; then
+    problems+=("--duckdns-token-file: $DUCKDNS_TOKEN_FILE is not a readable file")
+  else
+    DUCKDNS_TOKEN_FILE=$(cd "$(dirname "$DUCKDNS_TOKEN_FILE")" && pwd)/$(basename "$DUCKDNS_TOKEN_FILE")
+    mode=$(stat -c %a "$DUCKDNS_TOKEN_FILE")
+    DUCKDNS_OWNER=$(stat -c %U "$DUCKDNS_TOKEN_FILE")
+    if (((8#$mode & 8#077) != 0)); then
+      problems+=("--duckdns-token-file: $DUCKDNS_TOKEN_FILE has mode $mode, others can read the token: chmod 600 it")
+    fi
+    if [[ $DUCKDNS_OWNER != root && $DUCKDNS_OWNER != "$APP_USER" ]] && ! ((DRY_RUN)); then
+      problems+=("--duckdns-token-file: $DUCKDNS_TOKEN_FILE must belong to root or $APP_USER (is $DUCKDNS_OWNER)")
+    fi
+    # Checked without ever printing it: a DuckDNS token is a UUID.
+    if ! grep -qE '^[[:space:]]*[A-Za-z0-9-]{8,64}[[:space:]]*$' "$DUCKDNS_TOKEN_FILE"; then
+      problems+=("--duckdns-token-file: $DUCKDNS_TOKEN_FILE does not hold a DuckDNS token (one line, the UUID)")
+    fi
+    [[ $PUBLIC_HOST == "$DUCKDNS.duckdns.org" ]] ||
+      log "note: PUBLIC_URL's host ($PUBLIC_HOST_READABLE) is not $DUCKDNS.duckdns.org"
+  fi
+fi
 
 refused=0
 if ((${#problems[@]})); then
@@ -322,6 +407,34 @@ else
   fi
 fi
 
+# --- flask doctor --------------------------------------------------------------------------------------
+log "checking everything the app depends on: flask doctor"
+doctor_failed=0
+if ((DRY_RUN)); then
+  as_app "$VENV/bin/flask" --app app doctor
+else
+  as_app "$VENV/bin/flask" --app app doctor || doctor_failed=1
+fi
+
+# --- DuckDNS cron line --------------------------------------------------------------------------------------
+if [[ -n $DUCKDNS ]]; then
+  DUCKDNS_CRON=/etc/cron.d/$SERVICE-duckdns
+  # The script reads the token from the file when it runs and hands it to curl on stdin (-K -): it is in
+  # neither the crontab nor any command line (ps).
+  duckdns_line="*/5 * * * * ${DUCKDNS_OWNER:-root} /bin/sh $APP_DIR/scripts/duckdns_update.sh $DUCKDNS $DUCKDNS_TOKEN_FILE 2>&1 | logger -t $SERVICE-duckdns"
+  if ((DRY_RUN)); then
+    log "would write $DUCKDNS_CRON:"
+    printf '    %s\n' "$duckdns_line"
+  else
+    log "writing $DUCKDNS_CRON ($DUCKDNS.duckdns.org → this host every 5 minutes)"
+    printf '# Written by deploy.sh --duckdns; re-run it rather than editing.\n%s\n' "$duckdns_line" >"$DUCKDNS_CRON.tmp"
+    chmod 644 "$DUCKDNS_CRON.tmp"
+    mv "$DUCKDNS_CRON.tmp" "$DUCKDNS_CRON"
+    /bin/sh "$APP_DIR/scripts/duckdns_update.sh" "$DUCKDNS" "$DUCKDNS_TOKEN_FILE" >/dev/null ||
+      log "warning: the first DuckDNS update failed; cron retries every 5 minutes"
+  fi
+fi
+
 # --- cron --------------------------------------------------------------------------------------------
 cat <<EOF
 
@@ -336,5 +449,22 @@ Token refresh is driven by cron (no scheduler inside the app). Put ONE of these 
 
 nginx: include nginx-integration.conf in your server {} block (see docs/deploy.md).
 EOF
+if [[ $PUBLIC_URL == http://* && -n $PUBLIC_HOST ]]; then
+  cat <<EOF
+Plain HTTP on ${PUBLIC_HOST_READABLE}: a server block for it (server_name in punycode, as nginx needs):
 
+  server {
+      listen 80;
+      server_name $PUBLIC_HOST;  # $PUBLIC_HOST_READABLE
+      include /etc/nginx/snippets/$SERVICE.conf;
+  }
+EOF
+fi
+printf '\nThe app: %s\n' "${PUBLIC_URL/"$PUBLIC_HOST"/"$PUBLIC_HOST_READABLE"}"
+
+if ((doctor_failed)); then
+  printf 'error: the service runs, but flask doctor found problems (FAIL lines above); fix them, then check:\n' >&2
+  printf '  sudo -u %s %s/bin/flask --app app doctor\n' "$APP_USER" "$VENV" >&2
+  exit 1
+fi
 exit "$refused"

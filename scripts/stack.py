@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from cryptography.fernet import Fernet
@@ -168,6 +169,27 @@ class Stack:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("app did not become ready in 30 s")
+
+    def flask(self, *args: str, extra_env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run `flask --app app <args>` with the app's environment (no migration on start); output as text."""
+        env = self.app_env()
+        env["AUTO_MIGRATE"] = "0"
+        env.update({k: str(v) for k, v in (extra_env or {}).items()})
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def connect_yandex(self, member_id: str, login: str = "demo@telemost-demo.example") -> subprocess.CompletedProcess:
+        """Connect a sandbox Yandex account to a portal: consent at the sandbox's Yandex OAuth (a login with '@'
+        is an organisation account there), then the app's own `flask integrations yandex-connect`."""
+        response = requests.get(f"{self.sandbox['yandex_oauth']}/authorize", params={
+            "response_type": "code", "client_id": self.env.get("YANDEX_CLIENT_ID", ""), "state": "cli",
+            "redirect_uri": f"{self.app_url}/auth/yandex/callback", "login_hint": login,
+        }, allow_redirects=False, timeout=30)
+        location = response.headers.get("Location", "")
+        code = parse_qs(urlsplit(location).query).get("code", [""])[0]
+        if response.status_code != 302 or not code:
+            raise RuntimeError(f"the sandbox's Yandex OAuth gave no code (HTTP {response.status_code})")
+        return self.flask("integrations", "yandex-connect", "--portal", member_id, "--code", code)
 
     def control(self, method: str, path: str, json_body=None, expect: int | None = None):
         """Call the sandbox control API; returns parsed JSON (or None for empty bodies)."""

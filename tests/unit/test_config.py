@@ -37,7 +37,7 @@ def test_good_production_config_passes():
         ({"TOKEN_ENCRYPTION_KEY": ""}, "TOKEN_ENCRYPTION_KEY"),
         ({"TOKEN_ENCRYPTION_KEY": "not-a-key"}, "TOKEN_ENCRYPTION_KEY"),
         ({"ALLOW_LOOPBACK_PORTALS": True}, "ALLOW_LOOPBACK_PORTALS"),
-        ({"PUBLIC_URL": "http://app.example.com"}, "PUBLIC_URL"),
+        ({"PUBLIC_URL": ""}, "PUBLIC_URL"),  # plain http:// is allowed (tests/legacy/test_public_url.py)
         ({"BITRIX24_CLIENT_SECRET": ""}, "BITRIX24_CLIENT_SECRET"),
         ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
         ({"METRICS_ALLOW": "127.0.0.1,localhost"}, "METRICS_ALLOW"),
