@@ -77,7 +77,7 @@ class Integrations:
         label = str(info.get("default_email") or info.get("login") or account)[:255]
         return tokens, account, label
 
-    def connect_yandex(self, portal_id: int, code: str) -> dict:
+    def connect_yandex(self, portal_id: int, code: str, actor: str | None = None) -> dict:
         """Finish the Yandex connect flow: exchange the code and keep one account per portal."""
         tokens, account, label = self._yandex_account(code)
         existing = self.vault.find("yandex", account, ACCOUNT_SUBJECT)
@@ -89,6 +89,7 @@ class Integrations:
                 self.vault.delete(old.id)
         self.vault.store("yandex", account, ACCOUNT_SUBJECT, tokens, portal_id=portal_id, label=label,
                          reason="connect")
+        self._audit(actor, "yandex_connected", str(portal_id), {"account": label})
         return {"connected": True, "account": label, "status": ACTIVE}
 
     def connect_yandex_personal(self, portal_id: int, user_id: int, code: str) -> dict:

@@ -62,8 +62,7 @@ def init_cli(app) -> None:
         if portal is None or not portal.installed:
             raise click.ClickException(error_message("portal_not_installed"))
         try:
-            result = found.integrations.connect_yandex(portal.id, code)
+            result = found.integrations.connect_yandex(portal.id, code, actor="cli")
         except ServiceError as exc:
             raise click.ClickException(error_message(exc.code, "en", exc.message, **exc.params)) from None
-        found.vault.audit("cli", "yandex_connected", portal.member_id)
         click.echo(translate("cli.yandex_connected", "en", account=result["account"], domain=portal.domain))

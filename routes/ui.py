@@ -221,7 +221,8 @@ def yandex_callback():
         if link.scope == "personal":
             result = integrations.connect_yandex_personal(portal.id, link.user_id, request.args.get("code", ""))
         else:
-            result = integrations.connect_yandex(portal.id, request.args.get("code", ""))
+            result = integrations.connect_yandex(portal.id, request.args.get("code", ""),
+                                                 actor=f"user:{portal.id}:{link.user_id}")
     except IntegrationError as exc:
         return result_page("yandex", "connect.failed.title.yandex",
                            error_message(exc.code, lang, exc.message, **exc.params), exc.status, lang)
