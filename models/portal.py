@@ -112,6 +112,11 @@ class PortalService:
             row = conn.execute(sa.select(portals).where(portals.c.member_id == member_id)).first()
         return row_to_portal(row) if row else None
 
+    def list(self) -> list[Portal]:
+        """Every portal, oldest first (`flask portals list`, `flask doctor`)."""
+        with self.db.read() as conn:
+            return [row_to_portal(r) for r in conn.execute(sa.select(portals).order_by(portals.c.id))]
+
     def counts(self) -> dict[str, int]:
         """Portals by status."""
         with self.db.read() as conn:
