@@ -54,6 +54,7 @@ def test_installer_finishes_install_and_portal_reloads_into_the_app(live_stack, 
     assert commands.count("setInstallFinish") == 1
     # The reloaded page initialised the SDK again after the install finished.
     assert "getInitData" in commands[commands.index("setInstallFinish") + 1 :]
-    expect(app.locator("[data-testid=integrations]")).to_be_visible()  # user 1 is the portal admin
+    app.locator("[data-testid=tab-settings]").click()  # user 1 is the portal admin: the Settings tab is there
+    expect(app.locator("[data-testid=integrations]")).to_be_visible()
     page.screenshot(path=str(artifacts / "portal-after-install.png"), full_page=True)
     assert page.errors == []
