@@ -66,6 +66,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp):
         app.register_blueprint(blueprint)
+    from routes import conferences
+
+    app.register_blueprint(conferences.bp)
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)

@@ -127,6 +127,61 @@ audit_log = sa.Table(
     sa.Column("detail", sa.Text),
 )
 
+# Conferences (issue 8): one row per Telemost meeting the app made, owner-scoped within a portal.
+# `starts_at`/`ends_at` are UTC seconds (the creation time for meetings without a date) so history
+# sorts and splits upcoming/past with one index; lists of ids and e-mails are JSON text.
+conferences = sa.Table(
+    "conferences",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("owner_id", sa.Integer, nullable=False),
+    sa.Column("owner_name", sa.String(255)),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("search_name", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("start_date", sa.String(10)),
+    sa.Column("start_time", sa.String(5)),
+    sa.Column("duration_minutes", sa.Integer, nullable=False),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("starts_at", sa.Integer, nullable=False),
+    sa.Column("ends_at", sa.Integer, nullable=False),
+    sa.Column("cohosts", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("create_calendar_event", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("invite_users", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("invitees", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("viewers", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("live_stream_title", sa.String(1024)),
+    sa.Column("live_stream_description", sa.Text),
+    sa.Column("waiting_room_level", sa.String(16), nullable=False, server_default="PUBLIC"),
+    sa.Column("telemost_id", sa.String(32)),
+    sa.Column("link", sa.String(512)),
+    sa.Column("watch_url", sa.String(512)),
+    sa.Column("calendar_event_id", sa.Integer),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("failed_step", sa.String(32)),
+    sa.Column("failure_code", sa.String(64)),
+    # Notifications not delivered yet ([{user_id, kind}]); a retry sends exactly these.
+    sa.Column("pending_notifications", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("idempotency_key", sa.String(128)),
+    sa.Column("request_hash", sa.String(64)),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Integer, nullable=False),
+    sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
+)
+sa.Index("ix_conferences_owner_start", conferences.c.portal_id, conferences.c.owner_id, conferences.c.starts_at)
+sa.Index("ix_conferences_type", conferences.c.type)
+sa.Index("ix_conferences_status", conferences.c.status)
+
+# Yandex accounts that answered ApiRestrictedToOrganizations: the UI says so instead of failing every create.
+telemost_restrictions = sa.Table(
+    "telemost_restrictions",
+    metadata,
+    sa.Column("credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("restricted_at", sa.Integer, nullable=False),
+)
+
 
 def make_url(database_url: str, database_path: str) -> str:
     """The SQLAlchemy URL: DATABASE_URL when set (postgresql:// → psycopg 3), else SQLite at the path."""

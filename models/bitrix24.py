@@ -1,17 +1,25 @@
-"""Bitrix24 REST client: call, batch, list paging, expired_token → refresh → retry, rate limits.
+"""Bitrix24 REST client: call, batch, list paging, expired_token → refresh → retry, rate limits, pacing.
 
 Calls go to the portal's stored `client_endpoint` with the token in `auth` (spec §3.1). When the
 token is a vault credential, an `expired_token` answer triggers the refresh engine once (request-time
-refresh shares the cron path) and the call is retried with the new token.
+refresh shares the cron path) and the call is retried with the new token. The system errors of spec
+§3.3 arrive as typed subclasses of `Bitrix24Error` (callers that catch the base class keep working).
+
+Each portal allows a leaky bucket of requests (§3.4: +1 a request, drains 2/s, refuses above 50 with
+503 QUERY_LIMIT_EXCEEDED). A `Pacer` keeps this process's calls to one portal under that bucket, so a
+burst waits a little on our side instead of being refused; a refusal that still happens (other
+processes and hosts share the bucket) is retried with bounded backoff.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -25,6 +33,10 @@ RATE_LIMIT_ERRORS = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"}
 # Answers after which one refresh may help: the token expired, or a peer rotated it away.
 TOKEN_ERRORS = {"expired_token", "invalid_token"}
 MAX_BATCH = 50
+PAGE_SIZE = 50
+PACE_DRAIN_PER_SECOND = 2.0
+PACE_BURST = 50
+MAX_PACE_WAIT = 30.0
 
 
 class Bitrix24Error(Exception):
@@ -41,6 +53,58 @@ class Bitrix24Unavailable(Bitrix24Error):
     """Network failure, timeout or a non-JSON answer."""
 
 
+class Bitrix24AuthError(Bitrix24Error):
+    """The token is not accepted (expired_token, invalid_token, NO_AUTH_FOUND, app not installed…)."""
+
+
+class Bitrix24AccessDenied(Bitrix24Error):
+    """The token's user or the app lacks a right or scope (ACCESS_DENIED, insufficient_scope…)."""
+
+
+class Bitrix24RateLimited(Bitrix24Error):
+    """QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT or OVERLOAD_LIMIT after our retries."""
+
+
+class Bitrix24PaymentRequired(Bitrix24Error):
+    """The portal's plan does not allow REST (PAYMENT_REQUIRED)."""
+
+
+class Bitrix24BadRequest(Bitrix24Error):
+    """The request itself was refused (INVALID_REQUEST, batch too long, method not allowed in batch)."""
+
+
+class Bitrix24MethodNotFound(Bitrix24Error):
+    """ERROR_METHOD_NOT_FOUND."""
+
+
+class Bitrix24ServerError(Bitrix24Unavailable):
+    """INTERNAL_SERVER_ERROR, ERROR_UNEXPECTED_ANSWER: the portal failed; a later try may work."""
+
+
+class Bitrix24PortalDeleted(Bitrix24Error):
+    """PORTAL_DELETED: the portal is gone for good."""
+
+
+_SYSTEM_ERRORS: dict[str, type[Bitrix24Error]] = {
+    **dict.fromkeys(("expired_token", "invalid_token", "NO_AUTH_FOUND", "authorization_error",
+                     "APPLICATION_NOT_FOUND", "ERROR_OAUTH", "METHOD_CONFIRM_WAITING"), Bitrix24AuthError),
+    **dict.fromkeys(("insufficient_scope", "ACCESS_DENIED", "INVALID_CREDENTIALS", "user_access_error",
+                     "WRONG_AUTH_TYPE"), Bitrix24AccessDenied),
+    **dict.fromkeys(("QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "OVERLOAD_LIMIT"), Bitrix24RateLimited),
+    "PAYMENT_REQUIRED": Bitrix24PaymentRequired,
+    **dict.fromkeys(("INVALID_REQUEST", "ERROR_BATCH_LENGTH_EXCEEDED", "ERROR_BATCH_METHOD_NOT_ALLOWED"),
+                    Bitrix24BadRequest),
+    "ERROR_METHOD_NOT_FOUND": Bitrix24MethodNotFound,
+    **dict.fromkeys(("INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"), Bitrix24ServerError),
+    "PORTAL_DELETED": Bitrix24PortalDeleted,
+}
+
+
+def error_for(code: str, description: str = "", status: int | None = None) -> Bitrix24Error:
+    """The typed exception for an error answer (§3.3); method errors stay plain Bitrix24Error."""
+    return _SYSTEM_ERRORS.get(code, Bitrix24Error)(code, description, status)
+
+
 @dataclass
 class RestResult:
     """A successful answer: `result` plus paging fields."""
@@ -50,26 +114,61 @@ class RestResult:
     next: int | None = None
 
 
+class Pacer:
+    """Process-local leaky bucket per portal: +1 a call, drains `drain`/s, waits instead of exceeding `burst`."""
+
+    def __init__(self, drain: float = PACE_DRAIN_PER_SECOND, burst: int = PACE_BURST,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self.drain = drain
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._levels: dict[str, tuple[float, float]] = {}
+
+    def reserve(self, key: str) -> float:
+        """Take a slot for `key`; returns how long the caller must wait before using it."""
+        with self._lock:
+            now = self._clock()
+            level, stamp = self._levels.get(key, (0.0, now))
+            level = max(0.0, level - (now - stamp) * self.drain) + 1
+            self._levels[key] = (level, now)
+            if len(self._levels) > 10000:  # forget idle portals now and then
+                self._levels = {k: v for k, v in self._levels.items() if v[0] - (now - v[1]) * self.drain > 0}
+        return max(0.0, (level - self.burst) / self.drain)
+
+    def wait(self, key: str) -> float:
+        """Reserve and sleep as long as needed (bounded); returns the time slept."""
+        delay = min(self.reserve(key), MAX_PACE_WAIT)
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+
 class Bitrix24Rest:
     """Low-level calls with an explicit token (install and iframe verification use this)."""
 
     def __init__(self, session: requests.Session, timeout: float, rate_limit_retries: int = 3,
-                 sleep=time.sleep, allow_loopback: bool = False):
+                 sleep=time.sleep, allow_loopback: bool = False, pacer: Pacer | None = None):
         self.session = session
         self.timeout = timeout
         self.rate_limit_retries = rate_limit_retries
         self._sleep = sleep
         self.allow_loopback = allow_loopback
+        self.pacer = pacer if pacer is not None else Pacer(sleep=sleep)
 
     def call(self, endpoint: str, access_token: str, method: str, params: dict | None = None) -> RestResult:
-        """POST JSON to `{endpoint}{method}`; raises Bitrix24Error on an error answer."""
+        """POST JSON to `{endpoint}{method}`; raises a Bitrix24Error (typed per §3.3) on an error answer."""
         url = f"{endpoint}{method}"
+        host = urlsplit(endpoint).hostname or ""
         try:
-            assert_public_address(urlsplit(endpoint).hostname or "", allow_loopback=self.allow_loopback)
+            assert_public_address(host, allow_loopback=self.allow_loopback)
         except InvalidHost as exc:
             raise Bitrix24Error("PORTAL_ADDRESS_REFUSED", str(exc), 400) from None
         body = dict(params or {}, auth=access_token)
+        pace_key = urlsplit(endpoint).netloc
         for attempt in range(self.rate_limit_retries + 1):
+            self.pacer.wait(pace_key)
             try:
                 response = self.session.post(url, json=body, timeout=self.timeout, allow_redirects=False,
                                              headers={"Accept": "application/json"})
@@ -82,19 +181,20 @@ class Bitrix24Rest:
             if not isinstance(data, dict):
                 raise Bitrix24Unavailable("bad_response", "JSON is not an object")
             error = data.get("error")
+            limited = response.status_code == 429 or error in RATE_LIMIT_ERRORS
+            if limited and attempt < self.rate_limit_retries:
+                # Leaky bucket: wait for it to drain a little (2 req/s on most plans).
+                self._sleep(0.5 * (2**attempt) * random.uniform(0.8, 1.2))  # noqa: S311
+                continue
             if error is not None and (error != "" or "error_description" in data or response.status_code >= 400):
-                code = error or "ERROR"
-                if code in RATE_LIMIT_ERRORS and attempt < self.rate_limit_retries:
-                    # Leaky bucket: wait for it to drain a little (2 req/s on most plans).
-                    self._sleep(0.5 * (2**attempt) * random.uniform(0.8, 1.2))  # noqa: S311
-                    continue
-                raise Bitrix24Error(code, str(data.get("error_description", ""))[:300], response.status_code)
+                code = error or ("QUERY_LIMIT_EXCEEDED" if response.status_code == 429 else "ERROR")
+                raise error_for(code, str(data.get("error_description", ""))[:300], response.status_code)
             if response.status_code >= 500:
-                raise Bitrix24Unavailable(f"http_{response.status_code}")
+                raise Bitrix24ServerError(f"http_{response.status_code}")
             if "result" not in data:
                 raise Bitrix24Unavailable("bad_response", "no result")
             return RestResult(data["result"], data.get("total"), data.get("next"))
-        raise Bitrix24Error("QUERY_LIMIT_EXCEEDED", "rate limit", 503)  # pragma: no cover - loop returns
+        raise Bitrix24RateLimited("QUERY_LIMIT_EXCEEDED", "rate limit", 503)  # pragma: no cover - loop returns
 
 
 class PortalClient:
@@ -110,7 +210,7 @@ class PortalClient:
     def _credential(self) -> Credential:
         cred = self.engine.ensure_fresh(self.credential_id)
         if cred is None or cred.status != "active":
-            raise Bitrix24Error("NO_CREDENTIAL", "the portal's credential needs re-authorisation", 401)
+            raise Bitrix24AuthError("NO_CREDENTIAL", "the portal's credential needs re-authorisation", 401)
         return cred
 
     def call(self, method: str, params: dict | None = None) -> RestResult:
@@ -124,32 +224,51 @@ class PortalClient:
                 raise
         renewed = self.engine.after_expired_token(cred)
         if renewed is None:
-            raise Bitrix24Error("expired_token", "the token could not be refreshed", 401)
+            raise Bitrix24AuthError("expired_token", "the token could not be refreshed", 401)
         return self.rest.call(self.endpoint, renewed.access_token, method, params)
 
     def batch(self, commands: dict[str, tuple[str, dict]], halt: bool = False) -> dict:
-        """Run up to 50 calls in one request; returns {"result", "result_error", ...} (empty parts as {})."""
+        """Run up to 50 calls in one request; returns {"result", "result_error", ...} (empty parts as {}).
+
+        A parameter value may reference an earlier command's answer: `"$result[key][FIELD]"` (§3.5).
+        Per-command failures are in `result_error`; `command_errors()` turns them into exceptions.
+        """
         if len(commands) > MAX_BATCH:
             raise ValueError("a batch holds at most 50 calls")
-        from urllib.parse import urlencode
-
         cmd = {key: f"{method}?{urlencode(_flatten(params))}" if params else method
                for key, (method, params) in commands.items()}
         result = self.call("batch", {"halt": 1 if halt else 0, "cmd": cmd}).result or {}
+        if not isinstance(result, dict):
+            raise Bitrix24Unavailable("bad_response", "batch result is not an object")
         # Bitrix24 sends empty parts as [] (PHP arrays): normalise to {}.
         return {key: (value if isinstance(value, dict) else {}) for key, value in result.items()}
+
+    def list_page(self, method: str, params: dict | None = None, start: int = 0) -> RestResult:
+        """One page (≤ 50 rows) of a list method from `start`; `.next` is the following page's start."""
+        return self.call(method, dict(params or {}, start=start))
 
     def list_all(self, method: str, params: dict | None = None, max_items: int = 5000) -> list:
         """Follow `next` through a list method's pages (50 a page)."""
         items: list = []
         start = 0
         while True:
-            page = self.call(method, dict(params or {}, start=start))
+            page = self.list_page(method, params, start)
             rows = page.result if isinstance(page.result, list) else []
             items.extend(rows)
             if page.next is None or len(items) >= max_items or not rows:
                 return items[:max_items]
             start = int(page.next)
+
+
+def command_errors(batch_result: dict) -> dict[str, Bitrix24Error]:
+    """The failed commands of a batch answer as typed errors, by command key."""
+    out: dict[str, Bitrix24Error] = {}
+    for key, error in (batch_result.get("result_error") or {}).items():
+        if isinstance(error, dict):
+            out[key] = error_for(str(error.get("error") or "ERROR"), str(error.get("error_description") or "")[:300])
+        else:
+            out[key] = Bitrix24Error("ERROR", str(error)[:300])
+    return out
 
 
 def _flatten(params: dict, prefix: str = "") -> list[tuple[str, str]]:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 import time
 
+import sqlalchemy as sa
+
+from database import telemost_restrictions
 from models.errors import ServiceError
 from models.oauth import AmoCRMOAuth, OAuthError, YandexOAuth
 from models.refresh import RefreshEngine
-from models.vault import ACCOUNT_SUBJECT, ACTIVE, PORTAL_SUBJECT, TokenSet, Vault
+from models.telemost import OrganizerToken
+from models.vault import ACCOUNT_SUBJECT, ACTIVE, PORTAL_SUBJECT, TokenSet, Vault, user_subject
 
 SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 PROVIDERS = ("bitrix24", "yandex", "amocrm")
@@ -83,6 +87,31 @@ class Integrations:
                 return cred.access_token
             return None
         return self.env_yandex_token or None
+
+    def organizer_token(self, portal_id: int, user_id: int) -> OrganizerToken:
+        """Whose Yandex account organises this user's meetings: their own, else the portal's, else refuse.
+
+        The personal credential is provider "yandex", subject `user:<bitrix user id>` on this portal; a
+        dead personal credential is not silently replaced by the portal's account (the meetings would
+        change organiser): the user is asked to reconnect.
+        """
+        creds = self.vault.for_portal(portal_id, "yandex")
+        personal = [c for c in creds if c.subject == user_subject(user_id)]
+        shared = [c for c in creds if c.subject == ACCOUNT_SUBJECT]
+        chosen = (personal or shared or [None])[-1]
+        if chosen is None:
+            if self.env_yandex_token:
+                return OrganizerToken(self.env_yandex_token, None, "env", personal=False)
+            raise ServiceError("yandex_not_connected", status=409)
+        cred = self.engine.ensure_fresh(chosen.id)
+        if cred is None or cred.status != ACTIVE or cred.expires_at <= time.time():
+            raise ServiceError("yandex_reconnect_required", status=409, personal=bool(personal))
+        self.vault.mark_used(cred.id, cred.last_used_at)
+        with self.vault.db.read() as conn:
+            restricted = conn.execute(sa.select(telemost_restrictions.c.credential_id).where(
+                telemost_restrictions.c.credential_id == cred.id)).first() is not None
+        return OrganizerToken(cred.access_token, cred.id, cred.label or cred.account, personal=bool(personal),
+                              restricted=restricted)
 
     # ---- amoCRM --------------------------------------------------------------------------------------
 

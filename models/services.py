@@ -8,12 +8,14 @@ from config import fernet_keys
 from database import Database
 from models.alerts import ReauthNotifier
 from models.bitrix24 import Bitrix24Rest
+from models.conference import ConferenceService
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
 from models.portal import PortalService, PortalSettings
 from models.refresh import RefreshEngine, RefreshSettings
 from models.security import SessionSigner
+from models.telemost import TelemostApi
 from models.vault import Cipher, Vault
 
 
@@ -31,6 +33,8 @@ class Services:
     yandex: YandexOAuth
     amocrm: AmoCRMOAuth
     integrations: Integrations
+    telemost: TelemostApi
+    conferences: ConferenceService
 
 
 def build(cfg, db: Database) -> Services:
@@ -62,5 +66,8 @@ def build(cfg, db: Database) -> Services:
     signer = SessionSigner(cfg["SESSION_SIGNING_KEY"], int(cfg["SESSION_TTL_SECONDS"]),
                            issuer=cfg["PUBLIC_URL"] or "b24-telemost")
     integrations = Integrations(vault, engine, yandex, amocrm, env_yandex_token=cfg["YANDEX_OAUTH_TOKEN"])
+    telemost = TelemostApi(session, cfg["TELEMOST_API_URL"], timeout)
+    conference_service = ConferenceService(db, vault, engine, portals, integrations, telemost)
     return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
-                    bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations)
+                    bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations,
+                    telemost=telemost, conferences=conference_service)

@@ -126,6 +126,9 @@ def _error_body(server: str, status: int) -> dict[str, Any]:
     if server == "yandex":
         code = {429: "too_many_requests", 503: "temporarily_unavailable"}.get(status, "server_error")
         return {"error": code, "error_description": f"{phrase} (sandbox fault)"}
+    if server == "telemost":
+        code = {429: "TooManyRequests"}.get(status, "InternalServerError")
+        return {"error": code, "description": f"{phrase} (sandbox fault)", "message": phrase, "details": {}}
     return {"error": phrase, "description": "Sandbox fault"}
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 from werkzeug import serving as werkzeug_serving
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import amocrm, bitrix_oauth, control, yandex
+from . import amocrm, bitrix_oauth, control, telemost, yandex
 from .portal import create_portal_app, new_flask
 from .state import Portal, SandboxError, State
 
@@ -137,7 +137,7 @@ class ServerThread:
 def create_base_app(state: State) -> Flask:
     """Base server: Bitrix24 OAuth, Yandex OAuth/login, amoCRM and the control API."""
     app = new_flask("sandbox-base", state)
-    for blueprint in (bitrix_oauth.bp, yandex.bp, amocrm.bp, control.bp):
+    for blueprint in (bitrix_oauth.bp, yandex.bp, amocrm.bp, control.bp, telemost.bp):
         app.register_blueprint(blueprint)
     return app
 
@@ -192,6 +192,7 @@ class Sandbox:
             "yandex_oauth": f"{base}/yandex-oauth",
             "yandex_login": f"{base}/yandex-login",
             "amocrm": f"{base}/amocrm/{{subdomain}}",
+            "telemost": f"{base}{telemost.PREFIX}",
             "control": f"{base}/_sandbox",
             "portals": portals,
             "app_url": self.state.app_url,

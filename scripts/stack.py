@@ -136,6 +136,7 @@ class Stack:
             "AMOCRM_BASE_URL": self.sandbox.get("amocrm", ""),
             "AMOCRM_AUTHORIZE_URL": f"{self.base}/amocrm/oauth",
             "AMOCRM_REDIRECT_URI": self.env["AMOCRM_REDIRECT_URI"],
+            "TELEMOST_API_URL": self.sandbox.get("telemost") or "https://cloud-api.yandex.net/v1/telemost-api",
         })
         return env
 

@@ -1,0 +1,73 @@
+"""Conferences (Telemost meetings with calendar events and invitations) and restricted Yandex accounts.
+
+Revision ID: 0006_conferences
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006_conferences"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Create the conferences table with its indexes, and telemost_restrictions."""
+    op.create_table(
+        "conferences",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("owner_id", sa.Integer, nullable=False),
+        sa.Column("owner_name", sa.String(255)),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("search_name", sa.String(255), nullable=False),
+        sa.Column("type", sa.String(16), nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("start_date", sa.String(10)),
+        sa.Column("start_time", sa.String(5)),
+        sa.Column("duration_minutes", sa.Integer, nullable=False),
+        sa.Column("timezone", sa.String(64)),
+        sa.Column("starts_at", sa.Integer, nullable=False),
+        sa.Column("ends_at", sa.Integer, nullable=False),
+        sa.Column("cohosts", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("create_calendar_event", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("invite_users", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("invitees", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("viewers", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("live_stream_title", sa.String(1024)),
+        sa.Column("live_stream_description", sa.Text),
+        sa.Column("waiting_room_level", sa.String(16), nullable=False, server_default="PUBLIC"),
+        sa.Column("telemost_id", sa.String(32)),
+        sa.Column("link", sa.String(512)),
+        sa.Column("watch_url", sa.String(512)),
+        sa.Column("calendar_event_id", sa.Integer),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("failed_step", sa.String(32)),
+        sa.Column("failure_code", sa.String(64)),
+        sa.Column("pending_notifications", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("idempotency_key", sa.String(128)),
+        sa.Column("request_hash", sa.String(64)),
+        sa.Column("created_at", sa.Integer, nullable=False),
+        sa.Column("updated_at", sa.Integer, nullable=False),
+        sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
+    )
+    op.create_index("ix_conferences_owner_start", "conferences", ["portal_id", "owner_id", "starts_at"])
+    op.create_index("ix_conferences_type", "conferences", ["type"])
+    op.create_index("ix_conferences_status", "conferences", ["status"])
+    op.create_table(
+        "telemost_restrictions",
+        sa.Column("credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("restricted_at", sa.Integer, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    """Drop what the upgrade made."""
+    op.drop_table("telemost_restrictions")
+    op.drop_index("ix_conferences_status", table_name="conferences")
+    op.drop_index("ix_conferences_type", table_name="conferences")
+    op.drop_index("ix_conferences_owner_start", table_name="conferences")
+    op.drop_table("conferences")
