@@ -61,14 +61,17 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.extensions["services"] = build(app.config, db)
 
-    from routes import admin, assets, health, install, tasks, ui
+    from routes import admin, assets, bot, dialogs, health, install, tasks, ui
     from routes.common import register_error_handlers
 
     for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(bot.bp)
+    app.register_blueprint(dialogs.bp)
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)
+    bot.init_app(app)
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS

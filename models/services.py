@@ -11,6 +11,7 @@ from models.bitrix24 import Bitrix24Rest
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
+from models.openlines import BotConfig, OpenLinesService
 from models.portal import PortalService, PortalSettings
 from models.refresh import RefreshEngine, RefreshSettings
 from models.security import SessionSigner
@@ -31,6 +32,7 @@ class Services:
     yandex: YandexOAuth
     amocrm: AmoCRMOAuth
     integrations: Integrations
+    openlines: OpenLinesService | None = None
 
 
 def build(cfg, db: Database) -> Services:
@@ -62,5 +64,7 @@ def build(cfg, db: Database) -> Services:
     signer = SessionSigner(cfg["SESSION_SIGNING_KEY"], int(cfg["SESSION_TTL_SECONDS"]),
                            issuer=cfg["PUBLIC_URL"] or "b24-telemost")
     integrations = Integrations(vault, engine, yandex, amocrm, env_yandex_token=cfg["YANDEX_OAUTH_TOKEN"])
+    openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg))
     return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
-                    bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations)
+                    bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations,
+                    openlines=openlines)
