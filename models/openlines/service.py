@@ -186,8 +186,10 @@ class OpenLinesService:
         owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{report.run_id[:8]}"
         deadline = time.monotonic() + budget_s
         remaining = limit or 1_000_000
+        # Rows this pass retries are due again only after it started: one attempt per row per pass.
+        started = time.time()
         while remaining > 0 and time.monotonic() < deadline:
-            rows = self._claim(owner, min(self.config.batch_size, remaining))
+            rows = self._claim(owner, min(self.config.batch_size, remaining), started)
             if not rows:
                 break
             remaining -= len(rows)
@@ -212,13 +214,14 @@ class OpenLinesService:
         with self.db.read() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def _claim(self, owner: str, limit: int) -> list:
+    def _claim(self, owner: str, limit: int, due_by: float | None = None) -> list:
         t = time.time()
+        due_by = t if due_by is None else due_by
         until = t + self.config.lease_seconds
         free = sa.or_(bot_inbox.c.lease_until.is_(None), bot_inbox.c.lease_until < t)
         with self.db.write() as conn:
             ids = [r.id for r in conn.execute(
-                sa.select(bot_inbox.c.id).where(bot_inbox.c.status == "pending", bot_inbox.c.next_attempt_at <= t,
+                sa.select(bot_inbox.c.id).where(bot_inbox.c.status == "pending", bot_inbox.c.next_attempt_at <= due_by,
                                                 free).order_by(bot_inbox.c.id).limit(limit))]
             if not ids:
                 return []
@@ -807,8 +810,10 @@ class InboxWorker:
             self._wake.wait()
             self._wake.clear()
             try:
-                while self.service.process_ready(trigger="worker").claimed:
-                    pass
+                while True:
+                    report = self.service.process_ready(trigger="worker")
+                    if not report.done and not report.failed:
+                        break  # nothing new, or only retries: those wait for their backoff and cron
             except Exception:  # noqa: BLE001 - the worker must survive; cron picks up what is left
                 log.exception("bot inbox worker pass failed")
             if not self._wake.is_set():
