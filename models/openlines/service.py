@@ -597,9 +597,9 @@ class OpenLinesService:
         try:
             result = self._call(portal, "imopenlines.config.list.get", {})
         except Transient as exc:
-            raise ServiceError("portal_unavailable", status=503, code=exc.code) from None
+            raise ServiceError("portal_unavailable", status=503, reason=exc.code) from None
         except Bitrix24Error as exc:
-            raise ServiceError("portal_refused", status=502, code=exc.code) from None
+            raise ServiceError("portal_refused", status=502, reason=exc.code) from None
         local = {r["line_id"]: r for r in self.lines(portal.id)}
         out = []
         for item in result if isinstance(result, list) else []:
@@ -626,9 +626,9 @@ class OpenLinesService:
                 "WELCOME_BOT_ENABLE": "Y", "WELCOME_BOT_ID": portal.bot_id, "WELCOME_BOT_JOIN": "first",
                 "WELCOME_BOT_LEFT": "queue"}})
         except Transient as exc:
-            raise ServiceError("portal_unavailable", status=503, code=exc.code) from None
+            raise ServiceError("portal_unavailable", status=503, reason=exc.code) from None
         except Bitrix24Error as exc:
-            raise ServiceError("portal_refused", status=502, code=exc.code) from None
+            raise ServiceError("portal_refused", status=502, reason=exc.code) from None
         with self.db.write() as conn:
             self._upsert_line(conn, portal.id, line_id, attached_at=now())
         return {"line_id": line_id, "bot_id": portal.bot_id, "attached": True}
@@ -727,8 +727,8 @@ class OpenLinesService:
             rows = client.list_all("user.get", {"FILTER": {"ACTIVE": True}}, max_items=5000)
         except Bitrix24Error as exc:
             if is_transient(exc):
-                raise ServiceError("portal_unavailable", status=503, code=exc.code) from None
-            raise ServiceError("portal_refused", status=502, code=exc.code) from None
+                raise ServiceError("portal_unavailable", status=503, reason=exc.code) from None
+            raise ServiceError("portal_refused", status=502, reason=exc.code) from None
         return [{"id": str(u.get("ID") or ""), "name": str(u.get("NAME") or ""),
                  "last_name": str(u.get("LAST_NAME") or ""), "position": str(u.get("WORK_POSITION") or "")}
                 for u in rows if isinstance(u, dict)]

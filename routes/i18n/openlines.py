@@ -10,8 +10,8 @@ MESSAGES = {
         "error.bad_setting": "Invalid value of {name}.",
         "error.bad_filter": "Invalid filter {name}.",
         "error.bot_not_registered": "The bot is not registered on this portal yet: reinstall or update the app.",
-        "error.portal_unavailable": "The portal did not answer ({code}); try again later.",
-        "error.portal_refused": "The portal refused the request ({code}).",
+        "error.portal_unavailable": "The portal did not answer ({reason}); try again later.",
+        "error.portal_refused": "The portal refused the request ({reason}).",
         "error.dialog_not_found": "No such dialog.",
         "bot.private_reply": "Hello! I hand Open Lines conversations to operators and do not answer in private "
                              "chats. Please write to your colleagues directly.",
@@ -27,8 +27,8 @@ MESSAGES = {
         "error.bad_setting": "Недопустимое значение {name}.",
         "error.bad_filter": "Недопустимый фильтр {name}.",
         "error.bot_not_registered": "Бот ещё не зарегистрирован на портале: переустановите или обновите приложение.",
-        "error.portal_unavailable": "Портал не ответил ({code}); попробуйте позже.",
-        "error.portal_refused": "Портал отклонил запрос ({code}).",
+        "error.portal_unavailable": "Портал не ответил ({reason}); попробуйте позже.",
+        "error.portal_refused": "Портал отклонил запрос ({reason}).",
         "error.dialog_not_found": "Диалог не найден.",
         "bot.private_reply": "Здравствуйте! Я передаю обращения из Открытых линий операторам и не отвечаю в личных "
                              "сообщениях. Напишите, пожалуйста, коллегам напрямую.",

@@ -168,3 +168,10 @@ def rows(services, table, *where) -> list[dict]:
 
 __all__ = ["FakeRest", "bot_handoffs", "bot_inbox", "count", "dialog_messages", "dialogs", "lines_event",
            "make_portal", "private_event", "rows"]
+
+
+def bot_lines_rows(services) -> list[dict]:
+    """Every bot_lines row."""
+    from database import bot_lines
+
+    return rows(services, bot_lines)
