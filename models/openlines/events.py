@@ -161,3 +161,15 @@ def find_value(tree, *names: str) -> str:
                     return str(value).strip()[:64]
             stack.extend(v for v in node.values() if isinstance(v, dict))
     return ""
+
+
+def session_finish_ids(stored: dict) -> tuple[int | None, str | None]:
+    """(chat id, session id) of an OnSessionFinish: `data[chat][id]`, `data[session][id]` (flat CHAT_ID and
+    SESSION_ID also read); `data[connector][chat_id]` is the external channel's chat, not ours."""
+    data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
+    chat = data.get("chat") if isinstance(data.get("chat"), dict) else {}
+    session = data.get("session") if isinstance(data.get("session"), dict) else {}
+    chat_id = forms.text(chat, "id", 20) or forms.text(data, "CHAT_ID", 20)
+    session_id = forms.text(session, "id", 20) or forms.text(data, "SESSION_ID", 20)
+    return (int(chat_id) if chat_id.isdigit() else None), (session_id if session_id.isdigit() else None)
+

@@ -296,11 +296,10 @@ class OpenLinesService:
                                                           portals.c.bot_id == int(bot_id)).values(bot_id=None))
             return "ignored"
         if event == ev.SESSION_FINISH:
-            chat = ev.find_value(stored.get("data"), "CHAT_ID", "CHATID")
-            session = ev.find_value(stored.get("data"), "SESSION_ID", "SESSIONID")
-            if not chat.isdigit():
+            chat_id, session = ev.session_finish_ids(stored)
+            if chat_id is None:
                 return "no_chat"
-            return "history" if self.fetch_history(portal, int(chat), session or None) else "ignored"
+            return "history" if self.fetch_history(portal, chat_id, session) else "ignored"
         chat = ev.chat_event(stored)
         if chat.is_lines:
             if chat.chat_id is None:
@@ -521,8 +520,7 @@ class OpenLinesService:
                 info = self._call(portal, "imopenlines.dialog.get", {"CHAT_ID": row.chat_id})
                 if not session_closed(info):
                     continue
-                session = ev.find_value(info, "SESSION_ID", "SESSIONID")
-                if self.fetch_history(portal, row.chat_id, session or None):
+                if self.fetch_history(portal, row.chat_id, session_of(info)):
                     report.history_fetched += 1
             except (Transient, Bitrix24Error) as exc:
                 code = getattr(exc, "code", "error")
@@ -765,6 +763,18 @@ def session_closed(info) -> bool:
     session = info.get("session") if isinstance(info.get("session"), dict) else {}
     status = info.get("session_status") or session.get("status") or info.get("status")
     return str(status or "").lower() in ("closed", "finished", "finish")
+
+
+def session_of(info) -> str | None:
+    """The session id in an imopenlines.dialog.get answer: `session_id`, else the 6th field of
+    `entity_data_1` (`Y|LEAD|<lead>|N|N|<session id>|…`)."""
+    if not isinstance(info, dict):
+        return None
+    direct = str(info.get("session_id") or info.get("SESSION_ID") or "")
+    if direct.isdigit():
+        return direct
+    parts = str(info.get("entity_data_1") or "").split("|")
+    return parts[5] if len(parts) > 5 and parts[5].isdigit() else None
 
 
 def _dialog_dict(row) -> dict:

@@ -246,9 +246,11 @@ HISTORY = {"chatId": 1775, "sessionId": 469, "message": {
 
 
 def finish_event(portal, chat_id=1775, session_id="469"):
-    return {"event": "ONSESSIONFINISH", "ts": str(int(time.time())), "data[CHAT_ID]": str(chat_id),
-            "data[SESSION_ID]": session_id, "auth[member_id]": portal["member_id"],
-            "auth[application_token]": portal["app_token"]}
+    """OnSessionFinish as the sandbox posts it (data[connector][chat_id] is the channel's own chat)."""
+    return {"event": "ONSESSIONFINISH", "ts": str(int(time.time())), "data[chat][id]": str(chat_id),
+            "data[connector][chat_id]": "88888", "data[connector][line_id]": "1",
+            "data[session][id]": session_id, "data[session][closed]": "Y", "data[user][id]": "7",
+            "auth[member_id]": portal["member_id"], "auth[application_token]": portal["app_token"]}
 
 
 def test_full_conversation_stored_once_after_the_operator_finishes(services, client, rest):
