@@ -496,6 +496,10 @@ class OpenLinesService:
                 values["session_id"] = session_id[:32]
             if messages:
                 values["last_message_at"] = max(m.sent_at for m in messages)
+            first_client = next((m.text for m in messages if m.author_kind == "client" and m.text), None)
+            if not dialog.first_message and first_client:
+                # Handed over on the join, the bot may never have seen the client's first words.
+                values["first_message"] = first_client
             conn.execute(sa.update(dialogs).where(dialogs.c.id == dialog.id).values(**values))
         return True
 
