@@ -61,17 +61,15 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.extensions["services"] = build(app.config, db)
 
-    from routes import admin, assets, health, install, tasks, ui
+    from routes import admin, assets, bot, conferences, dialogs, health, install, tasks, ui
     from routes.common import register_error_handlers
 
-    for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp):
+    for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp, conferences.bp, bot.bp, dialogs.bp):
         app.register_blueprint(blueprint)
-    from routes import conferences
-
-    app.register_blueprint(conferences.bp)
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)
+    bot.init_app(app)
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS

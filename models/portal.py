@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from database import Database, credentials, now, portals
-from models import forms
+from models import forms, openlines
 from models.bitrix24 import Bitrix24Error, Bitrix24Rest, Bitrix24Unavailable, PortalClient
 from models.errors import ServiceError
 from models.hosts import InvalidHost, endpoint_host, normalize_endpoint, normalize_host
@@ -289,16 +289,8 @@ class PortalService:
         base = self.settings.public_url.rstrip("/")
         try:
             client = self.client(portal)
-            bot_id = client.call("imbot.register", {
-                "CODE": self.settings.bot_code,
-                "TYPE": "O",
-                "OPENLINE": "Y",
-                "EVENT_MESSAGE_ADD": f"{base}/python_bot/",
-                "EVENT_WELCOME_MESSAGE": f"{base}/python_bot/",
-                "EVENT_BOT_DELETE": f"{base}/python_bot/",
-                "PROPERTIES": {"NAME": self.settings.bot_name, "COLOR": "AQUA",
-                               "WORK_POSITION": "Открытые линии: передаёт диалог оператору"},
-            }).result
+            answer = client.batch(openlines.setup_commands(portal, self.settings))
+            bot_id = openlines.record_setup(self.db, portal, answer, self.settings.bot_code)
             for event in ("ONAPPUNINSTALL", "ONAPPUPDATE"):
                 try:
                     client.call("event.bind", {"event": event, "handler": f"{base}/events"})

@@ -12,6 +12,7 @@ from models.conference import ConferenceService
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
+from models.openlines import BotConfig, OpenLinesService
 from models.portal import PortalService, PortalSettings
 from models.refresh import RefreshEngine, RefreshSettings
 from models.security import SessionSigner
@@ -35,6 +36,7 @@ class Services:
     integrations: Integrations
     telemost: TelemostApi
     conferences: ConferenceService
+    openlines: OpenLinesService | None = None
 
 
 def build(cfg, db: Database) -> Services:
@@ -68,6 +70,7 @@ def build(cfg, db: Database) -> Services:
     integrations = Integrations(vault, engine, yandex, amocrm, env_yandex_token=cfg["YANDEX_OAUTH_TOKEN"])
     telemost = TelemostApi(session, cfg["TELEMOST_API_URL"], timeout)
     conference_service = ConferenceService(db, vault, engine, portals, integrations, telemost)
+    openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg))
     return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
                     bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations,
-                    telemost=telemost, conferences=conference_service)
+                    telemost=telemost, conferences=conference_service, openlines=openlines)

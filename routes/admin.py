@@ -7,6 +7,7 @@ from werkzeug.exceptions import NotFound
 
 from models.integrations import IntegrationError
 from models.monitoring import prometheus_text, status_summary
+from routes.bot import status_fields as bot_status_fields
 from routes.common import ApiError, admin_token_required, error_page, json_body, services
 
 bp = Blueprint("admin", __name__)
@@ -29,6 +30,7 @@ def status():
         summary = {"portal": services().portals.describe(portal),
                    "credentials": services().vault.list(portal_id=portal.id),
                    "alerts": services().portals.alerts(portal.id)}
+    summary["bot"] = bot_status_fields()
     return jsonify(summary)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
-from . import lifecycle
-from .methods_calendar import row as calendar_row
+from .bitrix24 import lifecycle, openlines
+from .bitrix24.methods_calendar import row as calendar_row
 from .state import DEFAULT_CONFIG, NotFoundError, Portal, SandboxError, State
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
@@ -40,6 +40,11 @@ def _portal_or_404(name: str) -> Portal:
 @bp.errorhandler(NotFoundError)
 def _not_found(exc: NotFoundError) -> tuple[Response, int]:
     return _fail(str(exc), 404)
+
+
+@bp.errorhandler(openlines.ConflictError)
+def _conflict(exc: openlines.ConflictError) -> tuple[Response, int]:
+    return _fail(str(exc), 409)
 
 
 @bp.errorhandler(SandboxError)
@@ -152,6 +157,14 @@ def open_page(name: str) -> Response:
     return redirect(f"{portal.base}/app/?user_id={user_id}", code=302)
 
 
+@bp.get("/portals/<name>/calendar")
+def calendar_page(name: str) -> Response:
+    """Redirect to the portal's «Календарь» page (calendar entries and notifications the app made)."""
+    portal = _portal_or_404(name)
+    user_id = request.args.get("user_id", "1")
+    return redirect(f"{portal.base}/calendar/?user_id={user_id}", code=302)
+
+
 @bp.route("/portals/<name>/calls", methods=["GET", "DELETE"])
 def calls(name: str) -> Response:
     """REST calls the app made (secrets stripped); DELETE clears the log."""
@@ -201,7 +214,13 @@ def portal_state(name: str) -> Response:
                 "calendar_events": [
                     {**calendar_row(e), "params": e.get("params")} for e in portal.calendar.values()
                 ],
+                "calendar_deleted": [
+                    {**calendar_row(e), "params": e.get("params"), "deleted_by": e.get("deleted_by")}
+                    for e in portal.calendar_deleted
+                ],
                 "openlines": [dict(o) for o in portal.openlines],
+                "lines": [dict(line) for line in openlines.lines(portal).values()],
+                "chats": [openlines.public_chat(c) for c in portal.chats.values()],
                 "frame_events": [dict(f) for f in portal.frame_events],
                 "deliveries": [dict(d) for d in portal.deliveries],
             }
@@ -254,6 +273,25 @@ def send_event(name: str) -> Response:
             body.get("bot_id"),
         )
     )
+
+
+# --- Open Lines ----------------------------------------------------------------------------------
+@bp.post("/portals/<name>/openlines/message")
+def openlines_message(name: str) -> Response:
+    """A client writes to a line; the welcome bot's events are delivered before this answers."""
+    return jsonify(openlines.client_message(_state(), _portal_or_404(name), _body()))
+
+
+@bp.post("/portals/<name>/openlines/operator-reply")
+def openlines_operator_reply(name: str) -> Response:
+    """The line's operator answers in a chat (and so has the dialog from now on)."""
+    return jsonify(openlines.operator_reply(_state(), _portal_or_404(name), _body()))
+
+
+@bp.post("/portals/<name>/openlines/finish")
+def openlines_finish(name: str) -> Response:
+    """The operator finishes the session; OnSessionFinish goes to the bound handlers."""
+    return jsonify(openlines.finish(_state(), _portal_or_404(name), _body()))
 
 
 # --- tokens --------------------------------------------------------------------------------------

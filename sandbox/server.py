@@ -14,8 +14,9 @@ from flask import Flask
 from werkzeug import serving as werkzeug_serving
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import amocrm, bitrix_oauth, control, telemost, yandex
-from .portal import create_portal_app, new_flask
+from . import amocrm, control, telemost, yandex
+from .bitrix24 import oauth as bitrix_oauth
+from .bitrix24.portal import create_portal_app, new_flask
 from .state import Portal, SandboxError, State
 
 _keepalive = threading.local()

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .bitrix24.users import User, seed_users
 from .faults import FaultRegistry
 from .tokens import TokenStore
-from .users import User, seed_users
 
 DAY = 86400
 DEFAULT_SCOPE = "calendar,im,imbot,imopenlines,placement,user"
@@ -39,6 +39,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "telemost_forbidden": False,
     "telemost_rate_burst": 30,
     "telemost_rate_per_second": 10.0,
+    "openlines_event_timeout": 5.0,
+    "openlines_duplicate_delivery": False,
+    "openlines_delivery_delay_ms": 0,
 }
 
 
@@ -105,7 +108,10 @@ class Portal:
     bot_messages: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     calendar: dict[int, dict[str, Any]] = field(default_factory=dict)
+    calendar_deleted: list[dict[str, Any]] = field(default_factory=list)  # for the portal's calendar page
     openlines: list[dict[str, Any]] = field(default_factory=list)
+    lines: dict[int, dict[str, Any]] = field(default_factory=dict)  # seeded by bitrix24.openlines
+    chats: dict[int, dict[str, Any]] = field(default_factory=dict)  # Open Lines dialogs by chat id
     frame_events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     opened_by: set[int] = field(default_factory=set)

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .bitrix_shapes import RestError
 from .forms import as_list, ci_get, strip_secrets, truthy
 from .rest import Ctx, method
+from .shapes import RestError
 from .users import TIME_ZONE
 
 TYPES = ("user", "group", "company_calendar")
@@ -203,6 +203,9 @@ def event_update(ctx: Ctx, params: dict[str, Any]) -> int:
             raise _missing(name, required)
     with ctx.state.lock:
         event = _find(ctx, name, params)
+        if ctx.user.id != event["host"] and str(ci_get(params, "host", default="")) != str(event["host"]):
+            # A non-organizer edits only by naming the current organizer; the organizer never changes (§4.2).
+            raise RestError("", f'The parameter "host" for the method "{name}" must be the organizer', 400)
         times = _times(name, params, event)
         for key in ("from", "to"):
             if key in times:
@@ -220,7 +223,7 @@ def event_update(ctx: Ctx, params: dict[str, Any]) -> int:
         elif ci_get(params, "attendees") is not None:
             event["attendees"] = _attendees(params, event["host"])
         _apply_optional(event, params)
-        event["updated_by"] = ctx.user.id
+        event["updated_by"], event["updated"] = ctx.user.id, time.time()
         return event["id"]
 
 
@@ -230,6 +233,8 @@ def event_delete(ctx: Ctx, params: dict[str, Any]) -> bool:
     with ctx.state.lock:
         event = _find(ctx, "calendar.event.delete", params)
         del ctx.portal.calendar[event["id"]]
+        event["deleted"], event["deleted_by"] = time.time(), ctx.user.id
+        ctx.portal.record(ctx.portal.calendar_deleted, event)
     return True
 
 

@@ -6,9 +6,9 @@ import re
 import time
 from typing import Any
 
-from .bitrix_shapes import Page, RestError, version_value
 from .forms import as_list, ci_get, truthy
 from .rest import Ctx, method
+from .shapes import Page, RestError, version_value
 from .users import User
 
 PAGE_SIZE = 50

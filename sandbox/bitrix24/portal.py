@@ -10,12 +10,12 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, redirect, render_template, request
 
-from . import lifecycle, methods_calendar, methods_core, methods_im, rest  # noqa: F401 - methods register
-from .faults import DropConnectionMiddleware, faulty
+from ..faults import DropConnectionMiddleware, faulty
+from ..state import Portal, State
+from ..tokens import Code
+from . import calendar_view, lifecycle, methods_calendar, methods_core, methods_im, openlines, rest  # noqa: F401 - methods register
 from .forms import request_params
 from .launch import frame_launch
-from .state import Portal, State
-from .tokens import Code
 
 HERE = Path(__file__).resolve().parent
 NOT_INSTALLED = "The application is not installed on this portal."
@@ -109,6 +109,19 @@ def create_portal_app(state: State, portal: Portal) -> Flask:
         }
         return render_template(
             "portal.html", portal=portal, user=user, launch=launch, frame=frame, message=None
+        ), 200
+
+    @app.get("/calendar/")
+    def calendar_page() -> tuple[str, int]:
+        """«Календарь»: calendar entries and notifications the app made on this portal, newest first."""
+        user = user_arg()
+        if user is None or user.is_bot:
+            return render_template("portal.html", portal=portal, user=None, message="Unknown user"), 404
+        with state.lock:
+            entries = calendar_view.entries(portal)
+            notes = calendar_view.notifications(portal)
+        return render_template(
+            "calendar.html", portal=portal, user=user, section="calendar", entries=entries, notifications=notes
         ), 200
 
     @app.post("/_frame/refresh-auth")

@@ -12,10 +12,10 @@ from typing import Any
 
 import requests
 
+from ..state import NotFoundError, Portal, SandboxError, State
+from ..tokens import Grant
 from .forms import flatten
 from .launch import LANG, frame_launch
-from .state import NotFoundError, Portal, SandboxError, State
-from .tokens import Grant
 
 BODY_LIMIT = 2000
 # Which registration field of an imbot.register call receives which bot event.
@@ -29,7 +29,13 @@ BOT_EVENT_HANDLERS = {
 
 
 def deliver(
-    state: State, portal: Portal, event: str, url: str, pairs: list[tuple[str, str]], handler_id: Any = None
+    state: State,
+    portal: Portal,
+    event: str,
+    url: str,
+    pairs: list[tuple[str, str]],
+    handler_id: Any = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """POST one form to the app (single attempt) and record the outcome."""
     started = time.time()
@@ -44,7 +50,10 @@ def deliver(
     }
     try:
         with requests.post(
-            url, data=pairs, timeout=(3.0, float(state.config["event_timeout"])), allow_redirects=False
+            url,
+            data=pairs,
+            timeout=(3.0, float(state.config["event_timeout"] if timeout is None else timeout)),
+            allow_redirects=False,
         ) as response:
             outcome["status"] = response.status_code
             outcome["body"] = response.text[:BODY_LIMIT]
@@ -248,7 +257,8 @@ def uninstall(state: State, portal: Portal, clean: bool) -> dict[str, Any]:
 
 
 # --- arbitrary events ----------------------------------------------------------------------------
-def _bot_block(state: State, portal: Portal, bot: dict[str, Any]) -> dict[str, Any]:
+def bot_block(state: State, portal: Portal, bot: dict[str, Any]) -> dict[str, Any]:
+    """data[BOT][<id>] of ONIMBOT* events: the bot's own tokens, again under AUTH, plus BOT_ID/BOT_CODE."""
     grant = state.mint_bitrix(portal, bot["id"])
     auth = token_block(state, portal, grant)
     auth["client_id"] = state.our_client_id
@@ -294,7 +304,7 @@ def send_event(
         data = dict(fields)
         bot = target.get("bot")
         if bot is not None and "BOT" not in data:
-            data["BOT"] = {str(bot["id"]): _bot_block(state, portal, bot)}
+            data["BOT"] = {str(bot["id"]): bot_block(state, portal, bot)}
         pairs = [("event", event), ("event_handler_id", str(target["id"])), *flatten({"data": data}), _ts()]
         if with_auth:
             grant = state.mint_bitrix(portal, int(acting))

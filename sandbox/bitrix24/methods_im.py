@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .bitrix_shapes import RestError
+from . import openlines
 from .forms import ci_get, strip_secrets
 from .rest import Ctx, method
+from .shapes import RestError
 
 MAX_BOTS = 5
 _HANDLER_ERRORS = {
@@ -140,6 +141,7 @@ def imbot_message_add(ctx: Ctx, params: dict[str, Any]) -> int:
                 "time": time.time(),
             },
         )
+        openlines.bot_message(ctx, bot["id"], dialog_id, message)
         return message_id
 
 
@@ -182,6 +184,7 @@ def _session_action(ctx: Ctx, params: dict[str, Any], action: str) -> bool:
     if action == "transfer" and not any(_text(params, k) for k in ("USER_ID", "QUEUE_ID", "TRANSFER_ID")):
         raise RestError("TRANSFER_ID_EMPTY", "Transfer ID can't be empty", 400)
     with ctx.state.lock:
+        openlines.bot_action(ctx, action, params)
         ctx.portal.record(
             ctx.portal.openlines,
             {

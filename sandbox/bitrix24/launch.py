@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from .state import Portal, State
-from .tokens import Grant
+from ..state import Portal, State
+from ..tokens import Grant
 
 LANG = "ru"
 

@@ -7,7 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .bitrix_shapes import (
+from ..faults import faulty
+from ..state import State
+from ..tokens import Grant
+from .forms import request_params
+from .shapes import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
     RestError,
@@ -16,10 +20,6 @@ from .bitrix_shapes import (
     rest_time,
     token_payload,
 )
-from .faults import faulty
-from .forms import request_params
-from .state import State
-from .tokens import Grant
 
 bp = Blueprint("bitrix_oauth", __name__)
 INVALID_GRANT = "The provided authorization grant is invalid, expired, revoked"

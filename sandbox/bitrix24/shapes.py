@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from .state import Portal, State
-from .tokens import Grant
+from ..state import Portal, State
+from ..tokens import Grant
 
 EXPIRED_TOKEN = ("expired_token", "The access token provided has expired.")
 INVALID_TOKEN = ("invalid_token", "The access token provided is invalid.")

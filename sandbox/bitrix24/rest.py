@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .bitrix_shapes import EXPIRED_TOKEN, INVALID_TOKEN, Page, RestError, rest_time
+from ..state import Portal, State
+from ..tokens import Grant
 from .forms import ci_get, parse_pairs, strip_secrets, truthy
-from .state import Portal, State
-from .tokens import Grant
+from .shapes import EXPIRED_TOKEN, INVALID_TOKEN, Page, RestError, rest_time
 from .users import User
 
 logger = logging.getLogger(__name__)
