@@ -106,6 +106,7 @@ def defaults() -> dict:
         "BOT_BATCH_SIZE": 200,
         "BOT_TIMEZONE": "Europe/Moscow",
         "BOT_HISTORY_CHECK_SECONDS": 600,
+        "PORTAL_API_TOKEN_TTL_DAYS": 90,
     }
 
 
@@ -158,6 +159,8 @@ def validate(cfg: dict) -> None:
         cfg["AUTO_MIGRATE"] = env != "production"
     if not 60 <= int(cfg["SESSION_TTL_SECONDS"]) <= 900:
         raise ConfigError("SESSION_TTL_SECONDS must be between 60 and 900 (DESIGN: exp ≤ 15 min)")
+    if not 1 <= int(cfg["PORTAL_API_TOKEN_TTL_DAYS"]) <= 3650:
+        raise ConfigError("PORTAL_API_TOKEN_TTL_DAYS must be between 1 and 3650")
     if int(cfg["REFRESH_CONCURRENCY"]) < 1 or int(cfg["REFRESH_MAX_ATTEMPTS"]) < 1:
         raise ConfigError("REFRESH_CONCURRENCY and REFRESH_MAX_ATTEMPTS must be at least 1")
     if float(cfg["REFRESH_LEASE_SECONDS"]) < 2 * float(cfg["HTTP_TIMEOUT_SECONDS"]) + 1:

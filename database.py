@@ -31,6 +31,9 @@ portals = sa.Table(
     sa.Column("server_endpoint", sa.String(512), nullable=False),
     sa.Column("application_token_hash", sa.String(64)),
     sa.Column("admin_token_hash", sa.String(64)),
+    # The portal's own X-API-Token expires (PORTAL_API_TOKEN_TTL_DAYS); NULL with a hash reads as expired.
+    sa.Column("admin_token_issued_at", sa.Integer),
+    sa.Column("admin_token_expires_at", sa.Integer),
     sa.Column("status", sa.String(16), nullable=False, server_default="installed"),
     sa.Column("app_status", sa.String(4)),
     sa.Column("scope", sa.Text),
@@ -115,6 +118,30 @@ metric_counters = sa.Table(
     sa.Column("labels", sa.String(255), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False, server_default="0"),
 )
+
+# One connect link of an outside account (Yandex, amoCRM): issued → opened (confirmation page, nonce cookie
+# set) → sent (the user pressed "Connect", redirected with `state`) → done (the callback). Each step is a
+# conditional UPDATE, so a link, a confirmation and a state each work once, on every worker.
+connect_links = sa.Table(
+    "connect_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("provider", sa.String(16), nullable=False),
+    # "portal" (the portal's account), "personal" (one employee's own), "global" (amoCRM by the operator).
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE")),
+    sa.Column("user_id", sa.Integer),
+    sa.Column("user_name", sa.String(120)),
+    sa.Column("lang", sa.String(8)),
+    sa.Column("ticket_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("state_hash", sa.String(64), unique=True),
+    sa.Column("nonce_hash", sa.String(64)),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Integer, nullable=False),
+    sa.Column("finished_at", sa.Integer),
+)
+sa.Index("ix_connect_links_expires", connect_links.c.expires_at)
 
 audit_log = sa.Table(
     "audit_log",

@@ -1,4 +1,4 @@
-"""Connected outside accounts: Yandex (one per portal) and amoCRM, and the token endpoint's logic."""
+"""Connected outside accounts: Yandex (one per portal, one per employee) and amoCRM; the token endpoint's logic."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import time
 
 import sqlalchemy as sa
 
-from database import telemost_restrictions
+from database import credentials, telemost_restrictions
 from models.errors import ServiceError
 from models.oauth import AmoCRMOAuth, OAuthError, YandexOAuth
 from models.refresh import RefreshEngine
 from models.telemost import OrganizerToken
-from models.vault import ACCOUNT_SUBJECT, ACTIVE, PORTAL_SUBJECT, TokenSet, Vault, user_subject
+from models.vault import ACCOUNT_SUBJECT, ACTIVE, PORTAL_SUBJECT, Credential, TokenSet, Vault, user_subject
 
 SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 PROVIDERS = ("bitrix24", "yandex", "amocrm")
@@ -38,48 +38,95 @@ class Integrations:
         self.env_yandex_token = env_yandex_token
 
     # ---- Yandex --------------------------------------------------------------------------------------
+    # The portal's account has subject "account"; an employee's own account has subject "user:<id>" (same
+    # provider, same keeper). Conferences use the employee's own first, then the portal's.
+
+    def _portal_yandex(self, portal_id: int) -> list[Credential]:
+        return [c for c in self.vault.for_portal(portal_id, "yandex") if c.subject == ACCOUNT_SUBJECT]
+
+    def _personal_yandex(self, portal_id: int, user_id: int) -> list[Credential]:
+        subject = user_subject(user_id)
+        return [c for c in self.vault.for_portal(portal_id, "yandex") if c.subject == subject]
+
+    @staticmethod
+    def _status_of(creds: list[Credential]) -> dict:
+        if not creds:
+            return {"connected": False, "account": None, "status": None}
+        return {"connected": True, "account": creds[-1].label, "status": creds[-1].status}
 
     def yandex_status(self, portal_id: int) -> dict:
         """Whether the portal has a Yandex account connected, and in what state."""
-        creds = self.vault.for_portal(portal_id, "yandex")
-        if not creds:
-            return {"connected": False, "account": None, "status": None,
-                    "fallback": bool(self.env_yandex_token)}
-        cred = creds[-1]
-        return {"connected": True, "account": cred.label, "status": cred.status, "fallback": False}
+        creds = self._portal_yandex(portal_id)
+        return {**self._status_of(creds), "fallback": not creds and bool(self.env_yandex_token)}
 
-    def connect_yandex(self, portal_id: int, code: str) -> dict:
-        """Finish the Yandex connect flow: exchange the code and keep one account per portal."""
+    def yandex_personal_status(self, portal_id: int, user_id: int) -> dict:
+        """Whether this employee connected their own Yandex account, and in what state."""
+        return self._status_of(self._personal_yandex(portal_id, user_id))
+
+    def _yandex_account(self, code: str) -> tuple[TokenSet, str, str]:
+        """Exchange the consent code: (tokens, Yandex uid, label)."""
         if not code or len(code) > 256:
-            raise IntegrationError("bad_code", "Яндекс не передал код авторизации")
+            raise IntegrationError("bad_code", status=400)
         try:
             tokens = self.yandex.exchange_code(code)
             info = self.yandex.user_info(tokens.access_token)
         except OAuthError as exc:
-            raise IntegrationError("yandex_refused", f"Яндекс отказал в доступе ({exc.code})", 502) from exc
+            raise IntegrationError("yandex_refused", status=502, reason=exc.code) from exc
         account = str(info["id"])
         label = str(info.get("default_email") or info.get("login") or account)[:255]
+        return tokens, account, label
+
+    def connect_yandex(self, portal_id: int, code: str) -> dict:
+        """Finish the Yandex connect flow: exchange the code and keep one account per portal."""
+        tokens, account, label = self._yandex_account(code)
         existing = self.vault.find("yandex", account, ACCOUNT_SUBJECT)
         if existing is not None and existing.portal_id not in (None, portal_id):
             # One Yandex account serves one portal: taking it silently would cut the other portal off.
-            raise IntegrationError("account_in_use", "Этот аккаунт Яндекса уже подключён к другому порталу", 409)
-        for old in self.vault.for_portal(portal_id, "yandex"):
+            raise IntegrationError("account_in_use", status=409)
+        for old in self._portal_yandex(portal_id):
             if old.account != account:
                 self.vault.delete(old.id)
         self.vault.store("yandex", account, ACCOUNT_SUBJECT, tokens, portal_id=portal_id, label=label,
                          reason="connect")
         return {"connected": True, "account": label, "status": ACTIVE}
 
+    def connect_yandex_personal(self, portal_id: int, user_id: int, code: str) -> dict:
+        """Finish an employee's own Yandex connection: one Yandex account is personal to one user of one portal."""
+        tokens, account, label = self._yandex_account(code)
+        subject = user_subject(user_id)
+        with self.vault.db.read() as conn:
+            holders = conn.execute(sa.select(credentials.c.portal_id, credentials.c.subject).where(
+                credentials.c.provider == "yandex", credentials.c.account == account,
+                credentials.c.subject.like("user:%"))).all()
+        if any((row.portal_id, row.subject) != (portal_id, subject) for row in holders):
+            raise IntegrationError("account_in_use_personal", status=409)
+        for old in self._personal_yandex(portal_id, user_id):
+            if old.account != account:
+                self.vault.delete(old.id)
+        self.vault.store("yandex", account, subject, tokens, portal_id=portal_id, user_id=user_id, label=label,
+                         reason="connect")
+        self.vault.audit(f"user:{portal_id}:{user_id}", "yandex_personal_connected", account)
+        return {"connected": True, "account": label, "status": ACTIVE}
+
     def disconnect_yandex(self, portal_id: int) -> bool:
-        """Forget the portal's Yandex account."""
+        """Forget the portal's Yandex account (employees' own accounts stay)."""
         removed = False
-        for cred in self.vault.for_portal(portal_id, "yandex"):
+        for cred in self._portal_yandex(portal_id):
             removed = self.vault.delete(cred.id) or removed
+        return removed
+
+    def disconnect_yandex_personal(self, portal_id: int, user_id: int) -> bool:
+        """Forget this employee's own Yandex account."""
+        removed = False
+        for cred in self._personal_yandex(portal_id, user_id):
+            removed = self.vault.delete(cred.id) or removed
+        if removed:
+            self.vault.audit(f"user:{portal_id}:{user_id}", "yandex_personal_disconnected", str(portal_id))
         return removed
 
     def yandex_token(self, portal_id: int) -> str | None:
         """A valid Yandex token for the portal, or YANDEX_OAUTH_TOKEN for single-portal set-ups."""
-        creds = self.vault.for_portal(portal_id, "yandex")
+        creds = self._portal_yandex(portal_id)
         if creds:
             cred = self.engine.ensure_fresh(creds[-1].id)
             if cred is not None and cred.status == ACTIVE:
@@ -121,29 +168,28 @@ class Integrations:
         """Register an amoCRM account from an authorization code or an initial token pair."""
         subdomain = (subdomain or "").strip().lower()
         if not SUBDOMAIN.match(subdomain):
-            raise IntegrationError("bad_subdomain", "subdomain must be the account's name, e.g. 'mycompany'")
+            raise IntegrationError("bad_subdomain", status=400)
         if code:
             try:
                 tokens = self.amocrm.exchange_code(subdomain, code)
             except OAuthError as exc:
                 status = 502 if not exc.permanent else 400
-                raise IntegrationError("amocrm_refused", f"amoCRM refused the code ({exc.code})", status) from exc
+                raise IntegrationError("amocrm_refused", status=status, reason=exc.code) from exc
         elif access_token:
             # Without a refresh token this is a long-lived token (private integrations, 1 day to
             # 5 years): nothing to refresh, the keeper only watches its expiry (admin status).
             if len(access_token) > 4096 or len(refresh_token or "") > 4096:
-                raise IntegrationError("bad_tokens", "tokens are too long")
+                raise IntegrationError("bad_tokens", status=400)
             if not refresh_token and not expires_in:
-                raise IntegrationError("missing_fields", "a long-lived token needs `expires_in` (its lifetime)")
+                raise IntegrationError("missing_fields", status=400)
             now = int(time.time())
             ttl = int(expires_in) if expires_in else 86400
             if not 0 < ttl <= 5 * 366 * 86400:
-                raise IntegrationError("bad_tokens", "expires_in must be a positive number of seconds (≤ 5 years)")
+                raise IntegrationError("bad_tokens", status=400)
             tokens = TokenSet(access_token, refresh_token or None, now + ttl,
                               now + 90 * 86400 if refresh_token else None)
         else:
-            raise IntegrationError("missing_fields", "send either `code`, or `access_token` with `refresh_token` "
-                                   "(or with `expires_in` for a long-lived token)")
+            raise IntegrationError("missing_fields", status=400)
         cred_id = self.vault.store("amocrm", subdomain, ACCOUNT_SUBJECT, tokens, portal_id=portal_id,
                                    label=subdomain, reason="register")
         return self.describe(cred_id)
@@ -170,10 +216,10 @@ class Integrations:
     def valid_token(self, provider: str, account: str) -> dict:
         """A currently valid access token (refreshing first if due); never the refresh token."""
         if provider not in PROVIDERS:
-            raise IntegrationError("unknown_provider", f"provider must be one of {', '.join(PROVIDERS)}", 404)
+            raise IntegrationError("unknown_provider", status=404)
         cred = self.vault.find(provider, account, _subject_for(provider))
         if cred is None:
-            raise IntegrationError("not_found", "no such credential", 404)
+            raise IntegrationError("not_found", status=404)
         if cred.status == ACTIVE and cred.refresh_token and (self.engine.is_due(cred)
                                                               or cred.expires_at - time.time() < 300):
             self.engine.refresh(cred.id, force=cred.expires_at - time.time() < 300,
@@ -181,11 +227,11 @@ class Integrations:
             self.engine.flush()
             cred = self.vault.get(cred.id)
         if cred is None or cred.status != ACTIVE:
-            raise IntegrationError("needs_reauth", "the credential needs re-authorisation", 409)
+            raise IntegrationError("needs_reauth", status=409)
         if cred.expires_at <= time.time():
             if not cred.refresh_token:
-                raise IntegrationError("needs_reauth", "the long-lived token has expired: issue a new one", 409)
-            raise IntegrationError("unavailable", "the token could not be refreshed right now; try again", 503)
+                raise IntegrationError("needs_reauth", status=409, long_lived=True)
+            raise IntegrationError("unavailable", status=503)
         self.vault.mark_used(cred.id, cred.last_used_at)
         return {"provider": provider, "account": account, "access_token": cred.access_token,
                 "expires_at": cred.expires_at, "version": cred.version}

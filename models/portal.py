@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 INSTALLED = "installed"
 UNINSTALLED = "uninstalled"
 BITRIX_REFRESH_LIFETIME = 180 * 24 * 3600
+API_TOKEN_TTL_DAYS = 90  # PORTAL_API_TOKEN_TTL_DAYS
 
 
 class Rejected(ServiceError):
@@ -277,6 +278,7 @@ class PortalService:
                 if row.application_token_hash and row.application_token_hash != values["application_token_hash"]:
                     log.warning("portal %s re-installed with a new application token", trusted.member_id)
                 conn.execute(sa.update(portals).where(portals.c.id == portal_id).values(**values))
+            self.clear_api_tokens(portal_id, conn=conn)
             self.vault.store("bitrix24", trusted.member_id, PORTAL_SUBJECT, tokens, portal_id=portal_id,
                              user_id=trusted.user_id, endpoint=values["server_endpoint"], reason="install",
                              label=trusted.domain, conn=conn)
@@ -377,6 +379,7 @@ class PortalService:
         ts = now()
         with self.db.write() as conn:
             self.vault.revoke_portal(portal.id, delete=clean, conn=conn)
+            self.clear_api_tokens(portal.id, conn=conn)
             values = {"status": UNINSTALLED, "uninstalled_at": ts, "updated_at": ts, "bot_id": None}
             if clean:
                 values.update(admin_token_hash=None)
@@ -494,21 +497,59 @@ class PortalService:
         return [{"code": "needs_reauth", "provider": r.provider, "error": r.last_error,
                  "message": messages.get(r.provider, "Нужна повторная авторизация.")} for r in rows]
 
-    def issue_admin_token(self, portal_id: int) -> str:
-        """Create (or replace) the portal's own admin API token; shown once."""
+    def issue_admin_token(self, portal_id: int, *, actor: str, ttl_days: int = API_TOKEN_TTL_DAYS) -> dict:
+        """Create (or replace) the portal's own admin API token: {"token" (shown once), "issued_at", "expires_at"}."""
         token = new_secret(32)
+        ts = now()
+        expires_at = ts + max(1, int(ttl_days)) * 86400
         with self.db.write() as conn:
             conn.execute(sa.update(portals).where(portals.c.id == portal_id).values(
-                admin_token_hash=token_hash(token), updated_at=now()))
-        return token
+                admin_token_hash=token_hash(token), admin_token_issued_at=ts, admin_token_expires_at=expires_at,
+                updated_at=ts))
+        self._audit_token(portal_id, actor, "admin_token_issued", {"expires_at": expires_at})
+        return {"token": token, "issued_at": ts, "expires_at": expires_at}
+
+    def admin_token_status(self, portal_id: int) -> dict:
+        """The portal's API token for the admin card, never its value: issued, issued_at, expires_at, expired."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(portals.c.admin_token_hash, portals.c.admin_token_issued_at,
+                                         portals.c.admin_token_expires_at).where(portals.c.id == portal_id)).first()
+        if row is None or not row.admin_token_hash:
+            return {"issued": False, "issued_at": None, "expires_at": None, "expired": False}
+        expires_at = row.admin_token_expires_at
+        return {"issued": True, "issued_at": row.admin_token_issued_at, "expires_at": expires_at,
+                "expired": expires_at is None or expires_at <= now()}
+
+    def revoke_admin_token(self, portal_id: int, *, actor: str) -> bool:
+        """Revoke the portal's API token at once; False when it had none."""
+        with self.db.write() as conn:
+            had = self.clear_api_tokens(portal_id, conn=conn)
+        if had:
+            self._audit_token(portal_id, actor, "admin_token_revoked")
+        return had
+
+    def clear_api_tokens(self, portal_id: int, conn=None) -> bool:
+        """Forget the portal's API tokens (uninstall, re-install, revoke); True when one was there."""
+        if conn is None:
+            with self.db.write() as c:
+                return self.clear_api_tokens(portal_id, conn=c)
+        return conn.execute(sa.update(portals).where(portals.c.id == portal_id, portals.c.admin_token_hash.isnot(None))
+                            .values(admin_token_hash=None, admin_token_issued_at=None,
+                                    admin_token_expires_at=None)).rowcount == 1
+
+    def _audit_token(self, portal_id: int, actor: str, action: str, detail: dict | None = None) -> None:
+        portal = self.get(portal_id)
+        self.vault.audit(actor, action, portal.member_id if portal else str(portal_id), detail)
 
     def portal_for_admin_token(self, token: str) -> Portal | None:
-        """The installed portal whose admin token this is (hash lookup, then constant-time check)."""
+        """The installed portal whose unexpired admin token this is (hash lookup, then constant-time check)."""
         if not token:
             return None
         with self.db.read() as conn:
             row = conn.execute(sa.select(portals).where(portals.c.admin_token_hash == token_hash(token))).first()
         if row is None or not matches_hash(token, row.admin_token_hash) or row.status != INSTALLED:
+            return None
+        if row.admin_token_expires_at is None or row.admin_token_expires_at <= now():
             return None
         return _row_to_portal(row)
 

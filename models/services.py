@@ -9,6 +9,7 @@ from database import Database
 from models.alerts import ReauthNotifier
 from models.bitrix24 import Bitrix24Rest
 from models.conference import ConferenceService
+from models.connect import ConnectLinks
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
@@ -36,6 +37,7 @@ class Services:
     integrations: Integrations
     telemost: TelemostApi
     conferences: ConferenceService
+    connect: ConnectLinks
     openlines: OpenLinesService | None = None
 
 
@@ -73,4 +75,5 @@ def build(cfg, db: Database) -> Services:
     openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg))
     return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
                     bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations,
-                    telemost=telemost, conferences=conference_service, openlines=openlines)
+                    telemost=telemost, conferences=conference_service, openlines=openlines,
+                    connect=ConnectLinks(db))

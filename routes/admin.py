@@ -1,18 +1,24 @@
-"""Token-protected endpoints for operators (curl), the token endpoint and /metrics."""
+"""Token-protected endpoints for operators (curl), the token endpoint, amoCRM connect, /metrics, `flask portals`."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from urllib.parse import urlencode
+
+import click
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, url_for
 from werkzeug.exceptions import NotFound
 
+from models.connect import ConnectRefused
 from models.integrations import IntegrationError
 from models.monitoring import prometheus_text, status_summary
+from models.security import new_secret
 from routes.bot import status_fields as bot_status_fields
-from routes.common import ApiError, admin_token_required, error_page, json_body, services
+from routes.common import ApiError, admin_token_required, json_body, services
+from routes.connect import confirm_page, link_language, nonce_from_request, refused_page, result_page
+from routes.i18n import error_message, normalize_language, request_language, translate
 
-bp = Blueprint("admin", __name__)
-
-AMOCRM_STATE_AUDIENCE = "amocrm-connect-state"
+# `flask portals …`: operator commands about installed portals.
+bp = Blueprint("admin", __name__, cli_group="portals")
 
 
 def _require_global() -> None:
@@ -103,28 +109,95 @@ def amocrm_delete(subdomain: str):
 @bp.post("/api/admin/amocrm/authorize")
 @admin_token_required
 def amocrm_authorize():
-    """The amoCRM consent URL to open; its redirect lands on /auth/amocrm/callback."""
+    """A single-use start URL (valid 120 s) to open in a browser: it confirms, then goes to amoCRM's consent."""
     _require_global()
-    state = services().signer.sign_state({"by": "admin"}, 1200, AMOCRM_STATE_AUDIENCE)
-    return jsonify({"url": services().amocrm.authorize_url(state)})
+    data = json_body()
+    lang = normalize_language(data.get("lang") if isinstance(data.get("lang"), str) else None) or request_language()
+    connect = services().connect
+    ticket = connect.issue("amocrm", "global", lang=lang)
+    base = current_app.config["PUBLIC_URL"].rstrip("/") or request.host_url.rstrip("/") + request.script_root
+    return jsonify({"url": f"{base}/auth/amocrm/start?" + urlencode({"ticket": ticket, "lang": lang}),
+                    "expires_in": connect.link_ttl})
+
+
+@bp.get("/auth/amocrm/start")
+def amocrm_start():
+    """Spend the single-use ticket and show what will be connected; binds this browser (nonce cookie)."""
+    connect = services().connect
+    ticket = request.args.get("ticket", "")
+    nonce = new_secret(16)
+    try:
+        link = connect.open(ticket, nonce, "amocrm")
+    except ConnectRefused as exc:
+        return refused_page("amocrm", exc, link_language(connect.describe(ticket, "amocrm")))
+    return confirm_page(link, ticket=ticket, nonce=nonce, action=url_for("admin.amocrm_confirm"),
+                        provider_url=services().amocrm.authorize_base, domain=None,
+                        secure=request.is_secure or current_app.config["PUBLIC_URL"].startswith("https://"))
+
+
+@bp.post("/auth/amocrm/start")
+def amocrm_confirm():
+    """The "Connect" button, pressed in the browser that opened the link: on to amoCRM's consent page."""
+    connect = services().connect
+    ticket = request.form.get("ticket", "")
+    try:
+        _link, state = connect.confirm(ticket, nonce_from_request("amocrm"), "amocrm")
+    except ConnectRefused as exc:
+        return refused_page("amocrm", exc, link_language(connect.describe(ticket, "amocrm")))
+    return redirect(services().amocrm.authorize_url(state), code=303)
 
 
 @bp.get("/auth/amocrm/callback")
 def amocrm_callback():
-    """amoCRM's redirect: ?code=…&state=…&referer=<subdomain>.amocrm.ru."""
-    from models.security import InvalidSession
-
+    """amoCRM's redirect: ?code=…&state=…&referer=<subdomain>.amocrm.ru, once, in the browser that started."""
     try:
-        services().signer.read_state(request.args.get("state", ""), AMOCRM_STATE_AUDIENCE)
-    except InvalidSession:
-        return error_page("Ссылка устарела", "Начните подключение amoCRM заново.", 400)
+        link = services().connect.finish(request.args.get("state", ""), nonce_from_request("amocrm"), "amocrm")
+    except ConnectRefused as exc:
+        return refused_page("amocrm", exc, link_language(None))
+    lang = link_language(link)
+    if request.args.get("error"):
+        return result_page("amocrm", "connect.denied.title.amocrm", translate("connect.denied.message", lang), 400,
+                           lang)
     subdomain = services().integrations.amocrm_subdomain(request.args.get("referer", ""))
     try:
         account = services().integrations.register_amocrm(subdomain, code=request.args.get("code") or None)
     except IntegrationError as exc:
-        return error_page("Не удалось подключить amoCRM", exc.message, exc.status)
+        return result_page("amocrm", "connect.failed.title.amocrm",
+                           error_message(exc.code, lang, exc.message, **exc.params), exc.status, lang)
     services().vault.audit("admin:global", "amocrm_registered", account["account"])
-    return error_page("amoCRM подключён", f"Аккаунт {account['account']} подключён. Окно можно закрыть.", 200)
+    return result_page("amocrm", "connect.done.title.amocrm",
+                       translate("connect.done.message.amocrm", lang, account=account["account"]), 200, lang)
+
+
+@bp.delete("/api/admin/portal-token")
+@admin_token_required
+def portal_token_revoke():
+    """Revoke a portal's own X-API-Token: ?portal=<member_id> (the global token: any portal; a portal's: its own)."""
+    member_id = request.args.get("portal", "")
+    if not member_id:
+        raise ApiError("portal_required", "name the portal: ?portal=<member_id>", 400)
+    if g.admin_scope == "portal" and member_id != g.admin_portal.member_id:
+        raise ApiError("forbidden", "a portal's token can revoke only its own portal's token", 403)
+    portal = services().portals.get_by_member(member_id)
+    if portal is None:
+        raise ApiError("portal_not_found", "no such portal", 404)
+    actor = "admin:global" if g.admin_scope == "global" else f"admin:portal:{member_id}"
+    revoked = services().portals.revoke_admin_token(portal.id, actor=actor)
+    return jsonify({"portal": member_id, "revoked": revoked})
+
+
+@bp.cli.command("revoke-token")
+@click.argument("member_id")
+def revoke_token_command(member_id: str):
+    """Revoke a portal's own X-API-Token (flask portals revoke-token <member_id>)."""
+    portals = services().portals
+    portal = portals.get_by_member(member_id)
+    if portal is None:
+        raise click.ClickException(f"no portal with member_id {member_id}")
+    if portals.revoke_admin_token(portal.id, actor="cli"):
+        click.echo(f"revoked the API token of portal {member_id} ({portal.domain})")
+    else:
+        click.echo(f"portal {member_id} ({portal.domain}) has no API token")
 
 
 @bp.get("/metrics")

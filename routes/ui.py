@@ -1,23 +1,25 @@
-"""The iframe UI: the verified app page, session renewal, the current user, Yandex connect."""
+"""The iframe UI: the verified app page, session renewal, the current user, Yandex connect, the portal API token."""
 
 from __future__ import annotations
 
 import logging
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, g, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
 
+from models.connect import ConnectLink, ConnectRefused
 from models.integrations import IntegrationError
 from models.portal import Rejected
-from models.security import Identity, InvalidSession, matches_hash, new_secret, token_hash
+from models.security import Identity, new_secret
 from routes.common import ApiError, bearer_required, error_page, json_body, portal_admin_required, services
+from routes.connect import confirm_page, link_language, nonce_from_request, refused_page, result_page
 from routes.frame import frame_headers, portal_origin, verified_origin
+from routes.i18n import error_message, normalize_language, request_language, translate
 
 bp = Blueprint("ui", __name__)
 log = logging.getLogger(__name__)
 
-YANDEX_TICKET_AUDIENCE = "yandex-connect-ticket"
-YANDEX_STATE_AUDIENCE = "yandex-connect-state"
+YANDEX_SCOPES = ("portal", "personal")
 
 
 def _user_json(identity: Identity) -> dict:
@@ -94,82 +96,144 @@ def current_user():
 @bp.get("/api/integrations")
 @bearer_required
 def integrations():
-    """Connected outside accounts of this portal."""
-    return jsonify({"yandex": services().integrations.yandex_status(g.portal.id)})
+    """Connected outside accounts of this portal, and this employee's own Yandex account."""
+    found = services().integrations
+    return jsonify({"yandex": found.yandex_status(g.portal.id),
+                    "yandex_personal": found.yandex_personal_status(g.portal.id, g.identity.user_id)})
+
+
+def _yandex_scope(raw) -> str:
+    """`portal` (admins only) or `personal` (any verified employee)."""
+    scope = raw if raw is not None else "portal"
+    if scope not in YANDEX_SCOPES:
+        raise ApiError("bad_scope", "scope must be 'portal' or 'personal'", 400)
+    if scope == "portal" and not g.identity.is_admin:
+        raise ApiError("forbidden", "only a portal administrator can do this", 403)
+    return scope
 
 
 @bp.post("/api/integrations/yandex/connect")
-@portal_admin_required
+@bearer_required
 def yandex_connect():
-    """Start connecting a Yandex account: a one-time URL the UI opens in a new window."""
-    signer = services().signer
-    ticket = signer.sign_state({"pid": g.portal.id, "uid": g.identity.user_id}, 300, YANDEX_TICKET_AUDIENCE)
-    return jsonify({"url": _public_url("/auth/yandex/start?" + urlencode({"ticket": ticket}))})
+    """Start connecting a Yandex account (the portal's, or with {"scope": "personal"} the user's own).
+
+    Answers a single-use start URL, valid LINK_TTL_SECONDS, that the UI opens in a new window.
+    """
+    data = json_body()
+    scope = _yandex_scope(data.get("scope"))
+    lang = normalize_language(data.get("lang") if isinstance(data.get("lang"), str) else None) or request_language()
+    ticket = services().connect.issue("yandex", scope, portal_id=g.portal.id, user_id=g.identity.user_id,
+                                      user_name=g.identity.name, lang=lang)
+    url = _public_url("/auth/yandex/start?" + urlencode({"ticket": ticket, "lang": lang}))
+    return jsonify({"url": url, "scope": scope, "expires_in": services().connect.link_ttl})
 
 
 @bp.delete("/api/integrations/yandex")
-@portal_admin_required
+@bearer_required
 def yandex_disconnect():
-    """Forget the portal's Yandex account."""
-    services().integrations.disconnect_yandex(g.portal.id)
-    return jsonify({"yandex": services().integrations.yandex_status(g.portal.id)})
+    """Forget the portal's Yandex account (admins), or with ?scope=personal the user's own."""
+    scope = _yandex_scope(request.args.get("scope"))
+    found = services().integrations
+    if scope == "personal":
+        found.disconnect_yandex_personal(g.portal.id, g.identity.user_id)
+    else:
+        found.disconnect_yandex(g.portal.id)
+    return jsonify({"yandex": found.yandex_status(g.portal.id),
+                    "yandex_personal": found.yandex_personal_status(g.portal.id, g.identity.user_id)})
 
 
-YANDEX_NONCE_COOKIE = "yandex_connect_nonce"
+def _connect_portal(link: ConnectLink):
+    """The installed portal a Yandex link belongs to, or None."""
+    portal = services().portals.get(link.portal_id) if link.portal_id else None
+    return portal if portal is not None and portal.installed else None
 
 
 @bp.get("/auth/yandex/start")
 def yandex_start():
-    """Check the one-time ticket and send the admin to Yandex's consent page.
+    """Spend the single-use ticket and show, before anything else, which portal and user the account goes to.
 
-    The state is bound to this browser with a nonce cookie (first-party, in the connect window, not
-    in the portal frame): a start link passed to someone else cannot attach their Yandex account.
+    The first browser to open the link gets the confirmation page and a nonce cookie; only that browser
+    can press "Connect" and finish the callback, so a link passed to someone else attaches nothing.
     """
-    signer = services().signer
-    try:
-        ticket = signer.read_state(request.args.get("ticket", ""), YANDEX_TICKET_AUDIENCE)
-    except InvalidSession:
-        return error_page("Ссылка устарела", "Начните подключение Яндекса заново из приложения.", 400)
+    connect = services().connect
+    ticket = request.args.get("ticket", "")
     nonce = new_secret(16)
-    state = signer.sign_state({"pid": ticket["pid"], "uid": ticket["uid"], "nh": token_hash(nonce)}, 900,
-                              YANDEX_STATE_AUDIENCE)
-    response = redirect(services().yandex.authorize_url(_public_url("/auth/yandex/callback"), state))
-    response.set_cookie(YANDEX_NONCE_COOKIE, nonce, max_age=900, httponly=True, samesite="Lax",
-                        secure=_public_url("").startswith("https://"), path=f"{request.script_root}/auth/yandex/")
-    return response
+    try:
+        link = connect.open(ticket, nonce, "yandex")
+    except ConnectRefused as exc:
+        return refused_page("yandex", exc, link_language(connect.describe(ticket, "yandex")))
+    portal = _connect_portal(link)
+    if portal is None:
+        return refused_page("yandex", ConnectRefused("portal_not_installed"), link_language(link))
+    return confirm_page(link, ticket=ticket, nonce=nonce, action=url_for("ui.yandex_confirm"),
+                        provider_url=services().yandex.oauth_url, domain=portal.domain,
+                        secure=_public_url("").startswith("https://"))
+
+
+@bp.post("/auth/yandex/start")
+def yandex_confirm():
+    """The user pressed "Connect" in the browser that opened the link: on to Yandex's consent page."""
+    connect = services().connect
+    ticket = request.form.get("ticket", "")
+    try:
+        link, state = connect.confirm(ticket, nonce_from_request("yandex"), "yandex")
+    except ConnectRefused as exc:
+        return refused_page("yandex", exc, link_language(connect.describe(ticket, "yandex")))
+    if _connect_portal(link) is None:
+        return refused_page("yandex", ConnectRefused("portal_not_installed"), link_language(link))
+    # 303: the browser follows with a GET, as Yandex's authorize page expects.
+    return redirect(services().yandex.authorize_url(_public_url("/auth/yandex/callback"), state), code=303)
 
 
 @bp.get("/auth/yandex/callback")
 def yandex_callback():
-    """Yandex sends the admin back here with a code: store the account for the portal."""
+    """Yandex sends the user back here with a code: store the account for the portal (or for the user)."""
+    try:
+        link = services().connect.finish(request.args.get("state", ""), nonce_from_request("yandex"), "yandex")
+    except ConnectRefused as exc:
+        return refused_page("yandex", exc, link_language(None))
+    lang = link_language(link)
     if request.args.get("error"):
-        return error_page("Яндекс не дал доступ", request.args.get("error_description", "Доступ не выдан."), 400)
+        return result_page("yandex", "connect.denied.title.yandex", translate("connect.denied.message", lang), 400,
+                           lang)
+    portal = _connect_portal(link)
+    if portal is None:
+        return refused_page("yandex", ConnectRefused("portal_not_installed"), lang)
+    integrations = services().integrations
     try:
-        state = services().signer.read_state(request.args.get("state", ""), YANDEX_STATE_AUDIENCE)
-    except InvalidSession:
-        return error_page("Ссылка устарела", "Начните подключение Яндекса заново из приложения.", 400)
-    if not matches_hash(request.cookies.get(YANDEX_NONCE_COOKIE), str(state.get("nh") or "")):
-        return error_page("Подключение начато в другом окне",
-                          "Начните подключение Яндекса заново из приложения в этом же браузере.", 400)
-    portal = services().portals.get(int(state["pid"]))
-    if portal is None or not portal.installed:
-        return error_page("Портал не найден", "Приложение не установлено на этом портале.", 400)
-    try:
-        result = services().integrations.connect_yandex(portal.id, request.args.get("code", ""))
+        if link.scope == "personal":
+            result = integrations.connect_yandex_personal(portal.id, link.user_id, request.args.get("code", ""))
+        else:
+            result = integrations.connect_yandex(portal.id, request.args.get("code", ""))
     except IntegrationError as exc:
-        return error_page("Не удалось подключить Яндекс", exc.message, exc.status)
-    log.info("portal %s connected Yandex account", portal.member_id)
-    response = make_response(render_template(
-        "error.html", title="Яндекс подключён", close_window=True,
-        message=f"Аккаунт {result['account']} подключён. Окно закроется само.", status=200))
-    response.delete_cookie(YANDEX_NONCE_COOKIE, path=f"{request.script_root}/auth/yandex/")
-    return response
+        return result_page("yandex", "connect.failed.title.yandex",
+                           error_message(exc.code, lang, exc.message, **exc.params), exc.status, lang)
+    log.info("portal %s connected a Yandex account (%s)", portal.member_id, link.scope)
+    return result_page("yandex", "connect.done.title.yandex",
+                       translate(f"connect.done.message.{link.scope}", lang, account=result["account"]), 200, lang,
+                       close_window=True)
+
+
+@bp.get("/api/portal/admin-token")
+@portal_admin_required
+def portal_admin_token_status():
+    """This portal's own X-API-Token for the admin card: issued, issued_at, expires_at, expired (never the value)."""
+    return jsonify(services().portals.admin_token_status(g.portal.id))
 
 
 @bp.post("/api/portal/admin-token")
 @portal_admin_required
 def portal_admin_token():
-    """Issue this portal's own X-API-Token for the admin endpoints (shown once)."""
-    token = services().portals.issue_admin_token(g.portal.id)
-    services().vault.audit(f"user:{g.identity.subject}", "admin_token_issued", g.portal.member_id)
-    return jsonify({"token": token}), 201
+    """Issue (or replace) this portal's own X-API-Token for the admin endpoints; the value is shown once."""
+    issued = services().portals.issue_admin_token(g.portal.id, actor=f"user:{g.identity.subject}",
+                                                  ttl_days=current_app.config["PORTAL_API_TOKEN_TTL_DAYS"])
+    return jsonify(issued), 201
+
+
+@bp.delete("/api/portal/admin-token")
+@portal_admin_required
+def portal_admin_token_revoke():
+    """Revoke this portal's own X-API-Token at once."""
+    portals = services().portals
+    revoked = portals.revoke_admin_token(g.portal.id, actor=f"user:{g.identity.subject}")
+    return jsonify({"revoked": revoked, **portals.admin_token_status(g.portal.id)})

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_conferences"
-down_revision = "0001"
+down_revision = "0005_connect"  # chained after the connect branch at merge (the lead re-chains all)
 branch_labels = None
 depends_on = None
 

@@ -32,7 +32,12 @@ def test_admin_connects_yandex_in_a_popup(live_stack, page):
     with page.expect_popup() as popup_info:
         app.locator("[data-testid=connect-yandex]").click()
     popup = popup_info.value
-    # The popup went through the app's start page, the sandbox's Yandex consent and back to the callback.
+    # The start page says where the account goes and waits for the explicit "Connect".
+    member = live_stack.sandbox["portals"][0]
+    expect(popup.locator("[data-testid=connect-domain]")).to_have_text(member["domain"])
+    expect(popup.locator("[data-testid=connect-user]")).to_contain_text("Иван")
+    popup.locator("[data-testid=connect-button]").click()
+    # Then the sandbox's Yandex consent and back to the callback.
     expect(popup.locator("[data-testid=result-page]")).to_contain_text("подключён")
     popup.wait_for_event("close", timeout=10_000)  # the result page closes itself
     expect(app.locator("[data-testid=yandex-status]")).to_contain_text("Подключено")

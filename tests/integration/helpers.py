@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from urllib.parse import urlencode, urljoin
 
 import requests
 import sqlalchemy as sa
@@ -82,3 +84,24 @@ def boot_data(html: str) -> dict:
     match = re.search(r'<script id="boot" type="application/json">(.*?)</script>', html, re.S)
     assert match, "the page has no boot data"
     return json.loads(match.group(1))
+
+
+def open_connect_link(url: str, session: requests.Session | None = None) -> tuple[requests.Session, requests.Response]:
+    """Open a connect link (Yandex, amoCRM) like a browser: the confirmation page; the session keeps its cookie."""
+    session = session or requests.Session()
+    return session, session.get(url, timeout=30)
+
+
+def press_connect(session: requests.Session, page: requests.Response, **consent_params) -> requests.Response:
+    """Press "Connect" on a confirmation page: the POST answers 303 to the provider, whose consent (the sandbox
+    approves at once, as `login_hint` names) redirects to the app's callback; returns the callback's page."""
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    ticket = re.search(r'name="ticket" value="([^"]+)"', page.text)
+    assert action and ticket, "not a confirmation page"
+    sent = session.post(urljoin(page.url, html.unescape(action.group(1))),
+                        data={"ticket": html.unescape(ticket.group(1))}, allow_redirects=False, timeout=30)
+    assert sent.status_code == 303, sent.text
+    consent = sent.headers["Location"]
+    if consent_params:
+        consent += "&" + urlencode(consent_params)
+    return session.get(consent, timeout=30)

@@ -27,7 +27,15 @@ from models.security import SessionSigner
 from models.vault import TokenSet
 from scripts.stack import Stack
 from tests.conftest import make_config
-from tests.integration.helpers import app_db, boot_data, frame_post, mint, portal_info
+from tests.integration.helpers import (
+    app_db,
+    boot_data,
+    frame_post,
+    mint,
+    open_connect_link,
+    portal_info,
+    press_connect,
+)
 
 RUN_KEYS = {
     "run_id",
@@ -496,11 +504,11 @@ def test_amocrm_connect_flow_through_the_callback(stack):
     started = admin(stack, "POST", "/api/admin/amocrm/authorize")
     assert started.status_code == 200
     url = started.json()["url"]
-    assert url.startswith(f"{stack.base}/amocrm/oauth?")
-    query = parse_qs(urlsplit(url).query)
-    assert query["client_id"] == [stack.env["AMOCRM_CLIENT_ID"]] and query["state"]
+    assert url.startswith(f"{stack.app_url}/auth/amocrm/start?ticket=")
+    session, confirm = open_connect_link(url)
+    assert confirm.status_code == 200 and 'data-testid="connect-page"' in confirm.text
     # The sandbox approves and redirects to AMOCRM_REDIRECT_URI (the app's callback) with code and referer.
-    page = requests.get(url, timeout=30)
+    page = press_connect(session, confirm)
     assert page.url.startswith(f"{stack.app_url}/auth/amocrm/callback?")
     assert page.status_code == 200 and "amoCRM подключён" in page.text
     [cred] = rows(stack, credentials, credentials.c.provider == "amocrm", credentials.c.account == "sandboxcrm")
@@ -533,7 +541,8 @@ def test_yandex_connect_refresh_and_token_endpoint(stack, main_portal, admin_boo
     # The connected account gets a short-lived token so that the next run has something to do.
     stack.control("POST", "/_sandbox/config", {"yandex_access_ttl": SHORT_TTL}, expect=200)
     try:
-        page = requests.get(url, timeout=30)  # app → sandbox consent → app callback
+        session, confirm = open_connect_link(url)
+        page = press_connect(session, confirm)  # confirm → sandbox consent → app callback
     finally:
         stack.control("POST", "/_sandbox/config", {"yandex_access_ttl": YEAR}, expect=200)
     assert page.url.startswith(f"{stack.app_url}/auth/yandex/callback?")
@@ -580,9 +589,13 @@ def test_yandex_connect_is_bound_to_the_browser_that_started_it(stack, main_port
     """A start link opened in another browser (no nonce cookie) cannot attach that browser's Yandex account."""
     url = bearer_post(stack, "/api/integrations/yandex/connect", admin_boot["token"]).json()["url"]
     start = requests.get(url, timeout=30, allow_redirects=False)
-    assert start.status_code == 302 and "yandex_connect_nonce" in start.headers["Set-Cookie"]
+    assert start.status_code == 200 and "yandex_connect_nonce" in start.headers["Set-Cookie"]
     assert "HttpOnly" in start.headers["Set-Cookie"] and "SameSite=Lax" in start.headers["Set-Cookie"]
-    consent = requests.get(start.headers["Location"], timeout=30, allow_redirects=False)
+    ticket = parse_qs(urlsplit(url).query)["ticket"][0]
+    sent = requests.post(f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket}, timeout=30,
+                         cookies=start.cookies, allow_redirects=False)
+    assert sent.status_code == 303
+    consent = requests.get(sent.headers["Location"], timeout=30, allow_redirects=False)
     callback = consent.headers["Location"]
     page = requests.get(callback, timeout=30)  # no cookie: a different browser
     assert page.status_code == 400 and 'data-testid="error-page"' in page.text
