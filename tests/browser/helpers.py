@@ -75,13 +75,8 @@ def connect_portal_yandex(page, stack) -> None:
     with page.expect_popup() as popup_info:
         app.locator("[data-testid=connect-yandex]").click()
     popup = popup_info.value
-    popup.wait_for_load_state()
-    # The connect window may first ask to confirm which portal and user the account goes to.
-    confirm = popup.locator("form button[type=submit], [data-testid=connect-confirm]")
-    result = popup.locator("[data-testid=result-page]")
-    expect(result.or_(confirm.first)).to_be_visible()
-    if not result.count():
-        confirm.first.click()
-    expect(result).to_be_visible()
+    # The connect window says which portal and user the account goes to, and waits for "Connect".
+    popup.locator("[data-testid=connect-button]").click()
+    expect(popup.locator("[data-testid=result-page]")).to_be_visible()
     popup.wait_for_event("close", timeout=10_000)
     expect(app.locator("[data-testid=yandex-account]")).not_to_be_empty()

@@ -3,6 +3,7 @@
 import { onUnmounted, ref } from 'vue'
 
 import { api } from '../api.js'
+import { useT } from '../i18n.js'
 import { useApi } from './useApi.js'
 
 const CLOSED_POLL_MS = 700
@@ -23,6 +24,7 @@ export function yandexAccounts(data) {
  */
 export function useYandexConnect(onDone) {
   const request = useApi()
+  const { locale } = useT()
   const blockedUrl = ref('')
   let pollTimer = null
   let flowStarted = false
@@ -43,7 +45,8 @@ export function useYandexConnect(onDone) {
 
   async function connect(scope = 'portal') {
     blockedUrl.value = ''
-    const data = await request.run('/integrations/yandex/connect', { method: 'POST', body: scope === 'personal' ? { scope } : {} })
+    // The connect window speaks the user's language too.
+    const data = await request.run('/integrations/yandex/connect', { method: 'POST', body: { scope, lang: locale.value } })
     if (!data?.url) return
     const win = window.open(data.url, 'yandex-oauth', 'popup,width=640,height=760')
     if (!win) {
