@@ -57,7 +57,7 @@ def pick_invitees(page, app) -> None:
     expect(app.locator("[data-testid=picker-invitees-chosen] li")).to_have_count(len(INVITEES))
 
 
-def test_broadcast_lifecycle_with_calendar_and_notifications(live_stack, page):
+def test_broadcast_lifecycle_with_calendar_and_notifications(live_stack, page, artifacts):
     """Create → list → copy link → edit time → delete, checking the database and the portal at each step."""
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
     connect_portal_yandex(page, live_stack)
@@ -95,6 +95,7 @@ def test_broadcast_lifecycle_with_calendar_and_notifications(live_stack, page):
     assert row["link"] and row["calendar_event_id"]
     assert not row["failed_step"]
     expect(item.locator("[data-testid=conference-join]")).to_have_attribute("href", row["link"])
+    page.screenshot(path=str(artifacts / "conferences.png"), full_page=True)
     # The portal got one calendar event with the invitees and the link, and each invitee a notification.
     state = portal_state(live_stack)
     assert len(state["calendar_events"]) == 1
@@ -131,7 +132,7 @@ def test_broadcast_lifecycle_with_calendar_and_notifications(live_stack, page):
     assert page.errors == []
 
 
-def test_english_portal_user_sees_no_russian_ui_text(live_stack, page):
+def test_english_portal_user_sees_no_russian_ui_text(live_stack, page, artifacts):
     """LANG=en: the tab, the empty history, the form and the admin tabs speak English only."""
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
     app = open_app_in(page, live_stack, "en", user_id=3)  # John Smith: a Latin name, an employee
@@ -146,6 +147,7 @@ def test_english_portal_user_sees_no_russian_ui_text(live_stack, page):
     app.locator("label:has([data-testid=form-type-broadcast])").click()
     app.locator("[data-testid=form-submit]").click()  # empty name: the form says so in English
     expect(app.locator("[data-testid=conference-form]")).to_contain_text("Fill in this field")
+    page.screenshot(path=str(artifacts / "conference-form-en.png"), full_page=True)
     assert not CYRILLIC.search(frame.evaluate(UI_TEXT)), frame.evaluate(UI_TEXT)
 
     # The admin's tabs too (the admin's own Cyrillic name is data, not UI text).

@@ -34,7 +34,7 @@ def open_dialogs(page, stack, user_id: int = 1):
 
 
 @needs_backend("models.openlines", "the Open Lines backend (branch bot)")
-def test_admin_attaches_the_bot_and_reads_a_dialog(live_stack, page):
+def test_admin_attaches_the_bot_and_reads_a_dialog(live_stack, page, artifacts):
     """Attach → a client writes → the dialog, its hand-off and its message show; hours saved; switch off."""
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
     app = open_dialogs(page, live_stack)
@@ -68,6 +68,7 @@ def test_admin_attaches_the_bot_and_reads_a_dialog(live_stack, page):
     detail = app.locator("[data-testid=dialog-detail]")
     expect(detail.locator("[data-testid=dialog-message][data-author=client]")).to_contain_text("где мой заказ")
     expect(detail.locator("[data-testid=dialog-detail-outcome]")).to_contain_text("Передан оператору")
+    page.screenshot(path=str(artifacts / "dialog.png"), full_page=True)
     detail.locator("[data-testid=dialog-close]").click()
 
     # Working hours for the line: weekdays only, out-of-hours text, finish the dialog out of hours.
