@@ -66,7 +66,7 @@ for (const file of files) {
   const inFirst = firstScreen.has(name)
   if (counted) total += gzipped
   if (counted && inFirst) first += gzipped
-  const note = !counted ? '  (not counted)' : inFirst ? '  first screen' : '  lazy'
+  const note = !counted ? '  (not counted)' : inFirst ? '  first screen' : '  later (lazy chunk or the installer)'
   console.log(`${name.padEnd(44)} ${kb(raw.length).padStart(12)} raw ${kb(gzipped).padStart(12)} gzip${note}`)
 }
 console.log(`${'first screen JS + CSS'.padEnd(44)} ${''.padStart(16)} ${kb(first).padStart(12)} gzip  (budget ${kb(FIRST_SCREEN_BUDGET)})`)

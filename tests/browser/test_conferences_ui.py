@@ -132,6 +132,21 @@ def test_broadcast_lifecycle_with_calendar_and_notifications(live_stack, page, a
     assert page.errors == []
 
 
+def test_invitees_found_by_name_in_the_searchable_list(live_stack, page):
+    """Besides the portal's picker, the form searches the portal's employees (GET /api/bitrix/users)."""
+    live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
+    app = open_app(page, live_stack, user_id=2)
+    app.locator("[data-testid=conference-new]").click()
+    app.locator("[data-testid=picker-invitees-search-open]").click()
+    search = app.locator("[data-testid=picker-invitees-search]")
+    search.locator("input[type=search]").fill("Smith")
+    search.locator("[data-user-id='3'] input").check()
+    expect(app.locator("[data-testid=picker-invitees-chosen] [data-user-id='3']")).to_contain_text("John Smith")
+    search.locator("input[type=search]").fill("")
+    expect(search.locator("label[data-user-id]")).not_to_have_count(0)
+    assert page.errors == []
+
+
 def test_english_portal_user_sees_no_russian_ui_text(live_stack, page, artifacts):
     """LANG=en: the tab, the empty history, the form and the admin tabs speak English only."""
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
