@@ -30,11 +30,25 @@ export function getFrame() {
   return framePromise
 }
 
-/** Asks the portal to fit the frame to the document height; silently does nothing outside a frame. */
+/** The height the content needs (the body's, which unlike the root's never counts the frame's own height). */
+function contentHeight() {
+  return Math.ceil(document.body.getBoundingClientRect().height)
+}
+
+/**
+ * Asks the portal to fit the frame to the content; silently does nothing outside a frame.
+ * fitWindow measures the root element, which is never shorter than the frame, so it can only grow the frame.
+ * When the content got shorter (a long form closed), resizeWindow first shrinks the frame to the content, then
+ * fitWindow puts the width back to 100% (resizeWindow takes pixels only).
+ */
 export async function fitFrame() {
   if (!isInPortalFrame()) return
   try {
     const $b24 = await getFrame()
+    const height = contentHeight()
+    if (height > 0 && height < window.innerHeight - 1) {
+      await $b24.parent.resizeWindow(document.documentElement.clientWidth, height)
+    }
     await $b24.parent.fitWindow()
   } catch {
     // Sizing is cosmetic; never let it break the page.
@@ -73,9 +87,8 @@ export function autoFitFrame(element = document.body) {
     scheduled = true
     requestAnimationFrame(() => {
       scheduled = false
-      // The same measure the SDK's fitWindow sends; skip the round trip when nothing changed.
-      const root = document.documentElement
-      const height = Math.max(root.scrollHeight, root.offsetHeight)
+      // Skip the round trip when the content kept its height.
+      const height = contentHeight()
       if (height === lastHeight) return
       lastHeight = height
       fitFrame()
