@@ -22,7 +22,7 @@ from tests.browser.helpers import (
     portal_state,
     portal_users,
 )
-from tests.integration.helpers import app_db
+from tests.integration.helpers import app_db, credential_rows
 
 pytestmark = [pytest.mark.browser, needs_backend("models.conference", "the conferences backend (branch conf)")]
 
@@ -144,6 +144,42 @@ def test_invitees_found_by_name_in_the_searchable_list(live_stack, page):
     expect(app.locator("[data-testid=picker-invitees-chosen] [data-user-id='3']")).to_contain_text("John Smith")
     search.locator("input[type=search]").fill("")
     expect(search.locator("label[data-user-id]")).not_to_have_count(0)
+    assert page.errors == []
+
+
+def test_employee_connects_a_personal_account_that_cannot_create_meetings(live_stack, page):
+    """No account: the employee is told and connects their own; a personal Yandex ID refused by Telemost is
+    remembered and the notice says why; an admin gets the «Подключить Яндекс» button instead."""
+    live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
+    live_stack.control("POST", "/_sandbox/config", {"telemost_personal_restricted": True}, expect=200)
+    app = open_app(page, live_stack, user_id=1)
+    notice = app.locator("[data-testid=yandex-notice]")
+    expect(notice).to_have_attribute("data-state", "none")
+    expect(app.locator("[data-testid=notice-connect-yandex]")).to_have_text("Подключить Яндекс")
+
+    app = open_app(page, live_stack, user_id=2)
+    notice = app.locator("[data-testid=yandex-notice]")
+    expect(notice).to_contain_text("Администратор портала ещё не подключил Яндекс")
+    expect(app.locator("[data-testid=notice-connect-yandex]")).to_have_count(0)
+    with page.expect_popup() as popup_info:
+        app.locator("[data-testid=notice-connect-personal]").click()
+    popup = popup_info.value
+    popup.locator("[data-testid=connect-button]").click()
+    expect(popup.locator("[data-testid=result-page]")).to_be_visible()
+    popup.wait_for_event("close", timeout=10_000)
+    expect(notice).to_have_attribute("data-state", "ok")
+    expect(notice).to_contain_text("от вашего аккаунта")
+    personal = [c for c in credential_rows(live_stack) if c["provider"] == "yandex"]
+    assert [c["subject"] for c in personal] == ["user:2"]
+
+    # Telemost refuses a personal Yandex ID: the form says so, and the notice now explains it for good.
+    app.locator("[data-testid=conference-new]").click()
+    app.locator("[data-testid=form-name]").fill("Планёрка")
+    app.locator("[data-testid=form-submit]").click()
+    expect(app.locator("[data-testid=form-error]")).to_contain_text("личный Яндекс ID")
+    expect(notice).to_have_attribute("data-state", "restricted")
+    expect(notice).to_contain_text("не может создавать встречи")
+    assert conference_rows(live_stack) == []
     assert page.errors == []
 
 
