@@ -66,7 +66,11 @@ export function errorText(t, te, error) {
   const data = error.data || {}
   const params = { ...data, request_id: data.request_id || '' }
   if (Array.isArray(data.emails)) params.emails = data.emails.join(', ')
-  if (code && te(`error.${code}`)) return t(`error.${code}`, params)
+  if (code && te(`error.${code}`)) {
+    const text = t(`error.${code}`, params)
+    // Yandex's request id lets an admin quote the failure to Yandex support.
+    return data.request_id ? `${text} ${t('error.support_id', { id: data.request_id })}` : text
+  }
   const status = Number(error.status)
   if (status === 0) return t('error.network_error')
   if (status === 401) return t('error.session_expired')
