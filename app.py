@@ -19,22 +19,77 @@ _SAFE_PREFIX = re.compile(r"^/[A-Za-z0-9._~\-/]*$")
 
 
 class PrefixMiddleware:
-    """Serve under a path prefix: BASE_PATH from the config, or X-Script-Name from the proxy."""
+    """Serve under a path prefix, removing it from the path at most once.
 
-    def __init__(self, wsgi_app, base_path: str):
+    Behind trusted proxies (TRUSTED_PROXIES > 0) the prefix comes from X-Forwarded-Prefix, or X-Script-Name
+    for older nginx snippets. Such a proxy has already removed the prefix from the path, so the prefix only
+    becomes SCRIPT_NAME (werkzeug ProxyFix x_prefix semantics): stripping it again would let
+    /prefix/prefix/metrics slip past the proxy's allow-list as /metrics. Without a proxy prefix, BASE_PATH
+    is stripped once from paths under it; other paths (cron or health checks on 127.0.0.1) are served as is.
+    """
+
+    def __init__(self, wsgi_app, base_path: str, trusted_proxies: int):
         self.wsgi_app = wsgi_app
-        self.base_path = base_path
+        self.base_path = base_path.rstrip("/")
+        self.trusted_proxies = trusted_proxies
+
+    def _proxy_prefix(self, environ) -> str | None:
+        """The prefix our own proxy sent (None when it sent none); a malformed one counts as the root."""
+        forwarded = environ.get("HTTP_X_FORWARDED_PREFIX")
+        if forwarded is not None:
+            # One value per proxy, the nearest last: take the one our outermost trusted proxy wrote.
+            values = [v.strip() for v in forwarded.split(",")]
+            if len(values) < self.trusted_proxies:
+                return ""
+            value = values[-self.trusted_proxies]
+        elif "HTTP_X_SCRIPT_NAME" in environ:
+            value = environ["HTTP_X_SCRIPT_NAME"].strip()
+        else:
+            return None
+        if not value or not _SAFE_PREFIX.match(value):
+            return ""
+        return "/" + value.strip("/") if value.strip("/") else ""
 
     def __call__(self, environ, start_response):
-        prefix = environ.get("HTTP_X_SCRIPT_NAME", "").strip() or self.base_path
-        if prefix and _SAFE_PREFIX.match(prefix):
-            prefix = "/" + prefix.strip("/")
-            if prefix != "/":
-                environ["SCRIPT_NAME"] = prefix
-                path = environ.get("PATH_INFO", "")
-                if path == prefix or path.startswith(prefix + "/"):
-                    environ["PATH_INFO"] = path[len(prefix):] or "/"
+        prefix = self._proxy_prefix(environ) if self.trusted_proxies else None
+        if prefix is not None:
+            environ["SCRIPT_NAME"] = prefix
+        elif self.base_path:
+            path = environ.get("PATH_INFO", "")
+            if path == self.base_path or path.startswith(self.base_path + "/"):
+                environ["PATH_INFO"] = path[len(self.base_path):] or "/"
+            environ["SCRIPT_NAME"] = self.base_path
         return self.wsgi_app(environ, start_response)
+
+
+class QueryStringGuard:
+    """Percent-encode bytes outside ASCII in the raw query string.
+
+    werkzeug decodes the query string strictly, so bytes that are not UTF-8 would raise on every read of
+    request.args, error pages included (500). Quoted, they read as the literal text `%ED`, as werkzeug
+    already does for form bodies; valid UTF-8 reads the same either way.
+    """
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        query = environ.get("QUERY_STRING", "")
+        if not query.isascii():
+            raw = query.encode("latin-1", "replace")  # WSGI hands bytes over as latin-1 text
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                environ["QUERY_STRING"] = "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
+        return self.wsgi_app(environ, start_response)
+
+
+def wrap_wsgi(wsgi_app, base_path: str, trusted_proxies: int):
+    """The app behind its proxies: forwarded headers only from TRUSTED_PROXIES hops, then the prefix."""
+    wsgi_app = QueryStringGuard(wsgi_app)
+    if trusted_proxies:
+        wsgi_app = ProxyFix(wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies, x_host=trusted_proxies)
+    return PrefixMiddleware(wsgi_app, base_path, trusted_proxies)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -53,16 +108,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
     configure_logging(app.config["LOG_LEVEL"])
 
-    app.wsgi_app = PrefixMiddleware(ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1),
-                                    app.config["BASE_PATH"])
+    app.wsgi_app = wrap_wsgi(app.wsgi_app, app.config["BASE_PATH"], int(app.config["TRUSTED_PROXIES"]))
 
     db = database.init_app(app)
     from models.services import build
 
     app.extensions["services"] = build(app.config, db)
 
+    from models.metrics import build_registry
+    from models.throttle import AuthThrottle
     from routes import admin, assets, bot, conferences, dialogs, health, install, tasks, ui
-    from routes.common import register_error_handlers
+    from routes.common import audit_record, register_error_handlers
+
+    app.extensions["metrics_registry"] = build_registry(app.extensions["services"])
+    app.extensions["auth_throttle"] = AuthThrottle(db, int(app.config["AUTH_THROTTLE_ATTEMPTS"]),
+                                                   int(app.config["AUTH_THROTTLE_WINDOW_SECONDS"]), audit_record)
 
     for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp, conferences.bp, bot.bp, dialogs.bp):
         app.register_blueprint(blueprint)

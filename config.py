@@ -6,6 +6,7 @@ configuration with a missing or weak secret refuses to start and names the setti
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,9 @@ def defaults() -> dict:
         "SERVICE_NAME": "b24-telemost",
         "PUBLIC_URL": "",
         "BASE_PATH": "",
+        # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host/-Prefix (and
+        # X-Script-Name) are believed: 1 = the nginx of nginx-integration.conf; 0 = none, ignore them.
+        "TRUSTED_PROXIES": 1,
         "LOG_LEVEL": "INFO",
         "SESSION_SIGNING_KEY": "",
         "SESSION_TTL_SECONDS": 900,
@@ -107,6 +111,12 @@ def defaults() -> dict:
         "BOT_TIMEZONE": "Europe/Moscow",
         "BOT_HISTORY_CHECK_SECONDS": 600,
         "PORTAL_API_TOKEN_TTL_DAYS": 90,
+        # /metrics: a bearer token for Prometheus, and client addresses (or networks) allowed without one.
+        "METRICS_TOKEN": "",
+        "METRICS_ALLOW": "127.0.0.1,::1",
+        # Failed X-API-Token / X-Cron-Token / metrics token attempts per client address and window, then 429.
+        "AUTH_THROTTLE_ATTEMPTS": 10,
+        "AUTH_THROTTLE_WINDOW_SECONDS": 300,
     }
 
 
@@ -135,6 +145,11 @@ def load_dotenv_file() -> None:
     from dotenv import load_dotenv
 
     load_dotenv(ROOT / ".env", override=False)
+
+
+def address_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Parse a comma-separated list of addresses or CIDR networks (METRICS_ALLOW); raises ValueError."""
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in value.split(",") if item.strip()]
 
 
 def fernet_keys(value: str) -> list[str]:
@@ -172,6 +187,14 @@ def validate(cfg: dict) -> None:
         raise ConfigError("BOT_LEASE_SECONDS must be at least 4 × HTTP_TIMEOUT_SECONDS + 1")
     if str(cfg.get("BITRIX24_OAUTH_METHOD", "GET")).upper() not in ("GET", "POST"):
         raise ConfigError("BITRIX24_OAUTH_METHOD must be GET or POST")
+    if not 0 <= int(cfg["TRUSTED_PROXIES"]) <= 5:
+        raise ConfigError("TRUSTED_PROXIES must be between 0 and 5 (the number of proxies in front of the app)")
+    try:
+        address_networks(str(cfg.get("METRICS_ALLOW") or ""))
+    except ValueError as exc:
+        raise ConfigError(f"METRICS_ALLOW must list IP addresses or networks: {exc}") from exc
+    if int(cfg["AUTH_THROTTLE_ATTEMPTS"]) < 1 or int(cfg["AUTH_THROTTLE_WINDOW_SECONDS"]) < 1:
+        raise ConfigError("AUTH_THROTTLE_ATTEMPTS and AUTH_THROTTLE_WINDOW_SECONDS must be at least 1")
     base_path = cfg.get("BASE_PATH") or ""
     if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
         raise ConfigError("BASE_PATH must start with '/' and not end with '/', e.g. /telemost-app")
@@ -195,6 +218,8 @@ def validate(cfg: dict) -> None:
             problems.append("PUBLIC_URL must be the app's https:// address")
         if cfg.get("ALLOW_LOOPBACK_PORTALS"):
             problems.append("ALLOW_LOOPBACK_PORTALS must be off in production")
+        if cfg.get("METRICS_TOKEN"):
+            _check_secret(cfg, "METRICS_TOKEN", problems)
     else:
         for name in ("SESSION_SIGNING_KEY",):
             if not cfg.get(name):

@@ -73,6 +73,9 @@ credentials = sa.Table(
     sa.Column("unconfirmed_attempt", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("lease_owner", sa.String(96)),
     sa.Column("lease_until", sa.Float),
+    # Set by the lease holder right before its refresh request goes out, cleared when the lease is
+    # given back: whoever takes over an expired lease knows whether a request may have been answered.
+    sa.Column("refresh_sent_at", sa.Float),
     sa.Column("refreshed_at", sa.Integer),
     sa.Column("last_used_at", sa.Integer),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -142,6 +145,16 @@ connect_links = sa.Table(
     sa.Column("finished_at", sa.Integer),
 )
 sa.Index("ix_connect_links_expires", connect_links.c.expires_at)
+# Failed secret-token attempts per (scope, client address) in the current window: every gunicorn worker
+# sees the same count, so a burst spread over the workers is still one burst.
+auth_failures = sa.Table(
+    "auth_failures",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("client", sa.String(64), primary_key=True),
+    sa.Column("window_start", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+)
 
 audit_log = sa.Table(
     "audit_log",

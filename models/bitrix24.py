@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from models.hosts import InvalidHost, assert_public_address
+from models.hosts import InvalidHost
 from models.refresh import RefreshEngine
 from models.vault import Credential, Vault
 
@@ -160,11 +160,6 @@ class Bitrix24Rest:
     def call(self, endpoint: str, access_token: str, method: str, params: dict | None = None) -> RestResult:
         """POST JSON to `{endpoint}{method}`; raises a Bitrix24Error (typed per §3.3) on an error answer."""
         url = f"{endpoint}{method}"
-        host = urlsplit(endpoint).hostname or ""
-        try:
-            assert_public_address(host, allow_loopback=self.allow_loopback)
-        except InvalidHost as exc:
-            raise Bitrix24Error("PORTAL_ADDRESS_REFUSED", str(exc), 400) from None
         body = dict(params or {}, auth=access_token)
         pace_key = urlsplit(endpoint).netloc
         for attempt in range(self.rate_limit_retries + 1):
@@ -172,6 +167,8 @@ class Bitrix24Rest:
             try:
                 response = self.session.post(url, json=body, timeout=self.timeout, allow_redirects=False,
                                              headers={"Accept": "application/json"})
+            except InvalidHost as exc:  # the pinned transport (models/http.py) refused the portal's address
+                raise Bitrix24Error("PORTAL_ADDRESS_REFUSED", str(exc), 400) from None
             except requests.RequestException as exc:
                 raise Bitrix24Unavailable("network_error", type(exc).__name__) from None
             try:

@@ -48,6 +48,7 @@ from models.telemost import (
     OrganizerToken,
     TelemostApi,
     TelemostClient,
+    TelemostError,
 )
 from models.vault import PORTAL_SUBJECT, Vault, user_subject
 
@@ -73,6 +74,7 @@ TIMEZONE_CACHE_SECONDS = 3600.0
 FALLBACK_TIMEZONE = "UTC"
 
 _LIST_COLUMNS = [c for c in conferences.c if c.name not in ("search_name", "idempotency_key", "request_hash")]
+_LIST_NAMES = tuple(c.name for c in _LIST_COLUMNS)
 _SELECT_OWNED = sa.select(*_LIST_COLUMNS, conferences.c.idempotency_key, conferences.c.request_hash).where(
     conferences.c.id == sa.bindparam("b_id"), conferences.c.portal_id == sa.bindparam("b_portal"),
     conferences.c.owner_id == sa.bindparam("b_owner"))
@@ -87,22 +89,32 @@ class Actor:
     user_name: str
 
 
+PUBLIC_FIELDS = (
+    "id", "name", "type", "description", "start_date", "start_time", "duration_minutes", "timezone", "cohosts",
+    "create_calendar_event", "invite_users", "invitees", "viewers", "live_stream_title", "live_stream_description",
+    "waiting_room_level", "link", "watch_url", "telemost_id", "calendar_event_id", "status", "failed_step",
+    "failure_code", "owner_id", "owner_name", "starts_at", "created_at", "updated_at",
+)
+_JSON_FIELDS = ("cohosts", "invitees", "viewers")
+
+
+def _json_list(value: str) -> list:
+    # Most lists are empty: skip the parser for them (the history page converts 50 rows a request).
+    return [] if value == "[]" else json.loads(value)
+
+
 def public(row) -> dict:
     """A row as the API answers it (schemas.Conference)."""
-    m = row._mapping if hasattr(row, "_mapping") else row
-    return {
-        "id": m["id"], "name": m["name"], "type": m["type"], "description": m["description"],
-        "start_date": m["start_date"], "start_time": m["start_time"], "duration_minutes": m["duration_minutes"],
-        "timezone": m["timezone"], "cohosts": json.loads(m["cohosts"]),
-        "create_calendar_event": bool(m["create_calendar_event"]), "invite_users": bool(m["invite_users"]),
-        "invitees": json.loads(m["invitees"]), "viewers": json.loads(m["viewers"]),
-        "live_stream_title": m["live_stream_title"], "live_stream_description": m["live_stream_description"],
-        "waiting_room_level": m["waiting_room_level"], "link": m["link"], "watch_url": m["watch_url"],
-        "telemost_id": m["telemost_id"], "calendar_event_id": m["calendar_event_id"], "status": m["status"],
-        "failed_step": m["failed_step"], "failure_code": m["failure_code"], "owner_id": m["owner_id"],
-        "owner_name": m["owner_name"], "starts_at": m["starts_at"], "created_at": m["created_at"],
-        "updated_at": m["updated_at"],
-    }
+    return _public(dict(zip(row._fields, row, strict=True)))
+
+
+def _public(m: dict) -> dict:
+    out = {name: m[name] for name in PUBLIC_FIELDS}
+    for name in _JSON_FIELDS:
+        out[name] = _json_list(out[name])
+    out["create_calendar_event"] = bool(out["create_calendar_event"])
+    out["invite_users"] = bool(out["invite_users"])
+    return out
 
 
 def request_hash(data: ConferenceCreate) -> str:
@@ -154,32 +166,34 @@ class ConferenceService:
 
     def list(self, portal_id: int, owner_id: int, query: ConferenceQuery) -> dict:
         """One page of the owner's conferences: upcoming soonest first, past newest first."""
-        c = conferences.c
+        search = (query.q or "").strip()
+        count, upcoming, past = _list_statements(bool(query.type), bool(query.status), bool(search))
         ts = now()
-        where = [c.portal_id == portal_id, c.owner_id == owner_id, c.status != CREATING]
+        params = {"b_portal": portal_id, "b_owner": owner_id, "b_now": ts, "b_day_ago": ts - 86400}
         if query.type:
-            where.append(c.type == query.type)
+            params["b_type"] = query.type
         if query.status:
-            where.append(c.status == query.status)
-        if query.q and query.q.strip():
-            term = query.q.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append(c.search_name.like(f"%{term}%", escape="\\"))
-        upcoming = c.ends_at > ts
-        if query.when == "upcoming":
-            where.append(upcoming)
-            order = [c.starts_at.asc(), c.id.asc()]
-        elif query.when == "past":
-            where.append(sa.not_(upcoming))
-            order = [c.starts_at.desc(), c.id.desc()]
-        else:
-            past = sa.case((upcoming, 0), else_=1)
-            order = [past, sa.case((upcoming, c.starts_at), else_=-c.starts_at), c.id.desc()]
-        offset = (query.page - 1) * query.per_page
+            params["b_status"] = query.status
+        if search:
+            term = search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params["b_q"] = f"%{term}%"
+        offset, limit = (query.page - 1) * query.per_page, query.per_page
         with self.db.read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(conferences).where(*where)).scalar_one()
-            rows = conn.execute(sa.select(*_LIST_COLUMNS).where(*where).order_by(*order)
-                                .limit(query.per_page).offset(offset)).all() if offset < total else []
-        return {"items": [public(r) for r in rows], "page": query.page, "per_page": query.per_page, "total": total}
+            total, n_up = conn.execute(count, params).one()
+            n_up = n_up or 0
+            if query.when == "past":
+                total, n_up = total - n_up, 0
+            elif query.when == "upcoming":
+                total = n_up
+            rows = []
+            if query.when != "past" and offset < n_up:
+                rows = conn.execute(upcoming, {**params, "b_limit": min(limit, n_up - offset),
+                                               "b_offset": offset}).all()
+            if query.when != "upcoming" and len(rows) < limit and offset + len(rows) < total:
+                rows += conn.execute(past, {**params, "b_limit": limit - len(rows),
+                                            "b_offset": max(0, offset - n_up)}).all()
+        items = [_public(dict(zip(_LIST_NAMES, row, strict=True))) for row in rows]
+        return {"items": items, "page": query.page, "per_page": query.per_page, "total": total}
 
     def _row(self, actor: Actor, conference_id: int):
         with self.db.read() as conn:
@@ -237,10 +251,15 @@ class ConferenceService:
                 conn.execute(sa.delete(telemost_restrictions).where(
                     telemost_restrictions.c.credential_id == organizer.credential_id))
 
-    def _portal_client(self, actor: Actor) -> PortalClient:
-        """The user's own Bitrix24 credential (stored at iframe open), else the portal's."""
+    def _portal_client(self, actor: Actor, own_only: bool = False) -> PortalClient:
+        """The user's own Bitrix24 credential (stored at iframe open), else (unless `own_only`) the portal's.
+
+        Calendar calls need the user's own token: the token's user becomes the event's organiser.
+        """
         cred = self.vault.find("bitrix24", actor.portal.member_id, user_subject(actor.user_id))
         if cred is None or cred.status != "active":
+            if own_only:
+                raise ServiceError("bitrix_user_token_missing", status=409)
             cred = self.vault.find("bitrix24", actor.portal.member_id, PORTAL_SUBJECT)
         if cred is None:
             raise ServiceError("bitrix_not_connected", status=409)
@@ -252,11 +271,9 @@ class ConferenceService:
                idempotency_key: str | None = None) -> tuple[dict, bool]:
         """Make the meeting, the row, the calendar event and the invitations; returns (conference, replayed)."""
         telemost = self._telemost(actor)
-        portal_client = None
         timezone = data.timezone
         if data.start_date and not timezone:
-            portal_client = self._portal_client(actor)
-            timezone = self._user_timezone(actor, portal_client)
+            timezone = self._user_timezone(actor, self._portal_client(actor))
         starts_at, ends_at = _span(data.start_date, data.start_time, data.duration_minutes, timezone)
         stream = _stream(data) if data.type == "broadcast" else None
         reserved_id = None
@@ -280,20 +297,28 @@ class ConferenceService:
             "telemost_id": meeting.id, "link": meeting.join_url, "watch_url": meeting.watch_url,
             "status": SCHEDULED, "pending_notifications": json.dumps(pending), "updated_at": ts,
         }
-        with self.db.write() as conn:
-            if reserved_id is not None:
-                conn.execute(sa.update(conferences).where(conferences.c.id == reserved_id).values(**values))
-                conference_id = reserved_id
-            else:
-                conference_id = conn.execute(sa.insert(conferences).values(
-                    portal_id=actor.portal.id, owner_id=actor.user_id, owner_name=actor.user_name[:255],
-                    created_at=ts, **values)).inserted_primary_key[0]
+        try:
+            with self.db.write() as conn:
+                if reserved_id is not None:
+                    conn.execute(sa.update(conferences).where(conferences.c.id == reserved_id).values(**values))
+                    conference_id = reserved_id
+                else:
+                    conference_id = conn.execute(sa.insert(conferences).values(
+                        portal_id=actor.portal.id, owner_id=actor.user_id, owner_name=actor.user_name[:255],
+                        created_at=ts, **values)).inserted_primary_key[0]
+        except sa.exc.SQLAlchemyError:
+            # Never a meeting the app forgot: take it back where Telemost allows (best effort).
+            log.exception("conference row for telemost %s could not be written", meeting.id)
+            try:
+                telemost.delete(meeting.id)
+            except TelemostError:
+                log.warning("telemost %s could not be taken back", meeting.id)
+            raise
         log.info("conference %s created (telemost %s) on portal %s", conference_id, meeting.id,
                  actor.portal.member_id)
         row = self._row(actor, conference_id)
         if data.create_calendar_event or pending:
-            row = self._portal_steps(actor, row, "add" if data.create_calendar_event else None, texts,
-                                     client=portal_client)
+            row = self._portal_steps(actor, row, "add" if data.create_calendar_event else None, texts)
         return public(row), False
 
     def _reserve(self, actor: Actor, key: str, digest: str) -> tuple[dict | None, int | None]:
@@ -355,10 +380,8 @@ class ConferenceService:
             raise FieldError("type", "cannot_change", "a conference cannot become a broadcast or back")
         old = public(row)
         timezone = data.timezone or old["timezone"]
-        portal_client = None
         if data.start_date and not timezone:
-            portal_client = self._portal_client(actor)
-            timezone = self._user_timezone(actor, portal_client)
+            timezone = self._user_timezone(actor, self._portal_client(actor))
         starts_at, ends_at = _span(data.start_date, data.start_time, data.duration_minutes, timezone,
                                    default_start=row.created_at)
         if row.telemost_id:
@@ -368,11 +391,12 @@ class ConferenceService:
                 data.live_stream_title != old["live_stream_title"]
                 or data.live_stream_description != old["live_stream_description"])
             level = data.waiting_room_level if data.waiting_room_level != old["waiting_room_level"] else None
+            # Cohosts first: unknown addresses are the likeliest refusal, and then nothing has changed yet.
+            if data.cohosts != old["cohosts"]:
+                telemost.replace_cohosts(row.telemost_id, data.cohosts)
             if level or stream_changed:
                 telemost.update(row.telemost_id, waiting_room_level=level,
                                 live_stream=stream if stream_changed else None)
-            if data.cohosts != old["cohosts"]:
-                telemost.replace_cohosts(row.telemost_id, data.cohosts)
         moved = starts_at != row.starts_at or ends_at != row.ends_at
         pending = json.loads(row.pending_notifications)
         if data.invite_users:
@@ -392,13 +416,15 @@ class ConferenceService:
         else:
             calendar = None
         pending = list({(n["user_id"], n["kind"]): n for n in pending}.values())
+        # Nothing left to do on the portal (say the calendar was switched off after it failed): settled.
+        settled = {} if calendar or pending else {"failed_step": None, "failure_code": None, "status": SCHEDULED}
         with self.db.write() as conn:
             conn.execute(sa.update(conferences).where(conferences.c.id == row.id).values(
                 **_stored_fields(data, timezone, starts_at, ends_at), pending_notifications=json.dumps(pending),
-                updated_at=now()))
+                updated_at=now(), **settled))
         row = self._row(actor, conference_id)
         if calendar or pending:
-            row = self._portal_steps(actor, row, calendar, texts, client=portal_client)
+            row = self._portal_steps(actor, row, calendar, texts)
         return public(row)
 
     # ---- delete and retry ----------------------------------------------------------------------------
@@ -451,16 +477,21 @@ class ConferenceService:
 
     # ---- portal steps ------------------------------------------------------------------------------------
 
-    def _portal_steps(self, actor: Actor, row, calendar: str | None, texts: Texts,
-                      client: PortalClient | None = None):
+    def _portal_steps(self, actor: Actor, row, calendar: str | None, texts: Texts):
         """Calendar add/update/delete and the pending notifications, in as few batches as possible."""
         notes = json.loads(row.pending_notifications)
         values: dict = {}
-        failed, failure = None, None
+        failed, failure, client = None, None, None
+        if calendar:
+            try:
+                client = self._portal_client(actor, own_only=True)
+            except ServiceError as exc:
+                # Not with someone else's token: they would become the organiser. Invitations still go.
+                calendar, failed, failure = None, STEP_CALENDAR, exc.code
         try:
             client = client or self._portal_client(actor)
         except ServiceError as exc:
-            client, failed, failure = None, (STEP_CALENDAR if calendar else STEP_NOTIFICATIONS), exc.code
+            client, failed, failure = None, failed or STEP_NOTIFICATIONS, failure or exc.code
         if client is not None:
             commands: list[tuple[str, tuple[str, dict]]] = []
             if calendar:
@@ -541,6 +572,41 @@ class ConferenceService:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
+
+_statement_cache: dict[tuple, tuple] = {}
+
+
+def _list_statements(by_type: bool, by_status: bool, by_name: bool) -> tuple:
+    """(count, upcoming page, past page) for a filter combination, built once: building SQLAlchemy
+    statements per request costs more than running them (the history is the app's hottest read).
+
+    Upcoming = not over yet; each part is read in index order ((portal, owner, starts_at)) and stops at
+    the page; the bounds on starts_at follow from 5 ≤ duration ≤ 1440 minutes.
+    """
+    key = (by_type, by_status, by_name)
+    found = _statement_cache.get(key)
+    if found is not None:
+        return found
+    c = conferences.c
+    where = [c.portal_id == sa.bindparam("b_portal"), c.owner_id == sa.bindparam("b_owner"), c.status != CREATING]
+    if by_type:
+        where.append(c.type == sa.bindparam("b_type"))
+    if by_status:
+        where.append(c.status == sa.bindparam("b_status"))
+    if by_name:
+        where.append(c.search_name.like(sa.bindparam("b_q"), escape="\\"))
+    now_ = sa.bindparam("b_now", type_=sa.Integer)
+    count = sa.select(sa.func.count(), sa.func.sum(sa.case((c.ends_at > now_, 1), else_=0))).where(*where)
+    page = sa.select(*_LIST_COLUMNS)
+    upcoming = (page.where(*where, c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer))
+                .order_by(c.starts_at.asc(), c.id.asc())
+                .limit(sa.bindparam("b_limit", type_=sa.Integer)).offset(sa.bindparam("b_offset", type_=sa.Integer)))
+    past = (page.where(*where, c.ends_at <= now_, c.starts_at <= now_)
+            .order_by(c.starts_at.desc(), c.id.desc())
+            .limit(sa.bindparam("b_limit", type_=sa.Integer)).offset(sa.bindparam("b_offset", type_=sa.Integer)))
+    _statement_cache[key] = (count, upcoming, past)
+    return _statement_cache[key]
+
 
 def _span(start_date, start_time, duration: int, timezone: str | None,
           default_start: int | None = None) -> tuple[int, int]:

@@ -2,8 +2,9 @@
 
 A portal host arrives in iframe POSTs (DOMAIN), events (auth[domain]) and OAuth answers
 (client_endpoint). Before any URL is built from it, it must be a plain public DNS name: IDN is
-turned into punycode, and IP literals, private ranges, user info, ports and paths are refused.
-Loopback hosts (the sandbox) pass only when ALLOW_LOOPBACK_PORTALS is on.
+turned into punycode, and IP literals (every spelling the C resolver accepts), private ranges, user
+info, ports and paths are refused. Loopback hosts (the sandbox) pass only when ALLOW_LOOPBACK_PORTALS
+is on. `resolve_public_addresses` is the per-request DNS check that models/http.py connects through.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-import threading
-import time
 from urllib.parse import urlsplit
 
 import idna
@@ -29,6 +28,15 @@ def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
+        return False
+    return True
+
+
+def _inet_aton_accepts(host: str) -> bool:
+    """True for every IPv4 spelling the C resolver takes as an address: 0x7f.1, 017.0.0.1, 2130706433…"""
+    try:
+        socket.inet_aton(host)
+    except (OSError, ValueError):
         return False
     return True
 
@@ -73,7 +81,7 @@ def normalize_host(raw: str | None, *, allow_loopback: bool = False) -> str:
             return loop
     if port is not None or host.startswith("["):
         raise InvalidHost("host must not contain a port")
-    if _is_ip(host):
+    if _is_ip(host) or _inet_aton_accepts(host):
         raise InvalidHost("IP addresses are not portal hosts")
     try:
         ascii_host = idna.encode(host, uts46=True).decode("ascii")
@@ -82,7 +90,8 @@ def normalize_host(raw: str | None, *, allow_loopback: bool = False) -> str:
     labels = ascii_host.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
         raise InvalidHost("not a valid host name")
-    if labels[-1].isdigit():
+    # Checked again after IDNA: full-width digits map to ASCII ones ("０x7f.１" → "0x7f.1").
+    if labels[-1].isdigit() or _inet_aton_accepts(ascii_host):
         raise InvalidHost("IP addresses are not portal hosts")
     if ascii_host in _LOOPBACK_NAMES or ascii_host.endswith(".localhost"):
         raise InvalidHost("loopback hosts are not allowed")
@@ -113,32 +122,54 @@ def endpoint_host(endpoint: str) -> str:
     return urlsplit(endpoint).netloc
 
 
-_resolved: dict[tuple[str, bool], float] = {}
-_resolved_lock = threading.Lock()
-RESOLVE_CACHE_SECONDS = 60.0
+def resolve_public(host: str, port: int | None = None, *, allow_loopback: bool = False) -> str:
+    """Resolve a portal host once, refuse it unless every address is public, return the one to connect to."""
+    return resolve_public_addresses(host, port, allow_loopback=allow_loopback)[0]
+
+
+def resolve_public_addresses(host: str, port: int | None = None, *, allow_loopback: bool = False) -> list[str]:
+    """Resolve a portal host once and return its addresses in the resolver's order, all of them checked.
+
+    Called for every request (models/http.py connects to these very addresses), never cached: a name
+    that passed a minute ago may point inside now (DNS rebinding). One internal address among public
+    ones refuses the name. Loopback passes only in the sandbox (ALLOW_LOOPBACK_PORTALS).
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidHost(f"cannot resolve {host}") from exc
+    addresses: list[str] = []
+    for info in infos:
+        address = str(info[4][0]).split("%", 1)[0]
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise InvalidHost(f"cannot resolve {host}")
+    for address in addresses:
+        if not _address_allowed(ipaddress.ip_address(address), allow_loopback):
+            raise InvalidHost(f"{host} resolves to a non-public address")
+    return addresses
+
+
+def _address_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:
+    """True for a public unicast address (or loopback when allowed), looking through IPv6 wrappings."""
+    if address.version == 6:
+        # IPv4 carried inside IPv6 (mapped, 6to4, Teredo) reaches that IPv4 address: judge it instead.
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if embedded is not None:
+            return _address_allowed(embedded, allow_loopback)
+        if address.is_site_local:
+            return False
+    if allow_loopback and address.is_loopback:
+        return True
+    # is_global alone lets multicast through on Python 3.11.
+    return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
 
 
 def assert_public_address(host: str, *, allow_loopback: bool = False) -> None:
-    """Refuse a portal host whose DNS name resolves to a private, link-local or loopback address.
+    """Refuse a host whose DNS name resolves to any private, link-local, loopback or reserved address.
 
-    Name checks alone let a portal on a custom domain point at an internal address (an on-premise
-    portal set up by an attacker); every REST call checks where the name leads now (cached briefly).
-    Loopback stays allowed only in the sandbox (ALLOW_LOOPBACK_PORTALS).
+    A check only: a later connection resolves again. Requests to portals go through models/http.py,
+    which connects to the address it validated.
     """
-    key = (host, allow_loopback)
-    now = time.monotonic()
-    with _resolved_lock:
-        if _resolved.get(key, 0.0) > now:
-            return
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InvalidHost(f"cannot resolve {host}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if allow_loopback and address.is_loopback:
-            continue
-        if not address.is_global:
-            raise InvalidHost(f"{host} resolves to a non-public address")
-    with _resolved_lock:
-        _resolved[key] = now + RESOLVE_CACHE_SECONDS
+    resolve_public(host, allow_loopback=allow_loopback)

@@ -12,7 +12,7 @@ from models.errors import ServiceError
 from models.oauth import AmoCRMOAuth, OAuthError, YandexOAuth
 from models.refresh import RefreshEngine
 from models.telemost import OrganizerToken
-from models.vault import ACCOUNT_SUBJECT, ACTIVE, PORTAL_SUBJECT, Credential, TokenSet, Vault, user_subject
+from models.vault import ACCOUNT_SUBJECT, ACTIVE, BROKEN, PORTAL_SUBJECT, Credential, TokenSet, Vault, user_subject
 
 SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 PROVIDERS = ("bitrix24", "yandex", "amocrm")
@@ -94,17 +94,18 @@ class Integrations:
         """Finish an employee's own Yandex connection: one Yandex account is personal to one user of one portal."""
         tokens, account, label = self._yandex_account(code)
         subject = user_subject(user_id)
-        with self.vault.db.read() as conn:
+        # Check and store in one write transaction, so two users cannot both take the account at once.
+        with self.vault.db.write() as conn:
             holders = conn.execute(sa.select(credentials.c.portal_id, credentials.c.subject).where(
                 credentials.c.provider == "yandex", credentials.c.account == account,
                 credentials.c.subject.like("user:%"))).all()
-        if any((row.portal_id, row.subject) != (portal_id, subject) for row in holders):
-            raise IntegrationError("account_in_use_personal", status=409)
+            if any((row.portal_id, row.subject) != (portal_id, subject) for row in holders):
+                raise IntegrationError("account_in_use_personal", status=409)
+            kept = self.vault.store("yandex", account, subject, tokens, portal_id=portal_id, user_id=user_id,
+                                    label=label, reason="connect", conn=conn)
         for old in self._personal_yandex(portal_id, user_id):
-            if old.account != account:
+            if old.id != kept:
                 self.vault.delete(old.id)
-        self.vault.store("yandex", account, subject, tokens, portal_id=portal_id, user_id=user_id, label=label,
-                         reason="connect")
         self.vault.audit(f"user:{portal_id}:{user_id}", "yandex_personal_connected", account)
         return {"connected": True, "account": label, "status": ACTIVE}
 
@@ -220,6 +221,8 @@ class Integrations:
         cred = self.vault.find(provider, account, _subject_for(provider))
         if cred is None:
             raise IntegrationError("not_found", status=404)
+        if cred.status == BROKEN:  # quarantined: no configured key decrypts it (words: routes/i18n/keeper.py)
+            raise IntegrationError("credential_broken", status=409)
         if cred.status == ACTIVE and cred.refresh_token and (self.engine.is_due(cred)
                                                               or cred.expires_at - time.time() < 300):
             self.engine.refresh(cred.id, force=cred.expires_at - time.time() < 300,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import sys
+from urllib.parse import unquote_plus
 
 SECRET_KEYS = (
     "AUTH_ID",
@@ -12,8 +15,8 @@ SECRET_KEYS = (
     "access_token",
     "refresh_token",
     "application_token",
-    "APPLICATION_TOKEN",
     "client_secret",
+    "id_token",
     "auth",
     "code",
     "X-API-Token",
@@ -21,23 +24,62 @@ SECRET_KEYS = (
     "token",
     "ticket",
     "state",
+    "password",
 )
-_KEYS = "|".join(re.escape(k) for k in sorted(SECRET_KEYS, key=len, reverse=True))
-# key=value (query strings, form bodies), "key": "value" (JSON), key[...]=value (PHP brackets),
-# auth[access_token]=… and Authorization headers.
-_PATTERNS = [
-    re.compile(rf"((?:^|[?&\s,;{{(\[])(?:\w+\[)?(?:{_KEYS})\]?=)([^&\s,;'\"}}]+)", re.IGNORECASE),
-    re.compile(rf"((?:['\"])(?:{_KEYS})(?:['\"])\s*:\s*['\"])([^'\"]+)", re.IGNORECASE),
-    re.compile(r"((?:Authorization|authorization)['\"]?\s*[:=]\s*['\"]?(?:Bearer|OAuth|Basic)\s+)([^\s'\"]+)"),
-]
+_SECRET_NAMES = frozenset(k.lower() for k in SECRET_KEYS)
 REDACTED = "[REDACTED]"
+
+# name=value pairs as in query strings, form bodies and `key=value` log text. A name is what a server
+# would parse: it may be percent-encoded (`%74oken`, `auth%5Bapplication_token%5D`) or carry PHP
+# brackets (`auth[access_token]`); it is decoded before it is matched, never matched as written.
+# Names are bounded in length so that a long line without "=" costs linear time, not quadratic.
+_PAIR = re.compile(r"(?<![^\s?&;,{(\[])(?P<name>[^\s&?=;,'\"{}()<>]{1,200})=(?P<value>[^&\s,;'\"}?]*)")
+# "name": "value" and 'name': 'value' (JSON, Python reprs), or a bare value ("code": 123456); the name
+# may use JSON escapes (\u0074oken).
+_QUOTED = re.compile(r"""(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\]|\\.){1,80})(?P=q)\s*:\s*"""
+                     r"""(?:(?P<vq>['"])(?P<value>(?:(?!(?P=vq))[^\\]|\\.){0,8192})(?P=vq)|(?P<bare>[^\s,}\]'"]+))""")
+_AUTH_HEADER = re.compile(
+    r"((?:Authorization|authorization)['\"]?\s*[:=]\s*['\"]?(?:Bearer|OAuth|Basic)\s+)([^\s'\"]+)"
+)
+_BRACKET_PART = re.compile(r"[^\[\]]+")
+
+
+def _decoded(name: str) -> str:
+    # Decode until stable (bounded): `%2574oken` is `%74oken` to one decoder and `token` to the next.
+    for _ in range(3):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    return name
+
+
+@functools.lru_cache(maxsize=2048)
+def is_secret_name(name: str) -> bool:
+    """True when a field name, once decoded, names a secret (`auth[access_token]` by its last part)."""
+    parts = _BRACKET_PART.findall(_decoded(name).strip())
+    return bool(parts) and parts[-1].strip().lower() in _SECRET_NAMES
+
+
+def _json_name(raw: str) -> str:
+    try:
+        return json.loads(f'"{raw}"')
+    except ValueError:
+        return raw
+
+
+def _redact_quoted(match: re.Match) -> str:
+    if not is_secret_name(_json_name(match["name"])):
+        return match[0]
+    value = "value" if match["vq"] else "bare"
+    return match[0][: match.start(value) - match.start()] + REDACTED + (match["vq"] or "")
 
 
 def redact(text: str) -> str:
-    """Replace secret values in a string."""
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-    return text
+    """Replace secret values in a string (query strings, forms, JSON, reprs, Authorization headers)."""
+    text = _PAIR.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0], text)
+    text = _QUOTED.sub(_redact_quoted, text)
+    return _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 class RedactingFilter(logging.Filter):
@@ -55,6 +97,8 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

@@ -1,20 +1,47 @@
-"""Counters kept in the database so that /metrics is right whichever gunicorn worker answers."""
+"""Counters kept in the database so that /metrics is right whichever gunicorn worker answers.
+
+`/metrics` is rendered by prometheus_client from `DatabaseCollector`, which reads these counters and the
+credential, portal and run tables at every scrape; nothing is kept in the worker's memory.
+"""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from database import Database, metric_counters
 
+PREFIX = "b24_"
+# The classic text format, as /metrics has always declared it (every Prometheus version reads it).
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+HELP = {
+    "refresh_attempts_total": "Refresh requests sent to OAuth providers.",
+    "refresh_success_total": "Refreshes whose new pair was stored.",
+    "refresh_failures_total": "Failed refresh requests by error class (transient, permanent, lost_response).",
+    "credentials_needs_reauth_total": "Credentials that became needs_reauth.",
+    "refresh_runs_total": "Refresh runs by trigger.",
+}
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
 
 def label_string(labels: dict[str, str]) -> str:
     """Prometheus label text, sorted so the same labels always make the same key."""
     return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """The labels of a stored key (the inverse of label_string)."""
+    return {name: value for name, value in _LABEL.findall(text)}
 
 
 class Metrics:
@@ -56,3 +83,75 @@ class Metrics:
                 )
             ).all()
         return [(r.name, r.labels, int(r.value)) for r in rows]
+
+
+class DatabaseCollector:
+    """A prometheus_client collector over the database: credential and portal gauges, the stored counters
+    and the newest refresh run. Names and labels are those /metrics has always had (b24_…)."""
+
+    def __init__(self, services):
+        self.services = services
+
+    def describe(self) -> list:
+        """Nothing up front: the counters present depend on the database."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the database once per scrape and yield the metric families."""
+        from models.refresh import last_runs
+        from models.vault import STATUSES
+
+        services = self.services
+        summary = services.vault.summary()
+        credentials = GaugeMetricFamily(f"{PREFIX}credentials", "Stored credentials by provider and status.",
+                                        labels=["provider", "status"])
+        for provider in services.engine.providers:
+            for status in STATUSES:
+                credentials.add_metric([provider, status], summary.get(provider, {}).get(status, 0))
+        yield credentials
+
+        by_name: dict[str, list[tuple[dict[str, str], int]]] = {name: [] for name in HELP}
+        for name, labels, value in services.metrics.counters():
+            by_name.setdefault(name, []).append((parse_labels(labels), value))
+        for name in sorted(by_name):
+            yield _counter(f"{PREFIX}{name}", HELP.get(name, name), by_name[name])
+
+        runs = last_runs(services.db, limit=1)
+        duration = GaugeMetricFamily(f"{PREFIX}refresh_last_run_duration_seconds",
+                                     "Duration of the newest finished refresh run.")
+        age = GaugeMetricFamily(f"{PREFIX}refresh_last_run_age_seconds",
+                                "Seconds since the newest refresh run started.")
+        if runs:
+            duration.add_metric([], round((runs[0]["duration_ms"] or 0) / 1000, 3))
+            age.add_metric([], round(time.time() - runs[0]["started_at"]))
+        yield duration
+        yield age
+
+        portals = GaugeMetricFamily(f"{PREFIX}portals", "Portals by status.", labels=["status"])
+        for status, count in sorted(services.portals.counts().items()):
+            portals.add_metric([status], count)
+        yield portals
+
+
+def _counter(name: str, documentation: str, samples: list[tuple[dict[str, str], int]]) -> Metric:
+    # prometheus_client names a counter's samples <name>_total; a stored counter without that suffix
+    # keeps its exact name as an untyped metric rather than being renamed under its scrapers.
+    if name.endswith("_total"):
+        family: Metric = CounterMetricFamily(name, documentation)
+    else:
+        family = UnknownMetricFamily(name, documentation)
+    for labels, value in samples:
+        family.add_sample(name, labels, value)
+    return family
+
+
+def build_registry(services) -> CollectorRegistry:
+    """A registry holding only the database collector (built once per app)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(services))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The registry in the Prometheus text format (version 0.0.4)."""
+    return generate_latest(registry)

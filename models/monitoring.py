@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from models.refresh import last_runs
-from models.vault import STATUSES
+from models.vault import BROKEN, STATUSES
 
 PROVIDERS = ("bitrix24", "yandex", "amocrm")
 HELP = {
@@ -27,6 +27,11 @@ def status_summary(services) -> dict:
         "needs_reauth": [
             {k: row[k] for k in ("id", "provider", "account", "subject", "portal_id", "last_error", "last_error_at")}
             for row in services.vault.list(status="needs_reauth", limit=200)
+        ],
+        # Quarantined rows no configured key decrypts (last_error "undecryptable"): an operator's job.
+        "broken": [
+            {k: row[k] for k in ("id", "provider", "account", "subject", "portal_id", "last_error", "last_error_at")}
+            for row in services.vault.list(status=BROKEN, limit=200)
         ],
         "due_now": services.engine.due_count(),
         # Long-lived tokens (no refresh token) cannot be renewed by the keeper: someone must replace them.

@@ -8,7 +8,9 @@ request-time refresh when a REST call answers `expired_token`. Rules (DESIGN.md,
   before anything uses it;
 - transient failures retry with backoff and jitter, bounded, keeping the old pair; a lost response
   (rotated by the provider, answer never seen) shows up as invalid_grant on an unchanged row and is
-  flagged, never looped; permanent failures count up to needs_reauth, and the right person is told.
+  flagged, never looped; permanent failures count up to needs_reauth, and the right person is told;
+- each worker decrypts its own row: one that no key decrypts is quarantined (`broken`), its lease
+  given back, and the run goes on.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import sqlalchemy as sa
 from database import task_runs
 from models.metrics import Metrics
 from models.oauth import OAuthError, Provider
-from models.vault import ACTIVE, NEEDS_REAUTH, Credential, Vault
+from models.vault import ACTIVE, BROKEN, NEEDS_REAUTH, UNDECRYPTABLE, Credential, Undecryptable, Vault
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ FAILED = "failed"
 REAUTH = "needs_reauth"
 INACTIVE = "inactive"
 LOST_RESPONSE = "lost_response"
+# Counted as failed in a run's report, with errors {"undecryptable": n}.
+BROKEN_RESULT = BROKEN
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,6 @@ class RefreshSettings:
     lease_seconds: float = 120.0
     failures_before_reauth: int = 2
     peer_wait_seconds: float = 20.0
-    # Longest one provider request can take (connect + read timeouts, and a margin): a lease with less
-    # left than this is extended before the request, so it cannot expire while a token is in flight.
-    attempt_seconds: float = 21.0
 
     @classmethod
     def from_config(cls, cfg) -> RefreshSettings:
@@ -77,7 +78,6 @@ class RefreshSettings:
             backoff_seconds=float(cfg["REFRESH_BACKOFF_SECONDS"]),
             lease_seconds=float(cfg["REFRESH_LEASE_SECONDS"]),
             failures_before_reauth=int(cfg["REFRESH_FAILURES_BEFORE_REAUTH"]),
-            attempt_seconds=2 * float(cfg["HTTP_TIMEOUT_SECONDS"]) + 1,
         )
 
 
@@ -180,6 +180,8 @@ class RefreshEngine:
         """
         # Look without writing first: most of the time there is nothing to do.
         cred = self.vault.get(credential_id)
+        if cred is not None and cred.status == BROKEN:
+            return RefreshOutcome(credential_id, BROKEN_RESULT, error=UNDECRYPTABLE, credential=cred)
         if cred is None or cred.status != ACTIVE:
             status = REAUTH if cred is not None and cred.status == NEEDS_REAUTH else INACTIVE
             return RefreshOutcome(credential_id, status, credential=cred)
@@ -192,6 +194,8 @@ class RefreshEngine:
             if wait_for_peer:
                 return self._wait_for_peer(cred, deadline)
             return RefreshOutcome(credential_id, LOCKED, credential=cred)
+        if claimed.status == BROKEN:  # quarantined by claim(), lease given back
+            return RefreshOutcome(credential_id, BROKEN_RESULT, error=UNDECRYPTABLE, credential=claimed)
         settled = False
         try:
             if self._already_fresh(claimed, force, seen_version):
@@ -203,11 +207,16 @@ class RefreshEngine:
             if not settled:
                 self.vault.release_lease(credential_id, owner)
 
-    def _refresh_claimed(self, cred: Credential, owner: str, deadline: float, committer: GroupCommitter,
+    def _refresh_claimed(self, row, owner: str, deadline: float, committer: GroupCommitter,
                          http_slots: threading.Semaphore) -> RefreshOutcome:
-        """A run's worker: the lease is already ours (claimed with its chunk)."""
+        """A run's worker: the lease is already ours (claimed with its chunk); the row is still encrypted."""
         settled = False
         try:
+            try:
+                cred = self.vault.open(row)
+            except Undecryptable:
+                settled = self.vault.quarantine(row.id, row.version, owner)
+                return RefreshOutcome(row.id, BROKEN_RESULT, error=UNDECRYPTABLE)
             if not self.is_due(cred):  # a peer refreshed it between the due query and our claim
                 return RefreshOutcome(cred.id, FRESH)
             outcome = self._attempt(cred, owner, deadline, reread=False, committer=committer,
@@ -216,7 +225,7 @@ class RefreshEngine:
             return outcome
         finally:
             if not settled:
-                self.vault.release_lease(cred.id, owner)
+                self.vault.release_lease(row.id, owner)
 
     def _already_fresh(self, cred: Credential, force: bool, seen_version: int | None) -> bool:
         if force:
@@ -232,17 +241,20 @@ class RefreshEngine:
             return RefreshOutcome(cred.id, FAILED, error="unknown_provider")
         unconfirmed = cred.unconfirmed_attempt
         error: OAuthError | None = None
-        lease_until = cred.lease_until or 0.0
         for attempt in range(1, self.settings.max_attempts + 1):
-            if lease_until - time.time() < self.settings.attempt_seconds:
-                # Waited in the queue or retried long enough that the lease could run out mid-request.
-                lease_until = self.vault.extend_lease(cred.id, owner, self.settings.lease_seconds) or 0.0
-                if not lease_until:
-                    log.warning("lease on credential %s lapsed before the request; left to its new holder", cred.id)
-                    return RefreshOutcome(cred.id, LOCKED)
-            self._count("refresh_attempts_total", provider=cred.provider)
             try:
                 with http_slots or contextlib.nullcontext():
+                    # Durably note the request before it goes out (renewing the lease for a full term):
+                    # a peer that takes the lease over after we die must treat the pair as maybe rotated.
+                    if committer is not None:
+                        started = committer.start(cred.id, owner, self.settings.lease_seconds)
+                    else:
+                        started = self.vault.start_attempt(cred.id, owner, self.settings.lease_seconds)
+                    if started is None:
+                        log.warning("lease on credential %s lapsed before the request; left to its new holder",
+                                    cred.id)
+                        return RefreshOutcome(cred.id, LOCKED)
+                    self._count("refresh_attempts_total", provider=cred.provider)
                     tokens = provider.refresh(cred)
             except OAuthError as exc:
                 error = exc
@@ -488,7 +500,8 @@ class GroupCommitter:
 
     A worker hands over its new pair and waits until the batch holding it is committed, so a pair
     is durable before the worker reports it; one transaction per batch instead of one per pair keeps
-    the single SQLite writer from becoming the bottleneck (bench/refresh.py).
+    the single SQLite writer from becoming the bottleneck (bench/refresh.py). The "request is about
+    to go out" marks (Vault.start_attempts) travel the same way, each worker waiting for its own.
     """
 
     MAX_BATCH = 256
@@ -509,7 +522,13 @@ class GroupCommitter:
     def commit(self, credential_id: int, version: int, tokens) -> bool:
         """Queue a CAS commit and wait for its batch; True when the pair was stored."""
         done: Future = Future()
-        self._queue.put((credential_id, version, tokens, done))
+        self._queue.put(("commit", (credential_id, version, tokens), done))
+        return done.result()
+
+    def start(self, credential_id: int, owner: str, ttl_seconds: float) -> float | None:
+        """Queue Vault.start_attempt and wait for its batch; the new lease end, or None when it is not ours."""
+        done: Future = Future()
+        self._queue.put(("start", (credential_id, owner, ttl_seconds), done))
         return done.result()
 
     def _loop(self) -> None:
@@ -537,14 +556,26 @@ class GroupCommitter:
                 if stopping:
                     return
                 continue
-            try:
-                results = self.vault.commit_many([(cid, version, tokens) for cid, version, tokens, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiting worker must hear about it
-                for *_, done in batch:
-                    done.set_exception(exc)
-                continue
-            for (*_, done), ok in zip(batch, results, strict=True):
-                done.set_result(ok)
+            starts = [item for item in batch if item[0] == "start"]
+            commits = [item for item in batch if item[0] == "commit"]
+            for items, write in ((starts, self._start_many), (commits, self._commit_many)):
+                if not items:
+                    continue
+                try:
+                    results = write([args for _, args, _ in items])
+                except Exception as exc:  # noqa: BLE001 - every waiting worker must hear about it
+                    for *_, done in items:
+                        done.set_exception(exc)
+                    continue
+                for (*_, done), result in zip(items, results, strict=True):
+                    done.set_result(result)
+
+    def _start_many(self, items: list[tuple[int, str, float]]) -> list[float | None]:
+        # One lease term for the whole run (RefreshSettings.lease_seconds): the first item's is everyone's.
+        return self.vault.start_attempts([(cid, owner) for cid, owner, _ in items], items[0][2])
+
+    def _commit_many(self, items: list[tuple[int, int, object]]) -> list[bool]:
+        return self.vault.commit_many(items)
 
 
 def last_runs(db, limit: int = 10) -> list[dict]:

@@ -44,6 +44,14 @@ def _unique(values: list) -> list:
     return list(dict.fromkeys(values))
 
 
+def _no_nul(value):
+    """PostgreSQL refuses NUL in text: refuse it here (a 422, not a 500)."""
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(item, str) and "\x00" in item for item in items):
+        raise PydanticCustomError("invalid_character", "text must not contain NUL")
+    return value
+
+
 class ConferenceFields(BaseModel):
     """Fields a client may set (shared by create, full replace and partial update)."""
 
@@ -68,12 +76,24 @@ class ConferenceFields(BaseModel):
     live_stream_description: Annotated[str, Field(max_length=2048)] | None = None
     waiting_room_level: WaitingRoomLevel | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_ok(cls, value):
+        return _no_nul(value)
+
     @field_validator("start_date", mode="before")
     @classmethod
     def _date_format(cls, value):
         if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise PydanticCustomError("invalid_date", "use YYYY-MM-DD")
         return value or None
+
+    @field_validator("start_date")
+    @classmethod
+    def _date_range(cls, value):
+        if value is not None and not 2000 <= value.year <= 2100:
+            raise PydanticCustomError("date_out_of_range", "the year must be between 2000 and 2100")
+        return value
 
     @field_validator("start_time", mode="before")
     @classmethod
@@ -210,6 +230,11 @@ class ConferenceQuery(BaseModel):
     q: Annotated[str, Field(max_length=255)] | None = None
     when: Literal["upcoming", "past", "all"] = "all"
 
+    @field_validator("q", mode="before")
+    @classmethod
+    def _text_ok(cls, value):
+        return _no_nul(value)
+
 
 class DeleteResult(BaseModel):
     """DELETE /api/conferences/<id> (and a retry that finished a deletion)."""
@@ -247,6 +272,11 @@ class UserQuery(BaseModel):
 
     q: Annotated[str, Field(max_length=100)] = ""
     page: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _text_ok(cls, value):
+        return _no_nul(value)
 
 
 class TelemostAccount(BaseModel):

@@ -10,6 +10,7 @@ from models.alerts import ReauthNotifier
 from models.bitrix24 import Bitrix24Rest
 from models.conference import ConferenceService
 from models.connect import ConnectLinks
+from models.http import portal_session
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
@@ -59,7 +60,10 @@ def build(cfg, db: Database) -> Services:
                          base_url=cfg["AMOCRM_BASE_URL"], authorize_url=cfg["AMOCRM_AUTHORIZE_URL"])
     engine = RefreshEngine(vault, {"bitrix24": bitrix_oauth, "yandex": yandex, "amocrm": amocrm},
                            refresh_settings, metrics=metrics)
-    rest = Bitrix24Rest(session, timeout, allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]))
+    # Portal hosts come from outside: their calls go through the pinned transport (models/http.py).
+    portal_http = portal_session(max(8, refresh_settings.concurrency + 4),
+                                 allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]))
+    rest = Bitrix24Rest(portal_http, timeout, allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]))
     portals = PortalService(
         db, vault, engine, bitrix_oauth, rest,
         PortalSettings(client_id=cfg["BITRIX24_CLIENT_ID"], public_url=cfg["PUBLIC_URL"],
@@ -75,5 +79,5 @@ def build(cfg, db: Database) -> Services:
     openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg))
     return Services(db=db, vault=vault, metrics=metrics, engine=engine, portals=portals, signer=signer,
                     bitrix_oauth=bitrix_oauth, yandex=yandex, amocrm=amocrm, integrations=integrations,
-                    telemost=telemost, conferences=conference_service, openlines=openlines,
-                    connect=ConnectLinks(db))
+                    connect=ConnectLinks(db), telemost=telemost, conferences=conference_service,
+                    openlines=openlines)

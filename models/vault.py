@@ -4,24 +4,35 @@ One table for all providers. Each row carries its version (bumped on every new p
 (`lease_owner`, `lease_until`) that gives one refresher at a time the right to spend the refresh
 token, and failure tracking. Replaced pairs go to `credential_history` (newest TOKEN_HISTORY_KEEP).
 All writes are short transactions; no transaction is ever held across network I/O.
+
+A row whose tokens no configured key can decrypt (written with a key we no longer hold) is
+quarantined: status `broken`, last_error `undecryptable`, lease released. Readers get it back with
+that status and no tokens instead of an exception, so one such row never stops a run or a listing;
+a fresh grant (store) or the key put back plus `flask tokens rotate-key` brings it back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from database import Database, audit_log, credential_history, credentials, now
+
+log = logging.getLogger(__name__)
 
 ACTIVE = "active"
 NEEDS_REAUTH = "needs_reauth"
 REVOKED = "revoked"
-STATUSES = (ACTIVE, NEEDS_REAUTH, REVOKED)
+BROKEN = "broken"
+STATUSES = (ACTIVE, NEEDS_REAUTH, REVOKED, BROKEN)
+UNDECRYPTABLE = "undecryptable"
 
 PORTAL_SUBJECT = "portal"
 ACCOUNT_SUBJECT = "account"
@@ -49,9 +60,14 @@ _LEASE_FREE = sa.or_(_c.lease_until.is_(None), _c.lease_until < sa.bindparam("b_
 _TAKE_LEASE = {
     "lease_owner": sa.bindparam("b_owner"),
     "lease_until": sa.bindparam("b_until"),
-    # Taking over an expired lease means its holder died mid-refresh: the provider may have
-    # rotated the pair already, so the next invalid_grant means a lost response.
-    "unconfirmed_attempt": sa.case((_c.lease_owner.is_not(None), sa.true()), else_=_c.unconfirmed_attempt),
+    # Taking over an expired lease whose holder had started a request (refresh_sent_at) means it died
+    # mid-refresh: the provider may have rotated the pair, so the next invalid_grant means a lost
+    # response. A holder that died before sending anything (queued, crashed run) spent nothing.
+    "unconfirmed_attempt": sa.case(
+        (sa.and_(_c.lease_owner.is_not(None), _c.refresh_sent_at.is_not(None)), sa.true()),
+        else_=_c.unconfirmed_attempt,
+    ),
+    "refresh_sent_at": None,
 }
 _CLAIM_ONE = (
     sa.update(credentials)
@@ -68,7 +84,15 @@ _CLAIM_MANY = (
 _RELEASE_LEASE = (
     sa.update(credentials)
     .where(_c.id == sa.bindparam("b_id"), _c.lease_owner == sa.bindparam("b_owner"))
-    .values(lease_owner=None, lease_until=None)
+    .values(lease_owner=None, lease_until=None, refresh_sent_at=None)
+)
+# Written (durably) right before refresh requests go out: the leases are ours for another full term,
+# and a holder taking a lease over after we die knows a request may have reached the provider.
+_START_ATTEMPTS = (
+    sa.update(credentials)
+    .where(_c.id.in_(sa.bindparam("b_ids", expanding=True)), _c.lease_owner == sa.bindparam("b_owner"))
+    .values(lease_until=sa.bindparam("b_until"), refresh_sent_at=sa.bindparam("b_now"))
+    .returning(_c.id)
 )
 # Copies the current pair into history straight from the row (no round trip through Python).
 _PUSH_HISTORY = sa.insert(credential_history).from_select(
@@ -98,6 +122,7 @@ _COMMIT_REFRESH = (
         unconfirmed_attempt=False,
         lease_owner=None,
         lease_until=None,
+        refresh_sent_at=None,
         refreshed_at=sa.bindparam("b_now"),
         updated_at=sa.bindparam("b_now"),
     )
@@ -145,6 +170,14 @@ class Credential:
 
 def _identity(provider: str, account: str, subject: str) -> dict:
     return {"b_provider": provider, "b_account": account, "b_subject": subject}
+
+
+class Undecryptable(Exception):
+    """No configured key decrypts the row's tokens (they were written with a key we no longer hold)."""
+
+    def __init__(self, credential_id: int):
+        super().__init__(f"credential {credential_id} cannot be decrypted")
+        self.credential_id = credential_id
 
 
 class _VersionMoved(Exception):
@@ -196,7 +229,36 @@ class Vault:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def _row_to_credential(self, row) -> Credential:
+    def open(self, row) -> Credential:
+        """Decrypt a credentials row; raises Undecryptable when no configured key fits."""
+        try:
+            access_token = self.cipher.decrypt(row.access_token_enc)
+            refresh_token = self.cipher.decrypt(row.refresh_token_enc)
+        except (InvalidToken, ValueError):  # ValueError: not even Fernet's alphabet or UTF-8 inside
+            raise Undecryptable(row.id) from None
+        return self._credential(row, access_token, refresh_token)
+
+    def _read(self, row, found_broken: list | None = None) -> Credential:
+        """Decrypt a row for a reader; an undecryptable one comes back `broken` with no tokens.
+
+        Rows found undecryptable that are not marked yet are appended to `found_broken`, for the caller
+        to quarantine once its read transaction is over.
+        """
+        try:
+            return self.open(row)
+        except Undecryptable:
+            if row.status not in (BROKEN, REVOKED) and found_broken is not None:
+                found_broken.append(row)
+            status = REVOKED if row.status == REVOKED else BROKEN
+            credential = self._credential(row, "", None)
+            return dataclasses.replace(credential, status=status,
+                                       last_error=UNDECRYPTABLE if status == BROKEN else row.last_error)
+
+    def _quarantine_found(self, rows: list) -> None:
+        for row in rows:
+            self.quarantine(row.id, row.version)
+
+    def _credential(self, row, access_token: str, refresh_token: str | None) -> Credential:
         return Credential(
             id=row.id,
             provider=row.provider,
@@ -206,8 +268,8 @@ class Vault:
             user_id=row.user_id,
             label=row.label,
             endpoint=row.endpoint,
-            access_token=self.cipher.decrypt(row.access_token_enc),
-            refresh_token=self.cipher.decrypt(row.refresh_token_enc),
+            access_token=access_token,
+            refresh_token=refresh_token,
             expires_at=row.expires_at,
             refresh_expires_at=row.refresh_expires_at,
             version=row.version,
@@ -226,13 +288,21 @@ class Vault:
         """The credential by id, decrypted."""
         with self.db.read() as conn:
             row = conn.execute(_SELECT_ONE, {"b_id": credential_id}).first()
-        return self._row_to_credential(row) if row else None
+        return self._read_one(row)
+
+    def _read_one(self, row) -> Credential | None:
+        if row is None:
+            return None
+        broken: list = []
+        credential = self._read(row, broken)
+        self._quarantine_found(broken)
+        return credential
 
     def find(self, provider: str, account: str, subject: str) -> Credential | None:
         """The credential by its identity (provider, account, subject)."""
         with self.db.read() as conn:
             row = conn.execute(_SELECT_BY_IDENTITY, _identity(provider, account, subject)).first()
-        return self._row_to_credential(row) if row else None
+        return self._read_one(row)
 
     def for_portal(self, portal_id: int, provider: str | None = None) -> list[Credential]:
         """All credentials belonging to a portal."""
@@ -241,7 +311,10 @@ class Vault:
             query = query.where(credentials.c.provider == provider)
         with self.db.read() as conn:
             rows = conn.execute(query.order_by(credentials.c.id)).all()
-        return [self._row_to_credential(r) for r in rows]
+        broken: list = []
+        found = [self._read(r, broken) for r in rows]
+        self._quarantine_found(broken)
+        return found
 
     def list(self, provider: str | None = None, status: str | None = None, limit: int = 1000,
              portal_id: int | None = None) -> list[dict]:
@@ -289,14 +362,20 @@ class Vault:
         return [
             {
                 "version": r.version,
-                "access_token": self.cipher.decrypt(r.access_token_enc),
-                "refresh_token": self.cipher.decrypt(r.refresh_token_enc),
+                "access_token": self._decrypt_or_none(r.access_token_enc),
+                "refresh_token": self._decrypt_or_none(r.refresh_token_enc),
                 "expires_at": r.expires_at,
                 "replaced_at": r.replaced_at,
                 "reason": r.reason,
             }
             for r in rows
         ]
+
+    def _decrypt_or_none(self, value: str | None) -> str | None:
+        try:
+            return self.cipher.decrypt(value)
+        except (InvalidToken, ValueError):
+            return None
 
     # ---- writing new pairs -----------------------------------------------------------------
 
@@ -340,6 +419,7 @@ class Vault:
             "last_error": None,
             "last_error_at": None,
             "unconfirmed_attempt": False,
+            "refresh_sent_at": None,
             "refreshed_at": ts,
             "updated_at": ts,
         }
@@ -401,22 +481,74 @@ class Vault:
         return self.claim(credential_id, owner, ttl_seconds) is not None
 
     def claim(self, credential_id: int, owner: str, ttl_seconds: float) -> Credential | None:
-        """Take the lease and read the row in the same statement (UPDATE … RETURNING); None if taken."""
+        """Take the lease and read the row in the same statement (UPDATE … RETURNING); None if taken.
+
+        An undecryptable row is quarantined at once (lease released) and returned with status `broken`.
+        """
         t = time.time()
         with self.db.write() as conn:
             row = conn.execute(_CLAIM_ONE, {"b_id": credential_id, "b_now": t, "b_owner": owner,
                                                         "b_until": t + ttl_seconds}).first()
-        return self._row_to_credential(row) if row else None
+        if row is None:
+            return None
+        credential = self._read(row)
+        if credential.status == BROKEN:
+            self.quarantine(row.id, row.version, owner)
+        return credential
 
-    def claim_many(self, credential_ids: list[int], owner: str, ttl_seconds: float) -> list[Credential]:
-        """Take the leases of several credentials in one statement; returns the rows won."""
+    def claim_many(self, credential_ids: list[int], owner: str, ttl_seconds: float) -> list:
+        """Take the leases of several credentials in one statement; returns the rows won, still encrypted.
+
+        Each worker decrypts its own row (`open`): a row no key fits is then that row's problem only.
+        """
         if not credential_ids:
             return []
         t = time.time()
         with self.db.write() as conn:
-            rows = conn.execute(_CLAIM_MANY, {"b_ids": list(credential_ids), "b_now": t, "b_owner": owner,
+            return conn.execute(_CLAIM_MANY, {"b_ids": list(credential_ids), "b_now": t, "b_owner": owner,
                                               "b_until": t + ttl_seconds}).all()
-        return [self._row_to_credential(r) for r in rows]
+
+    def start_attempt(self, credential_id: int, owner: str, ttl_seconds: float) -> float | None:
+        """Record that a refresh request is about to go out, renewing our lease; None when it is not ours."""
+        return self.start_attempts([(credential_id, owner)], ttl_seconds)[0]
+
+    def start_attempts(self, items: list[tuple[int, str]], ttl_seconds: float) -> list[float | None]:
+        """start_attempt for several leases in one transaction (the run's group commit); one result each."""
+        t = time.time()
+        until = t + ttl_seconds
+        by_owner: dict[str, list[int]] = {}
+        for credential_id, owner in items:
+            by_owner.setdefault(owner, []).append(credential_id)
+        started: set[tuple[int, str]] = set()
+        with self.db.write() as conn:
+            # A run's workers share one owner: usually one statement for the whole batch.
+            for owner, ids in by_owner.items():
+                result = conn.execute(_START_ATTEMPTS, {"b_ids": ids, "b_owner": owner, "b_until": until, "b_now": t})
+                started.update((row.id, owner) for row in result)
+        return [until if item in started else None for item in items]
+
+    def quarantine(self, credential_id: int, version: int, owner: str | None = None) -> bool:
+        """Mark an undecryptable row `broken` (and give back `owner`'s lease); False if the row moved on.
+
+        Compare-and-swap on the version: a pair stored meanwhile with the current key is healthy and
+        must not be marked. Revoked rows stay revoked.
+        """
+        values = {"status": BROKEN, "last_error": UNDECRYPTABLE, "last_error_at": now(), "updated_at": now()}
+        if owner is not None:
+            mine = _c.lease_owner == owner
+            values.update(lease_owner=sa.case((mine, None), else_=_c.lease_owner),
+                          lease_until=sa.case((mine, None), else_=_c.lease_until),
+                          refresh_sent_at=sa.case((mine, None), else_=_c.refresh_sent_at))
+        with self.db.write() as conn:
+            result = conn.execute(
+                sa.update(credentials)
+                .where(_c.id == credential_id, _c.version == version, _c.status != REVOKED)
+                .values(**values)
+            )
+        if result.rowcount == 1:
+            log.error("credential %s cannot be decrypted with any configured key: quarantined as broken",
+                      credential_id)
+        return result.rowcount == 1
 
     def commit_many(self, items: list[tuple[int, int, TokenSet]]) -> list[bool]:
         """commit_refresh for a batch in one transaction (group commit); one result per item.
@@ -447,17 +579,6 @@ class Vault:
                 } for cid, v, t in todo])
                 conn.execute(_PRUNE_HISTORY, [{"b_id": cid, "b_oldest": v - self.history_keep} for cid, v, _ in todo])
         return ok
-
-    def extend_lease(self, credential_id: int, owner: str, ttl_seconds: float) -> float | None:
-        """Push our lease further out; None when it is no longer ours (then stop: a peer may refresh)."""
-        until = time.time() + ttl_seconds
-        with self.db.write() as conn:
-            result = conn.execute(
-                sa.update(credentials)
-                .where(credentials.c.id == credential_id, credentials.c.lease_owner == owner)
-                .values(lease_until=until)
-            )
-        return until if result.rowcount == 1 else None
 
     def release_lease(self, credential_id: int, owner: str) -> None:
         """Give the lease back (only if we still hold it)."""
@@ -498,11 +619,7 @@ class Vault:
         with self.db.write() as conn:
             row = conn.execute(sa.select(credentials).where(credentials.c.id == credential_id)).first()
             if row is None or row.version != expected_version:
-                conn.execute(
-                    sa.update(credentials)
-                    .where(credentials.c.id == credential_id, credentials.c.lease_owner == owner)
-                    .values(lease_owner=None, lease_until=None)
-                )
+                conn.execute(_RELEASE_LEASE, {"b_id": credential_id, "b_owner": owner})
                 return None
             failures = row.failure_count + (1 if permanent else 0)
             status = row.status
@@ -522,6 +639,7 @@ class Vault:
                     unconfirmed_attempt=bool(unconfirmed),
                     lease_owner=None,
                     lease_until=None,
+                    refresh_sent_at=None,
                     updated_at=ts,
                 )
             )
@@ -563,7 +681,7 @@ class Vault:
                 sa.update(credentials)
                 .where(credentials.c.id.in_(ids), credentials.c.provider == "bitrix24")
                 .values(status=REVOKED, last_error="app_uninstalled", lease_owner=None, lease_until=None,
-                        updated_at=now())
+                        refresh_sent_at=None, updated_at=now())
             )
 
     # ---- due selection -----------------------------------------------------------------------
@@ -618,14 +736,20 @@ class Vault:
     # ---- key rotation and audit ------------------------------------------------------------------
 
     def rotate_key(self, batch: int = 500) -> int:
-        """Re-encrypt every stored token with the newest key; returns how many rows changed."""
+        """Re-encrypt every stored token with the newest key; returns how many rows changed.
+
+        Rows no configured key decrypts are left as they are (credentials among them quarantined);
+        `broken` rows that decrypt again (their key was put back) are re-encrypted and active again.
+        """
         changed = 0
         for table in (credentials, credential_history):
+            is_credentials = table is credentials
+            extra = [table.c.status, table.c.last_error] if is_credentials else []
             last_id = 0
             while True:
                 with self.db.write() as conn:
                     rows = conn.execute(
-                        sa.select(table.c.id, table.c.access_token_enc, table.c.refresh_token_enc)
+                        sa.select(table.c.id, table.c.access_token_enc, table.c.refresh_token_enc, *extra)
                         .where(table.c.id > last_id)
                         .order_by(table.c.id)
                         .limit(batch)
@@ -634,14 +758,21 @@ class Vault:
                         .with_for_update()
                     ).all()
                     for r in rows:
-                        conn.execute(
-                            sa.update(table)
-                            .where(table.c.id == r.id)
-                            .values(
-                                access_token_enc=self.cipher.rotate(r.access_token_enc),
-                                refresh_token_enc=self.cipher.rotate(r.refresh_token_enc),
-                            )
-                        )
+                        try:
+                            values = {"access_token_enc": self.cipher.rotate(r.access_token_enc),
+                                      "refresh_token_enc": self.cipher.rotate(r.refresh_token_enc)}
+                        except (InvalidToken, ValueError):
+                            if is_credentials and r.status not in (BROKEN, REVOKED):
+                                conn.execute(sa.update(table).where(table.c.id == r.id).values(
+                                    status=BROKEN, last_error=UNDECRYPTABLE, last_error_at=now(),
+                                    updated_at=now(), lease_owner=None, lease_until=None, refresh_sent_at=None))
+                                log.error("credential %s cannot be decrypted with any configured key: "
+                                          "quarantined as broken", r.id)
+                            continue
+                        if is_credentials and r.status == BROKEN and r.last_error == UNDECRYPTABLE:
+                            values.update(status=ACTIVE, last_error=None, updated_at=now())
+                            log.info("credential %s decrypts again: active", r.id)
+                        conn.execute(sa.update(table).where(table.c.id == r.id).values(**values))
                         changed += 1
                 if len(rows) < batch:
                     break

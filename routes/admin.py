@@ -10,10 +10,11 @@ from werkzeug.exceptions import NotFound
 
 from models.connect import ConnectRefused
 from models.integrations import IntegrationError
-from models.monitoring import prometheus_text, status_summary
+from models.metrics import EXPOSITION_CONTENT_TYPE, exposition
+from models.monitoring import status_summary
 from models.security import new_secret
 from routes.bot import status_fields as bot_status_fields
-from routes.common import ApiError, admin_token_required, json_body, services
+from routes.common import ApiError, admin_token_required, json_body, metrics_access_required, services
 from routes.connect import confirm_page, link_language, nonce_from_request, refused_page, result_page
 from routes.i18n import error_message, normalize_language, request_language, translate
 
@@ -201,6 +202,8 @@ def revoke_token_command(member_id: str):
 
 
 @bp.get("/metrics")
+@metrics_access_required
 def metrics():
-    """Prometheus metrics (restrict by network in nginx)."""
-    return Response(prometheus_text(services()), mimetype="text/plain", content_type="text/plain; version=0.0.4")
+    """Prometheus metrics: METRICS_TOKEN bearer or a METRICS_ALLOW address; read from the database."""
+    return Response(exposition(current_app.extensions["metrics_registry"]),
+                    content_type=EXPOSITION_CONTENT_TYPE)

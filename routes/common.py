@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import functools
 import html
+import ipaddress
+import json
+import logging
+import re
 
 from flask import current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from config import address_networks
 from models.errors import ServiceError
 from models.security import InvalidSession, same_secret
 from models.services import Services
 from routes.i18n import error_message, request_language, translate
 
 API_PREFIXES = ("/api/", "/tasks/", "/events", "/python_bot", "/install", "/metrics", "/health")
+# Bitrix24 posts these in the body; in a URL they leak through access logs and Referer headers.
+QUERY_SECRETS = ("AUTH_ID", "REFRESH_ID", "APPLICATION_TOKEN")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(ServiceError):
@@ -48,14 +58,55 @@ def error_page(title: str, message: str, status: int):
                            status_line=translate("page.status_code", lang, status=status)), status
 
 
+def has_lone_surrogate(value) -> bool:
+    """True when any string in a parsed JSON value (keys included) holds a lone UTF-16 surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def json_object(raw: bytes) -> dict:
+    """Parse a JSON object body: malformed, too deeply nested, non-object or lone surrogates → 400."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        # RecursionError: "[" * 200000 exhausts the decoder's depth; refuse it like any malformed body.
+        raise ApiError("bad_request", "the body must be a JSON object", 400) from None
+    if not isinstance(data, dict):
+        raise ApiError("bad_request", "the body must be a JSON object", 400)
+    # "\ud800" is valid JSON but no valid text: it would fail later, deep in hashing or the database.
+    if has_lone_surrogate(data):
+        raise ApiError("bad_request", "the body holds a string that is not valid Unicode", 400)
+    return data
+
+
 def json_body() -> dict:
     """The request's JSON object; a malformed or non-object body is a 400, never a 500."""
     if not request.data:
         return {}
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
+    if not request.is_json:
         raise ApiError("bad_request", "the body must be a JSON object", 400)
-    return data
+    return json_object(request.get_data())
+
+
+def form_items() -> list[tuple[str, str]]:
+    """Query string and form fields as (name, value) pairs; text that is not valid Unicode → 400."""
+    try:
+        items = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+    except UnicodeError:
+        raise ApiError("bad_request", "the request holds text that is not valid UTF-8", 400) from None
+    if any(_SURROGATE.search(name) or _SURROGATE.search(value) for name, value in items):
+        raise ApiError("bad_request", "the request holds text that is not valid Unicode", 400)
+    return items
 
 
 def register_error_handlers(app) -> None:
@@ -65,10 +116,23 @@ def register_error_handlers(app) -> None:
     def _service_error(exc: ServiceError):
         # Models' refusals (and ApiError from views) in the one JSON shape; words from the catalog.
         if wants_json():
-            return json_error(exc.code, error_message(exc.code, "en", exc.message, **exc.params), exc.status)
-        lang = request_language()
-        return error_page(translate("page.error_title", lang),
-                          error_message(exc.code, lang, exc.message, **exc.params), exc.status)
+            response = json_error(exc.code, error_message(exc.code, "en", exc.message, **exc.params), exc.status)
+        else:
+            lang = request_language()
+            body, status = error_page(translate("page.error_title", lang),
+                                      error_message(exc.code, lang, exc.message, **exc.params), exc.status)
+            response = current_app.make_response((body, status))
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            response.headers["Retry-After"] = str(int(retry_after))
+        return response
+
+    @app.errorhandler(UnicodeError)
+    def _bad_text(exc: UnicodeError):
+        # Text that is not valid Unicode (a lone surrogate, bytes that are not UTF-8) is the client's
+        # mistake wherever it surfaces: a 400, and no traceback in the log.
+        log.warning("request refused on %s: %s", request.path, type(exc).__name__)
+        return _service_error(ApiError("bad_request", "the request holds text that is not valid Unicode", 400))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -125,18 +189,39 @@ def portal_admin_required(view):
     return wrapper
 
 
+def audit_record(actor: str, action: str, target: str, detail: dict | None = None) -> None:
+    """Write one audit entry: the one call to switch when the audit log moves to services().audit."""
+    services().vault.audit(actor, action, target, detail)
+
+
+def client_address() -> str:
+    """The client's address as the trusted proxies reported it (see TRUSTED_PROXIES)."""
+    return request.remote_addr or "unknown"
+
+
+def _throttle():
+    return current_app.extensions["auth_throttle"]
+
+
 def admin_token_required(view):
-    """curl endpoints: X-API-Token (or ?token=) with the global admin token or a portal's own token."""
+    """curl endpoints: X-API-Token (or ?token=) with the global admin token or a portal's own token.
+
+    Failed attempts are counted per client address; after a burst the client gets 429 for a while.
+    """
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         token = request.headers.get("X-API-Token") or request.args.get("token") or ""
+        client = client_address()
+        _throttle().check("admin", client)
         if same_secret(token, current_app.config["ADMIN_API_TOKEN"]):
             g.admin_scope = "global"
             g.admin_portal = None
         else:
-            portal = services().portals.portal_for_admin_token(token)
+            portal = services().portals.portal_for_admin_token(token) if token else None
             if portal is None:
+                if token:
+                    _throttle().failed("admin", client)
                 raise ApiError("unauthorized", "send a valid X-API-Token header", 401)
             g.admin_scope = "portal"
             g.admin_portal = portal
@@ -146,11 +231,16 @@ def admin_token_required(view):
 
 
 def cron_token_required(view):
-    """Task endpoints: X-Cron-Token must equal CRON_TOKEN (constant-time)."""
+    """Task endpoints: X-Cron-Token must equal CRON_TOKEN (constant-time); failures are throttled."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if not same_secret(request.headers.get("X-Cron-Token"), current_app.config["CRON_TOKEN"]):
+        token = request.headers.get("X-Cron-Token") or ""
+        client = client_address()
+        _throttle().check("cron", client)
+        if not same_secret(token, current_app.config["CRON_TOKEN"]):
+            if token:
+                _throttle().failed("cron", client)
             raise ApiError("unauthorized", "send a valid X-Cron-Token header", 401)
         return view(*args, **kwargs)
 
@@ -191,5 +281,66 @@ def portal_access_required(view):
             return view(*args, **kwargs)
 
         return as_token()
+
+    return wrapper
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(setting: str):
+    return tuple(address_networks(setting))
+
+
+def address_allowed(address: str | None, setting: str) -> bool:
+    """True when the address lies in one of the comma-separated addresses or networks of `setting`."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in _networks(setting))
+
+
+def metrics_access_required(view):
+    """/metrics: `Authorization: Bearer METRICS_TOKEN`, or a client address listed in METRICS_ALLOW.
+
+    The app checks this itself rather than relying on the proxy's allow-list alone: a proxy rule is one
+    path spelling away from being bypassed.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        config = current_app.config
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if token:
+            client = client_address()
+            _throttle().check("metrics", client)
+            if not same_secret(token, config["METRICS_TOKEN"]):
+                _throttle().failed("metrics", client)
+                raise ApiError("unauthorized", "send a valid metrics bearer token", 401)
+        elif not address_allowed(request.remote_addr, config["METRICS_ALLOW"]):
+            if config["METRICS_TOKEN"]:
+                raise ApiError("unauthorized", "send the metrics bearer token", 401)
+            raise ApiError("forbidden", "metrics are not served to this address", 403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def refuse_query_auth(view):
+    """Pages Bitrix24 opens with a POST: refuse Bitrix24 tokens in the query string (400, a readable page)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if any(name in request.args for name in QUERY_SECRETS):
+            from routes.frame import frame_headers, portal_origin
+
+            log.warning("refused %s %s: Bitrix24 auth in the query string", request.method, request.path)
+            lang = request_language()
+            body, status = error_page(translate("page.error_title", lang), error_message("auth_in_query", lang), 400)
+            # Framable by the portal named in the request, like the other refusals of the iframe page.
+            return frame_headers(body, status, portal_origin(request.args.to_dict(), services().portals))
+        return view(*args, **kwargs)
 
     return wrapper

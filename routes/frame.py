@@ -13,8 +13,10 @@ def portal_origin(fields: dict, portals) -> str | None:
         host = normalize_host(fields.get("DOMAIN"), allow_loopback=portals.settings.allow_loopback)
     except InvalidHost:
         return None
-    scheme = "http" if str(fields.get("PROTOCOL", "1")) == "0" else "https"
-    return f"{scheme}://{host}"
+    # Plain http only for loopback sandbox portals: production refuses ALLOW_LOOPBACK_PORTALS, so its
+    # frame-ancestors never names an http:// origin, whatever PROTOCOL the POST claims.
+    plain_http = portals.settings.allow_loopback and str(fields.get("PROTOCOL", "1")) == "0"
+    return f"{'http' if plain_http else 'https'}://{host}"
 
 
 def verified_origin(portal, fields: dict, portals) -> str:

@@ -10,7 +10,7 @@ from models.forms import MalformedForm, unflatten
 from models.openlines import BOT_EVENTS
 from models.portal import Rejected
 from routes.bot import accept_event
-from routes.common import ApiError, error_page, services
+from routes.common import ApiError, error_page, form_items, json_object, services
 from routes.frame import frame_headers, portal_origin
 
 bp = Blueprint("install", __name__)
@@ -22,13 +22,9 @@ APP_EVENTS = ("ONAPPINSTALL", "ONAPPUPDATE", "ONAPPUNINSTALL")
 def _payload() -> dict:
     """The event as Bitrix24 posts it (form with PHP bracket keys) or as JSON."""
     if request.mimetype == "application/json":
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise ApiError("bad_request", "the body must be a JSON object", 400)
-        return data
+        return json_object(request.get_data())
     try:
-        items = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
-        return unflatten(items)
+        return unflatten(form_items())
     except MalformedForm as exc:
         raise ApiError("bad_request", str(exc), 400) from exc
 

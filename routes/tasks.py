@@ -8,6 +8,7 @@ import click
 from flask import Blueprint, current_app, jsonify, request
 
 from models.integrations import PROVIDERS
+from models.vault import STATUSES
 from routes.common import ApiError, cron_token_required, json_body, services
 
 bp = Blueprint("tasks", __name__)
@@ -81,7 +82,7 @@ def init_cli(app) -> None:
 
     @tokens.command("list")
     @click.option("--provider", type=click.Choice(PROVIDERS), default=None)
-    @click.option("--status", type=click.Choice(["active", "needs_reauth", "revoked"]), default=None)
+    @click.option("--status", type=click.Choice(STATUSES), default=None)
     def list_command(provider, status):
         """List credentials (never the tokens)."""
         for row in services().vault.list(provider=provider, status=status, limit=100000):

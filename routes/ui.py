@@ -11,7 +11,15 @@ from models.connect import ConnectLink, ConnectRefused
 from models.integrations import IntegrationError
 from models.portal import Rejected
 from models.security import Identity, new_secret
-from routes.common import ApiError, bearer_required, error_page, json_body, portal_admin_required, services
+from routes.common import (
+    ApiError,
+    bearer_required,
+    error_page,
+    json_body,
+    portal_admin_required,
+    refuse_query_auth,
+    services,
+)
 from routes.connect import confirm_page, link_language, nonce_from_request, refused_page, result_page
 from routes.frame import frame_headers, portal_origin, verified_origin
 from routes.i18n import error_message, normalize_language, request_language, translate
@@ -34,6 +42,7 @@ def _public_url(path: str) -> str:
 
 
 @bp.route("/", methods=["GET", "POST"])
+@refuse_query_auth
 def index():
     """The app page opened by Bitrix24 (DEFAULT placement): verify the POST, then render the UI."""
     fields = request.values.to_dict()

@@ -33,15 +33,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "amocrm_code_ttl": 1200,
     "amocrm_old_access_valid_after_refresh": False,
     "event_timeout": 10.0,
+    "openlines_event_timeout": 5.0,
+    "openlines_duplicate_delivery": False,
+    "openlines_delivery_delay_ms": 0,
     "telemost_personal_restricted": False,  # sandbox/telemost.py
     "telemost_live_stream_paid": False,
     "telemost_delete": "405",
     "telemost_forbidden": False,
     "telemost_rate_burst": 30,
     "telemost_rate_per_second": 10.0,
-    "openlines_event_timeout": 5.0,
-    "openlines_duplicate_delivery": False,
-    "openlines_delivery_delay_ms": 0,
 }
 
 

@@ -43,6 +43,8 @@ MAX_LOG = 5000
 
 @dataclass
 class Conference:
+    """One meeting the fake holds."""
+
     id: str
     owner: str
     owner_uid: str

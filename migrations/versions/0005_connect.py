@@ -1,7 +1,7 @@
 """Connect links (single-use, browser-bound) and expiring per-portal API tokens.
 
 Revision ID: 0005_connect
-Revises: 0001
+Revises: 0004_keeper
 """
 
 import time
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_connect"
-down_revision = "0001"
+down_revision = "0004_keeper"
 branch_labels = None
 depends_on = None
 

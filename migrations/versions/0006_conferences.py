@@ -1,14 +1,14 @@
 """Conferences (Telemost meetings with calendar events and invitations) and restricted Yandex accounts.
 
 Revision ID: 0006_conferences
-Revises: 0001
+Revises: 0005_connect (re-chained when main was merged in)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_conferences"
-down_revision = "0005_connect"  # chained after the connect branch at merge (the lead re-chains all)
+down_revision = "0005_connect"
 branch_labels = None
 depends_on = None
 

@@ -57,6 +57,7 @@ VALID = {"name": "X", "type": "broadcast", "start_date": "2030-01-10", "start_ti
     ({"description": "x" * 5001}, "description", "string_too_long"),
     ({"start_date": "10.01.2030"}, "start_date", "invalid_date"),
     ({"start_date": "2030-02-30"}, "start_date", "date_from_datetime_parsing"),
+    ({"start_date": "0001-01-01"}, "start_date", "date_out_of_range"),
     ({"start_time": "10:00:00"}, "start_time", "invalid_time"),
     ({"start_time": "25:00"}, "start_time", "time_parsing"),
     ({"duration_minutes": 4}, "duration_minutes", "greater_than_equal"),
@@ -72,6 +73,7 @@ VALID = {"name": "X", "type": "broadcast", "start_date": "2030-01-10", "start_ti
     ({"live_stream_description": "x" * 2049}, "live_stream_description", "string_too_long"),
     ({"waiting_room_level": "EVERYONE"}, "waiting_room_level", "literal_error"),
     ({"create_calendar_event": "maybe"}, "create_calendar_event", "bool_parsing"),
+    ({"description": "a\x00b"}, "description", "invalid_character"),
 ])
 def test_field_validation(world, alice, control, body, field, reason):
     response = create(world, alice, 422, **{**VALID, **body})
@@ -124,7 +126,7 @@ def test_type_cannot_change(world, alice):
     ("per_page=101", "per_page", "less_than_equal"), ("per_page=0", "per_page", "greater_than_equal"),
     ("page=0", "page", "greater_than_equal"), ("page=x", "page", "int_parsing"),
     ("type=webinar", "type", "literal_error"), ("status=done", "status", "literal_error"),
-    ("when=tomorrow", "when", "literal_error"),
+    ("when=tomorrow", "when", "literal_error"), ("q=%00", "q", "invalid_character"),
 ])
 def test_list_query_validation(world, alice, query, field, reason):
     response = world.client.get(f"/api/conferences?{query}", headers=alice.headers)
@@ -287,3 +289,19 @@ def test_openapi_document_is_generated_from_the_models(world):
     assert post["responses"]["201"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Conference"}
     assert post["parameters"][0]["name"] == "Idempotency-Key"
+
+
+def test_answers_match_the_documented_models(world, alice, control):
+    from models import schemas
+
+    conference = create(world, alice, type="broadcast", invite_users=True, invitees=[3], viewers=[4],
+                        create_calendar_event=True, start_date="2030-01-10", start_time="10:00").json
+    assert schemas.Conference.model_validate(conference, strict=True).model_dump() == conference
+    page = world.client.get("/api/conferences", headers=alice.headers).json
+    assert schemas.ConferencePage.model_validate(page, strict=True).model_dump() == page
+    users = world.client.get("/api/bitrix/users", headers=alice.headers).json
+    assert schemas.PortalUserPage.model_validate(users, strict=True).model_dump() == users
+    account = world.client.get("/api/telemost/account", headers=alice.headers).json
+    assert schemas.TelemostAccount.model_validate(account, strict=True).model_dump() == account
+    deleted = world.client.delete(f"/api/conferences/{conference['id']}", headers=alice.headers).json
+    assert schemas.DeleteResult.model_validate(deleted, strict=True).model_dump() == deleted

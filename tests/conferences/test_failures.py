@@ -198,3 +198,43 @@ def test_rejected_yandex_token_is_refreshed_once_through_the_keeper(world, alice
     assert version == 3  # the forced pair, then the refreshed one
     assert world.services.vault.get(cred.id).access_token != "not-a-token"
     assert len(control.meetings()) == 1
+
+
+def test_a_row_that_cannot_be_written_takes_the_meeting_back(world, alice, control, monkeypatch):
+    from models import conference as conference_module
+    from models.conference import Actor
+    from models.schemas import ConferenceCreate
+
+    real = conference_module._stored_fields
+    monkeypatch.setattr(conference_module, "_stored_fields", lambda *a: {**real(*a), "name": None})
+    control.configure(telemost_delete="204")
+    actor = Actor(world.services.portals.get(alice.portal_id), 2, "User 2")
+    with pytest.raises(sa.exc.IntegrityError):
+        world.services.conferences.create(actor, ConferenceCreate(name="X"), lambda key, **p: key)
+    assert world.rows() == []
+    assert [m["deleted"] for m in control.meetings()] == [True]
+
+
+def test_switching_off_a_failed_calendar_settles_the_conference(world, alice, control):
+    portal_down(control)
+    conference = create(world, alice, create_calendar_event=True, **SLOT)
+    assert conference["failed_step"] == "calendar"
+    settled = world.client.patch(f"/api/conferences/{conference['id']}", json={"create_calendar_event": False},
+                                 headers=alice.headers).json
+    assert (settled["failed_step"], settled["status"]) == (None, "scheduled")
+    assert control.state()["calendar_events"] == []
+
+
+def test_calendar_is_never_made_with_someone_elses_token(world, control):
+    world.install("portal1")
+    user = world.user(2, own_pair=False)
+    conference = create(world, user, create_calendar_event=True, invite_users=True, invitees=[3], **SLOT)
+    assert (conference["failed_step"], conference["failure_code"]) == ("calendar", "bitrix_user_token_missing")
+    assert control.state()["calendar_events"] == []
+    [note] = control.state()["notifications"]
+    assert note["user_id"] == 3 and note["from_user_id"] == 1  # the invitation went with the portal's token
+    world.user(2)  # the user opens the app again: their own pair is stored
+    done = retry(world, user, conference["id"])
+    assert done["failed_step"] is None
+    [event] = control.state()["calendar_events"]
+    assert event["MEETING_HOST"] == "2"

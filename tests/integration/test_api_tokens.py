@@ -11,6 +11,7 @@ import requests
 import sqlalchemy as sa
 
 from app import create_app
+from config import ConfigError
 from database import audit_log, portals
 from models.security import Identity, token_hash
 from tests.conftest import make_config
@@ -237,3 +238,10 @@ def test_reinstall_over_an_installed_portal_clears_the_token(live_stack):
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"}, expect=200)
     assert portal_rows(live_stack)[0]["admin_token_hash"] is None
     assert works(live_stack, token) == 401
+
+
+@pytest.mark.parametrize("days", [0, 3651])
+def test_the_lifetime_setting_is_validated(tmp_path, days):
+    with pytest.raises(ConfigError) as refused:
+        create_app(make_config(tmp_path, PORTAL_API_TOKEN_TTL_DAYS=days))
+    assert "PORTAL_API_TOKEN_TTL_DAYS" in str(refused.value)

@@ -4,10 +4,13 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
+from database import credentials
 from models.oauth import PERMANENT, TRANSIENT, OAuthError
 from models.refresh import FRESH, LOCKED, REAUTH, REFRESHED, RefreshEngine, RefreshSettings
-from models.vault import ACTIVE, NEEDS_REAUTH, TokenSet
+from models.vault import ACTIVE, BROKEN, NEEDS_REAUTH, Cipher, TokenSet, Vault
 
 
 class ScriptedProvider:
@@ -208,7 +211,7 @@ def test_lease_is_extended_before_a_late_attempt(services, make_engine):
             seen.append(services.vault.claim_lease(cred.id, "intruder", 60))
             return super().refresh(cred)
 
-    engine = make_engine(SlowThenCheck(), lease_seconds=0.3, attempt_seconds=0.2)
+    engine = make_engine(SlowThenCheck(), lease_seconds=0.3)
     cid = due_credential(services)
     assert engine.refresh(cid).result == REFRESHED
     assert seen == [False], "the lease was ours again before the second request"
@@ -224,7 +227,124 @@ def test_a_lapsed_lease_stops_the_attempt(services, make_engine):
                 raise OAuthError("http_503", TRANSIENT, status=503)
             raise AssertionError("must not spend the token after losing the lease")
 
-    engine = make_engine(Slow(), lease_seconds=0.3, attempt_seconds=0.2)
+    engine = make_engine(Slow(), lease_seconds=0.3)
     cid = due_credential(services)
     assert engine.refresh(cid).result == LOCKED
     assert services.vault.get(cid).lease_owner == "new-holder"
+
+
+# ---- finding 5: a row no configured key decrypts; leases left by a run that sent nothing -------------------
+
+
+def foreign_credential(services, account="foreign"):
+    """A due row written with a key the app does not hold (another deployment's, or a lost one)."""
+    now = int(time.time())
+    foreign = Vault(services.db, Cipher([Fernet.generate_key().decode()]))
+    return foreign.store("bitrix24", account, "portal", TokenSet("fa", "fr", now + 30, now + 10**7))
+
+
+def raw_row(services, cid):
+    with services.db.read() as conn:
+        return conn.execute(sa.select(credentials).where(credentials.c.id == cid)).first()
+
+
+def test_a_foreign_key_row_is_quarantined_and_the_run_goes_on(services, make_engine):
+    provider = ScriptedProvider()
+    engine = make_engine(provider)
+    healthy = [due_credential(services, n) for n in range(3)]
+    broken = foreign_credential(services)
+    report = engine.run()
+    assert (report.due, report.refreshed, report.failed, report.needs_reauth, report.errors) == (
+        4, 3, 1, 0, {"undecryptable": 1})
+    assert sorted(provider.calls) == ["r0-0", "r0-1", "r0-2"], "nothing is sent for the broken row"
+    row = raw_row(services, broken)
+    assert (row.status, row.last_error, row.lease_owner, row.lease_until, row.version) == (
+        BROKEN, "undecryptable", None, None, 1)
+    for cid in healthy:
+        cred = services.vault.get(cid)
+        assert (cred.status, cred.version, cred.unconfirmed_attempt, cred.lease_owner) == (ACTIVE, 2, False, None)
+    again = engine.run()
+    assert (again.due, again.failed, again.errors) == (0, 0, {})
+
+
+def test_leases_of_a_run_that_sent_nothing_are_taken_over_without_marking_unconfirmed(services, make_engine):
+    seen_unconfirmed = []
+
+    class Recording(ScriptedProvider):
+        def refresh(self, cred):
+            seen_unconfirmed.append(cred.unconfirmed_attempt)  # as the takeover left the row
+            return super().refresh(cred)
+
+    engine = make_engine(Recording())
+    ids = [due_credential(services, n) for n in range(3)]
+    assert len(services.vault.claim_many(ids, "dead-run", 0.01)) == 3  # the run died before sending
+    time.sleep(0.05)
+    assert engine.run().refreshed == 3
+    assert seen_unconfirmed == [False, False, False]
+    for cid in ids:
+        cred = services.vault.get(cid)
+        assert (cred.version, cred.unconfirmed_attempt) == (2, False)
+
+
+@pytest.mark.parametrize(("sent", "result", "error", "status"), [
+    (False, "failed", "invalid_grant", ACTIVE),
+    (True, REAUTH, "lost_response", NEEDS_REAUTH),
+], ids=["died-before-sending", "died-after-sending"])
+def test_invalid_grant_after_a_takeover_is_a_lost_response_only_if_a_request_went_out(
+        services, make_engine, sent, result, error, status):
+    engine = make_engine(ScriptedProvider([grant_error()]), max_attempts=1)
+    cid = due_credential(services)
+    assert services.vault.claim_lease(cid, "dead", 0.01)
+    if sent:
+        assert services.vault.start_attempt(cid, "dead", 0.01) is not None
+    time.sleep(0.05)
+    outcome = engine.refresh(cid)
+    assert (outcome.result, outcome.error) == (result, error)
+    cred = services.vault.get(cid)
+    assert (cred.status, cred.last_error, cred.lease_owner) == (status, error, None)
+
+
+def test_request_time_refresh_of_a_foreign_key_row_is_a_clear_outcome(services, make_engine):
+    from models.bitrix24 import Bitrix24Error, PortalClient
+
+    provider = ScriptedProvider()
+    engine = make_engine(provider)
+    cid = foreign_credential(services)
+    outcome = engine.refresh(cid, force=True)
+    assert (outcome.result, outcome.error, outcome.credential.status) == ("broken", "undecryptable", BROKEN)
+    assert engine.ensure_fresh(cid).status == BROKEN
+    assert engine.after_expired_token(outcome.credential) is None
+    client = PortalClient(services.portals.rest, services.vault, engine, "http://127.0.0.1:9/rest/", cid)
+    with pytest.raises(Bitrix24Error) as refused:
+        client.call("user.current")
+    assert refused.value.code == "NO_CREDENTIAL"
+    assert provider.calls == []
+    row = raw_row(services, cid)
+    assert (row.status, row.last_error, row.lease_owner) == (BROKEN, "undecryptable", None)
+
+
+def test_request_time_claim_quarantines_and_gives_the_lease_back(services, make_engine):
+    """The row turns unreadable between the look and the claim (e.g. a peer wrote it with another key)."""
+    engine = make_engine(ScriptedProvider())
+    cid = due_credential(services)
+    real_get = services.vault.get
+    looked = []
+
+    def get_then_break(credential_id):
+        cred = real_get(credential_id)
+        if not looked:
+            looked.append(cred)
+            other = Cipher([Fernet.generate_key().decode()])
+            with services.db.write() as conn:
+                conn.execute(sa.update(credentials).where(credentials.c.id == credential_id)
+                             .values(access_token_enc=other.encrypt("x"), refresh_token_enc=other.encrypt("y")))
+        return cred
+
+    services.vault.get = get_then_break
+    try:
+        outcome = engine.refresh(cid)
+    finally:
+        services.vault.get = real_get
+    assert (outcome.result, outcome.error) == ("broken", "undecryptable")
+    row = raw_row(services, cid)
+    assert (row.status, row.lease_owner, row.lease_until) == (BROKEN, None, None)

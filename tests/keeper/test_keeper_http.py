@@ -24,7 +24,7 @@ from cryptography.fernet import Fernet
 from app import create_app
 from database import audit_log, credential_history, credentials, task_runs
 from models.security import SessionSigner
-from models.vault import TokenSet
+from models.vault import Cipher, TokenSet, Vault
 from scripts.stack import Stack
 from tests.conftest import make_config
 from tests.integration.helpers import (
@@ -686,6 +686,70 @@ def test_needs_reauth_surfaces_everywhere_and_heals_when_the_admin_opens_the_app
     assert samples['b24_credentials{provider="bitrix24",status="needs_reauth"}'] == 0
 
 
+# ---- a credential no configured key decrypts ------------------------------------------------------------------
+
+
+def test_an_undecryptable_credential_is_quarantined_and_the_run_goes_on(stack):
+    """Finding 5: a row written with a foreign key among healthy due rows, after a run that died holding
+    the healthy rows' leases without sending anything (what the old InvalidToken abort left behind)."""
+    portal = new_due_portal(stack)
+    healthy_amo = []
+    for sub in ("healthycrm1", "healthycrm2"):
+        minted = mint_amocrm(stack, sub)
+        created = admin(stack, "POST", "/api/admin/amocrm/accounts", json={
+            "subdomain": sub, "access_token": minted["access_token"], "refresh_token": minted["refresh_token"],
+            "expires_in": 30})
+        assert created.status_code == 201, created.text
+        healthy_amo.append(sub)
+    db = app_db(stack)
+    try:
+        foreign = Vault(db, Cipher([Fernet.generate_key().decode()]))
+        now = int(time.time())
+        broken_id = foreign.store("amocrm", "foreigncrm", "account",
+                                  TokenSet("foreign-access", "foreign-refresh", now + 30, now + 60 * 86400))
+        healthy = [c["id"] for c in rows(stack, credentials, credentials.c.account.in_(
+            [portal.member_id, *healthy_amo]))]
+        assert len(healthy) == 3
+        with db.write() as conn:  # a crashed run's leases: expired, no request ever sent under them
+            conn.execute(sa.update(credentials).where(credentials.c.id.in_(healthy))
+                         .values(lease_owner="crashed-run", lease_until=time.time() - 1))
+    finally:
+        db.dispose()
+
+    first = cron(stack)
+    assert first.status_code == 200, first.text
+    report = first.json()
+    counts = {k: report[k] for k in ("due", "refreshed", "failed", "needs_reauth", "left", "errors")}
+    assert counts == {"due": 4, "refreshed": 3, "failed": 1, "needs_reauth": 0, "left": 0,
+                      "errors": {"undecryptable": 1}}
+    [broken] = rows(stack, credentials, credentials.c.id == broken_id)
+    assert (broken["status"], broken["last_error"], broken["lease_owner"], broken["lease_until"],
+            broken["refresh_sent_at"], broken["version"]) == ("broken", "undecryptable", None, None, None, 1)
+    for cred in rows(stack, credentials, credentials.c.id.in_(healthy)):
+        assert (cred["status"], cred["version"], cred["unconfirmed_attempt"], cred["lease_owner"],
+                cred["refresh_sent_at"]) == ("active", 2, False, None, None), cred["account"]
+
+    second = cron(stack)
+    assert second.status_code == 200, second.text
+    assert (second.json()["due"], second.json()["failed"]) == (0, 0)
+
+    samples = metric_values(requests.get(f"{stack.app_url}/metrics", timeout=30).text)
+    assert samples['b24_credentials{provider="amocrm",status="broken"}'] == 1
+    status = admin(stack, "GET", "/api/admin/status").json()
+    assert status["credentials"]["amocrm"]["broken"] == 1
+    assert [(r["id"], r["account"], r["last_error"]) for r in status["broken"]] == [
+        (broken_id, "foreigncrm", "undecryptable")]
+    refused = admin(stack, "GET", "/api/admin/tokens/amocrm/foreigncrm")
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "credential_broken" and "TOKEN_ENCRYPTION_KEY" in refused.json()["message"]
+
+    # The operator gives up on it: a broken account can still be removed (the module's later tests decrypt
+    # every row with the app's key).
+    for sub in ("foreigncrm", *healthy_amo):
+        assert admin(stack, "DELETE", f"/api/admin/amocrm/accounts/{sub}").status_code == 204
+    assert rows(stack, credentials, credentials.c.id == broken_id) == []
+
+
 # ---- flask tokens … (in-process) ---------------------------------------------------------------------------------
 
 
@@ -734,6 +798,23 @@ def test_cli_list_never_prints_tokens(runner, services):
     assert "secret" not in result.output
     only = runner.invoke(args=["tokens", "list", "--provider", "amocrm"]).output
     assert "listcrm" in only and "m-list" not in only
+
+
+def test_cli_shows_a_quarantined_credential(runner, services):
+    store(services, "amocrm", "okcrm")
+    now = int(time.time())
+    foreign = Vault(services.db, Cipher([Fernet.generate_key().decode()]))
+    cid = foreign.store("amocrm", "lostcrm", "account", TokenSet("a", "r", now + 30, now + 60 * 86400))
+    refreshed = runner.invoke(args=["tokens", "refresh", "--provider", "amocrm"])
+    assert refreshed.exit_code == 0, refreshed.output
+    assert json.loads(refreshed.output)["errors"]["undecryptable"] == 1
+    listed = runner.invoke(args=["tokens", "list", "--status", "broken"])
+    assert listed.exit_code == 0, listed.output
+    [line] = listed.output.splitlines()
+    assert "lostcrm" in line and "broken" in line and "last_error=undecryptable" in line
+    status = json.loads(runner.invoke(args=["tokens", "status"]).output)
+    assert status["credentials"]["amocrm"]["broken"] == 1
+    assert [(r["id"], r["last_error"]) for r in status["broken"]] == [(cid, "undecryptable")]
 
 
 def test_cli_rotate_key_re_encrypts_with_the_newest_key(tmp_path):

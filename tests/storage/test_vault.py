@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from app import create_app
 from database import credentials
-from models.vault import ACTIVE, NEEDS_REAUTH, Cipher, TokenSet
+from models.vault import ACTIVE, BROKEN, NEEDS_REAUTH, Cipher, TokenSet, Vault
 
 
 @pytest.fixture
@@ -66,7 +66,35 @@ def test_lease_is_exclusive_and_expires(vault):
     assert vault.claim_lease(cid, "b", 0.01)
     time.sleep(0.05)
     assert vault.claim_lease(cid, "c", 30), "an expired lease can be taken over"
-    assert vault.get(cid).unconfirmed_attempt, "taking over a dead holder's lease marks the outcome unknown"
+
+
+def test_taking_over_a_lease_marks_unconfirmed_only_when_its_holder_sent_a_request(vault):
+    """A holder that died before sending spent nothing; one that died after sending may have rotated the pair."""
+    cid = vault.store("amocrm", "acme", "account", pair(1))
+    assert vault.claim_lease(cid, "queued", 0.01)
+    time.sleep(0.05)
+    assert vault.claim_lease(cid, "next", 0.01), "an expired lease can be taken over"
+    assert not vault.get(cid).unconfirmed_attempt, "no request was sent under the dead lease"
+    assert vault.start_attempt(cid, "next", 0.01) is not None
+    assert vault.get(cid).lease_owner == "next"
+    time.sleep(0.05)
+    assert vault.claim_lease(cid, "third", 30)
+    cred = vault.get(cid)
+    assert (cred.unconfirmed_attempt, cred.lease_owner) == (True, "third")
+    assert vault.start_attempt(cid, "next", 30) is None, "a lapsed holder cannot start a request"
+
+
+def test_a_released_or_settled_lease_leaves_nothing_to_misread(vault):
+    cid = vault.store("amocrm", "acme", "account", pair(1))
+    assert vault.claim_lease(cid, "a", 30)
+    assert vault.start_attempt(cid, "a", 30) is not None
+    vault.release_lease(cid, "a")  # the answer was seen (e.g. a peer's newer pair won)
+    with vault.db.read() as conn:
+        assert conn.execute(sa.select(credentials.c.refresh_sent_at)).scalar_one() is None
+    assert vault.claim_lease(cid, "b", 0.01)
+    time.sleep(0.05)
+    assert vault.claim_lease(cid, "c", 30)
+    assert not vault.get(cid).unconfirmed_attempt
 
 
 def test_failures_count_to_needs_reauth(vault):
@@ -170,3 +198,74 @@ def test_concurrent_stores_of_one_identity_queue(vault):
     assert cred.version == 8
     versions = [h["version"] for h in vault.history(cred.id)]
     assert versions == sorted(set(versions), reverse=True)
+
+
+# ---- rows no configured key decrypts (finding 5) ---------------------------------------------------------------
+
+
+def foreign_vault(vault) -> Vault:
+    """The same database seen with a key the app does not hold."""
+    return Vault(vault.db, Cipher([Fernet.generate_key().decode()]))
+
+
+def stored_row(vault, cid):
+    with vault.db.read() as conn:
+        return conn.execute(sa.select(credentials).where(credentials.c.id == cid)).first()
+
+
+def test_readers_get_an_undecryptable_row_as_broken_and_it_is_quarantined(vault):
+    healthy = vault.store("yandex", "ok", "account", pair(1), portal_id=None)
+    broken = foreign_vault(vault).store("yandex", "lost", "account", pair(2))
+    cred = vault.get(broken)
+    assert (cred.status, cred.last_error, cred.access_token, cred.refresh_token) == (BROKEN, "undecryptable", "", None)
+    row = stored_row(vault, broken)
+    assert (row.status, row.last_error) == (BROKEN, "undecryptable")
+    assert vault.find("yandex", "lost", "account").status == BROKEN
+    assert vault.get(healthy).access_token == "access-1"
+    assert [r["status"] for r in vault.list(provider="yandex")] == [ACTIVE, BROKEN]
+    assert vault.summary() == {"yandex": {ACTIVE: 1, BROKEN: 1}}
+    assert vault.delete(broken), "a broken row can still be removed"
+
+
+def test_claiming_an_undecryptable_row_quarantines_it_and_gives_the_lease_back(vault):
+    broken = foreign_vault(vault).store("amocrm", "lost", "account", pair(1))
+    cred = vault.claim(broken, "worker", 30)
+    assert (cred.status, cred.last_error) == (BROKEN, "undecryptable")
+    row = stored_row(vault, broken)
+    assert (row.status, row.lease_owner, row.lease_until) == (BROKEN, None, None)
+    assert vault.claim(broken, "worker", 30) is None, "broken rows are never claimed again"
+    assert vault.claim_many([broken], "run", 30) == []
+
+
+def test_quarantine_never_marks_a_pair_stored_meanwhile(vault):
+    cid = foreign_vault(vault).store("amocrm", "acme", "account", pair(1))
+    vault.store("amocrm", "acme", "account", pair(2))  # re-authorised with the current key: version 2
+    assert not vault.quarantine(cid, 1)
+    cred = vault.get(cid)
+    assert (cred.status, cred.version, cred.access_token) == (ACTIVE, 2, "access-2")
+
+
+def test_a_fresh_grant_heals_a_broken_row(vault):
+    cid = foreign_vault(vault).store("amocrm", "acme", "account", pair(1))
+    assert vault.get(cid).status == BROKEN
+    vault.store("amocrm", "acme", "account", pair(2))
+    cred = vault.get(cid)
+    assert (cred.status, cred.last_error, cred.access_token) == (ACTIVE, None, "access-2")
+
+
+def test_rotate_key_skips_foreign_rows_and_revives_rows_whose_key_is_back(vault, storage_app):
+    lost_key = Fernet.generate_key().decode()
+    lost = Vault(vault.db, Cipher([lost_key]))
+    ok = vault.store("amocrm", "ok", "account", pair(1))
+    cid = lost.store("amocrm", "acme", "account", pair(2))
+    assert vault.get(cid).status == BROKEN
+    assert vault.rotate_key() == 1, "only the row the keys decrypt is re-encrypted"
+    assert vault.get(ok).access_token == "access-1"
+    row = stored_row(vault, cid)
+    assert (row.status, row.last_error) == (BROKEN, "undecryptable")
+
+    app_key = storage_app.config["TOKEN_ENCRYPTION_KEY"]
+    restored = Vault(vault.db, Cipher([app_key, lost_key]))  # the lost key is put back, after the current one
+    assert restored.rotate_key() == 2
+    cred = restored.get(cid)
+    assert (cred.status, cred.last_error, cred.access_token) == (ACTIVE, None, "access-2")

@@ -19,11 +19,98 @@ def test_base_path_prefix(prefixed):
     assert prefixed.get("/telemost-app/health/ready").get_json()["status"] == "ready"
 
 
-def test_x_script_name_wins_over_nothing(client):
-    body = client.get("/proxy/health", headers={"X-Script-Name": "/proxy"}).get_json()
+def test_x_script_name_sets_the_script_root_without_touching_the_path(client):
+    # The proxy has already removed its prefix: the path arrives bare and the prefix is only SCRIPT_NAME.
+    body = client.get("/health", headers={"X-Script-Name": "/proxy"}).get_json()
     assert body["base_path"] == "/proxy"
     # A header that is not a plain path is ignored rather than trusted.
     assert client.get("/health", headers={"X-Script-Name": "/x?y"}).get_json()["base_path"] == "/"
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    """Clients of apps built with config overrides (disposed afterwards)."""
+    apps = []
+
+    def build(**overrides):
+        application = create_app(make_config(tmp_path, **overrides))
+        apps.append(application)
+        return application.test_client()
+
+    yield build
+    for application in apps:
+        application.extensions["db"].dispose()
+
+
+# What nginx-integration.conf forwards for /telemost-app/telemost-app/<x>: its `location /telemost-app/`
+# strips one prefix, so the app sees /telemost-app/<x> and the prefix header. Another client, not nginx.
+NGINX_ATTACKER = {"REMOTE_ADDR": "127.0.0.1"}
+NGINX_HEADERS = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "apps.example.com"}
+
+
+@pytest.mark.parametrize("base_path", ["", "/telemost-app"])
+@pytest.mark.parametrize("prefix_header", ["X-Forwarded-Prefix", "X-Script-Name"])
+@pytest.mark.parametrize(("method", "path"), [("get", "/telemost-app/metrics"), ("post", "/telemost-app/tasks/refresh"),
+                                              ("get", "/telemost-app/health")])
+def test_doubled_prefix_is_not_stripped_again(make_client, base_path, prefix_header, method, path):
+    client = make_client(BASE_PATH=base_path)
+    headers = {**NGINX_HEADERS, prefix_header: "/telemost-app"}
+    response = getattr(client, method)(path, headers=headers, environ_base=NGINX_ATTACKER)
+    assert response.status_code == 404
+
+
+def test_the_proxied_prefix_serves_the_bare_path(make_client):
+    client = make_client(BASE_PATH="/telemost-app")
+    headers = {**NGINX_HEADERS, "X-Forwarded-Prefix": "/telemost-app"}
+    response = client.get("/health", headers=headers, environ_base=NGINX_ATTACKER)
+    assert response.status_code == 200 and response.get_json()["base_path"] == "/telemost-app"
+
+
+@pytest.mark.parametrize("prefix_header", ["X-Forwarded-Prefix", "X-Script-Name"])
+def test_prefix_headers_are_ignored_without_a_trusted_proxy(make_client, prefix_header):
+    client = make_client(TRUSTED_PROXIES=0)
+    assert client.get("/health", headers={prefix_header: "/evil"}).get_json()["base_path"] == "/"
+    # Nor is the path stripped by it: /evil/health is no alias of /health.
+    assert client.get("/evil/health", headers={prefix_header: "/evil"}).status_code == 404
+
+
+def test_forwarded_prefix_takes_the_value_of_the_trusted_hop(make_client):
+    client = make_client(TRUSTED_PROXIES=1)
+    # A client-supplied value comes first; our nginx appends (or sets) its own, the last one.
+    body = client.get("/health", headers={"X-Forwarded-Prefix": "/evil, /telemost-app"}).get_json()
+    assert body["base_path"] == "/telemost-app"
+
+
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(make_client, config):
+    # With TRUSTED_PROXIES=0 a client cannot pretend to be 127.0.0.1 to read /metrics.
+    client = make_client(TRUSTED_PROXIES=0)
+    response = client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"},
+                          environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(("path", "status", "base_path"), [
+    ("/telemost-app/health", 200, "/telemost-app"),
+    ("/health", 200, "/telemost-app"),  # cron and health checks on 127.0.0.1 skip the prefix
+    ("/telemost-app/telemost-app/health", 404, None),
+    ("/telemost-appx/health", 404, None),
+])
+def test_base_path_strips_exactly_once_without_a_proxy(make_client, path, status, base_path):
+    client = make_client(BASE_PATH="/telemost-app", TRUSTED_PROXIES=0)
+    response = client.get(path)
+    assert response.status_code == status
+    if base_path is not None:
+        assert response.get_json()["base_path"] == base_path
+
+
+def test_non_utf8_query_string_is_a_page_not_a_500(app):
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    environ = EnvironBuilder(path="/", method="GET").get_environ()
+    environ["QUERY_STRING"] = "DOMAIN=\xed\xa0\x80&lang=en"  # raw bytes as a WSGI server hands them over
+    body, status, headers = run_wsgi_app(app.wsgi_app, environ, buffered=True)
+    assert status == "401 UNAUTHORIZED" and headers["Content-Type"].startswith("text/html")
+    assert b'lang="en"' in b"".join(body)
 
 
 @pytest.mark.parametrize(

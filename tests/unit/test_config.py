@@ -39,6 +39,11 @@ def test_good_production_config_passes():
         ({"ALLOW_LOOPBACK_PORTALS": True}, "ALLOW_LOOPBACK_PORTALS"),
         ({"PUBLIC_URL": "http://app.example.com"}, "PUBLIC_URL"),
         ({"BITRIX24_CLIENT_SECRET": ""}, "BITRIX24_CLIENT_SECRET"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
+        ({"METRICS_ALLOW": "127.0.0.1,localhost"}, "METRICS_ALLOW"),
+        ({"TRUSTED_PROXIES": -1}, "TRUSTED_PROXIES"),
+        ({"TRUSTED_PROXIES": 9}, "TRUSTED_PROXIES"),
+        ({"AUTH_THROTTLE_ATTEMPTS": 0}, "AUTH_THROTTLE_ATTEMPTS"),
     ],
 )
 def test_weak_production_config_names_the_setting(overrides, names):
@@ -53,6 +58,16 @@ def test_environment_casts():
     assert parsed == {"REFRESH_CONCURRENCY": 32, "ALLOW_LOOPBACK_PORTALS": True, "HTTP_TIMEOUT_SECONDS": 2.5}
     with pytest.raises(config.ConfigError):
         config.from_environ({"REFRESH_CONCURRENCY": "many"})
+
+
+def test_web_settings_from_the_environment():
+    env = {"TRUSTED_PROXIES": "0", "METRICS_ALLOW": "10.0.0.0/8, ::1", "AUTH_THROTTLE_ATTEMPTS": "5",
+           "AUTH_THROTTLE_WINDOW_SECONDS": "60", "METRICS_TOKEN": " t " + "x" * 40}
+    parsed = config.from_environ(env)
+    assert parsed == {"TRUSTED_PROXIES": 0, "METRICS_ALLOW": "10.0.0.0/8, ::1", "AUTH_THROTTLE_ATTEMPTS": 5,
+                      "AUTH_THROTTLE_WINDOW_SECONDS": 60, "METRICS_TOKEN": "t " + "x" * 40}
+    config.validate(production(**parsed))
+    assert (config.defaults()["TRUSTED_PROXIES"], config.defaults()["METRICS_ALLOW"]) == (1, "127.0.0.1,::1")
 
 
 def test_create_app_refuses_bad_config(tmp_path):

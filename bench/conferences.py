@@ -1,0 +1,159 @@
+"""Benchmark of the conferences feature (issue 8 "Performance"), measured in one run against the live stack.
+
+Prints three ratios:
+  1. GET /api/conferences (a user with 1,000 conferences, page of 50) req/s ÷ GET /health req/s, same
+     gunicorn (2 workers × 4 threads), wrk with 32 connections (goal ≥ 0.4);
+  2. portal round trips to create a conference with 30 invitees, a calendar event and notifications (goal ≤ 2);
+  3. the iframe open (POST /) with 100 ms added to every Bitrix24 call ÷ one such round trip (goal ≤ 1.3).
+Not a test: no assertion, just figures. Needs Debian's wrk: installed with apt-get when missing.
+Usage: python bench/conferences.py [--seconds 10] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from database import conferences  # noqa: E402
+from models.vault import ACCOUNT_SUBJECT, TokenSet  # noqa: E402
+from scripts.stack import Stack  # noqa: E402
+from tests.integration.helpers import boot_data, frame_post, mint, portal_info  # noqa: E402
+
+LATENCY = 0.1
+
+
+def ensure_wrk() -> str:
+    """Debian's wrk, installed on first use."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("wrk") or "wrk"
+
+
+def wrk(binary: str, url: str, seconds: int, connections: int, headers: dict | None = None) -> float:
+    """Requests per second reported by wrk (non-2xx answers make the figure meaningless: checked first)."""
+    probe = requests.get(url, headers=headers, timeout=10)
+    if probe.status_code != 200:
+        raise SystemExit(f"{url} answered {probe.status_code}: {probe.text[:200]}")
+    cmd = [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw error answers:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def app_in_process(stack: Stack):
+    """The app's models on the stack's database (to seed rows and credentials)."""
+    env = stack.app_env()
+    return create_app({
+        "APP_ENV": "testing", "SESSION_SIGNING_KEY": env["SESSION_SIGNING_KEY"],
+        "TOKEN_ENCRYPTION_KEY": env["TOKEN_ENCRYPTION_KEY"], "DATABASE_PATH": stack.database_path,
+        "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"], "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
+        "ALLOW_LOOPBACK_PORTALS": True, "AUTO_MIGRATE": False, "LOG_LEVEL": "WARNING",
+    })
+
+
+def seed(stack: Stack, member_id: str, user_id: int, count: int) -> None:
+    """A Yandex account for the portal and `count` conferences of the user."""
+    app = app_in_process(stack)
+    services = app.extensions["services"]
+    portal_id = services.portals.get_by_member(member_id).id
+    pair = stack.control("POST", "/_sandbox/oauth/tokens", {"provider": "yandex"}, expect=200)["tokens"][0]
+    ts = int(time.time())
+    services.vault.store("yandex", str(pair["user_id"]), ACCOUNT_SUBJECT,
+                         TokenSet(pair["access_token"], pair["refresh_token"], ts + 10**6, ts + 10**7),
+                         portal_id=portal_id, label=pair["login"])
+    with services.db.write() as conn:
+        rows = []
+        for n in range(count):
+            starts = ts + (n - count // 2) * 3600
+            rows.append({"portal_id": portal_id, "owner_id": user_id, "owner_name": "Bench", "name": f"Встреча {n}",
+                         "search_name": f"встреча {n}", "type": "broadcast" if n % 5 == 0 else "conference",
+                         "duration_minutes": 60, "starts_at": starts, "ends_at": starts + 3600,
+                         "cohosts": '["a@corp.example"]', "invitees": "[3, 4, 5]", "viewers": "[]",
+                         "waiting_room_level": "PUBLIC", "telemost_id": str(10**11 + n),
+                         "link": f"https://telemost.yandex.ru/j/{10**11 + n}", "status": "scheduled",
+                         "created_at": ts, "updated_at": ts})
+        conn.execute(sa.insert(conferences), rows)
+    app.extensions["db"].dispose()
+
+
+def main() -> int:
+    """Start the stack, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    binary = ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-conferences-"))
+    stack = Stack(database_path=str(workdir / "app.db"), portals=1, workers=2, log_dir=workdir,
+                  extra_app_env={"LOG_LEVEL": "WARNING"})
+    try:
+        installed = stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"}, expect=200)
+        if installed.get("status") != 200:
+            raise SystemExit(f"install failed: {installed}")
+        portal = portal_info(stack)
+        opened = frame_post(stack, mint(stack, user_id=2), application_token=portal["application_token"])
+        token = boot_data(opened.text)["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        seed(stack, portal["member_id"], 2, 1000)
+
+        # 1. the list against a hello-world route, same server, same run.
+        hello = wrk(binary, f"{stack.app_url}/health", args.seconds, args.connections)
+        listing = wrk(binary, f"{stack.app_url}/api/conferences?per_page=50", args.seconds, args.connections, auth)
+
+        # 2. portal round trips of one create with 30 invitees, calendar and notifications.
+        stack.control("DELETE", "/_sandbox/portals/portal1/calls", expect=200)
+        created = requests.post(f"{stack.app_url}/api/conferences", headers=auth, timeout=60, json={
+            "name": "Bench", "start_date": "2030-01-10", "start_time": "10:00", "create_calendar_event": True,
+            "invite_users": True, "invitees": list(range(10, 40))})
+        if created.status_code != 201 or created.json()["failed_step"]:
+            raise SystemExit(f"create failed: {created.status_code} {created.text[:300]}")
+        calls = stack.control("GET", "/_sandbox/portals/portal1/calls", expect=200)
+        trips = len([c for c in calls if c["batch"] is None])
+
+        # 3. the iframe open with 100 ms on every Bitrix24 call (portal REST and OAuth server).
+        for server in ("portal", "oauth"):
+            stack.control("POST", "/_sandbox/faults", {"server": server, "mode": "latency", "value": LATENCY},
+                          expect=201)
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = frame_post(stack, mint(stack, user_id=3), application_token=portal["application_token"])
+            times.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"iframe open failed: {response.status_code}")
+        stack.control("DELETE", "/_sandbox/faults", expect=200)
+        open_s = statistics.median(times)
+    finally:
+        stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"GET /api/conferences (1000 rows, page of 50): {listing:.0f} req/s; /health: {hello:.0f} req/s; "
+          f"ratio {listing / hello:.2f} (goal ≥ 0.4)")
+    print(f"portal round trips for a create with 30 invitees + calendar + notifications: {trips} (goal ≤ 2)")
+    print(f"iframe open with {LATENCY * 1000:.0f} ms per Bitrix24 call: {open_s * 1000:.0f} ms = "
+          f"{open_s / LATENCY:.2f} × one round trip (goal ≤ 1.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Conference storage on SQLite and PostgreSQL: the migration, the history query, idempotency reservations."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from app import create_app
+from database import conferences, portals, telemost_restrictions
+from models.conference import Actor
+from models.errors import ServiceError
+from models.portal import Portal
+from models.schemas import ConferenceCreate, ConferenceQuery
+
+
+@pytest.fixture
+def stored(storage_config):
+    """An app on the parametrised database with one installed portal; yields (services, actor)."""
+    app = create_app(storage_config)
+    services = app.extensions["services"]
+    ts = int(time.time())
+    with services.db.write() as conn:
+        portal_id = conn.execute(sa.insert(portals).values(
+            member_id="m1", domain="p.example", client_endpoint="https://p.example/rest/",
+            server_endpoint="https://oauth.bitrix.info/rest/", status="installed", installed_at=ts,
+            updated_at=ts)).inserted_primary_key[0]
+    portal: Portal = services.portals.get(portal_id)
+    yield services, Actor(portal, 2, "Мария")
+    app.extensions["db"].dispose()
+
+
+def _rows(services, actor, specs):
+    ts = int(time.time())
+    with services.db.write() as conn:
+        for name, offset_hours, status in specs:
+            starts = ts + offset_hours * 3600
+            conn.execute(sa.insert(conferences).values(
+                portal_id=actor.portal.id, owner_id=actor.user_id, name=name, search_name=name.casefold(),
+                type="conference", duration_minutes=60, starts_at=starts, ends_at=starts + 3600, status=status,
+                created_at=ts, updated_at=ts))
+
+
+def test_history_query_and_search(stored):
+    services, actor = stored
+    _rows(services, actor, [("A past", -50, "scheduled"), ("B past", -10, "scheduled"), ("C now", 0, "scheduled"),
+                            ("D soon", 5, "incomplete"), ("100%_Done", 9, "scheduled"), ("hidden", 1, "creating")])
+
+    def names(**query):
+        page = services.conferences.list(actor.portal.id, actor.user_id, ConferenceQuery(**query))
+        return [i["name"] for i in page["items"]], page["total"]
+
+    assert names() == (["C now", "D soon", "100%_Done", "B past", "A past"], 5)
+    assert names(when="upcoming") == (["C now", "D soon", "100%_Done"], 3)
+    assert names(when="past", per_page=1, page=2) == (["A past"], 2)
+    assert names(per_page=2, page=2) == (["100%_Done", "B past"], 5)
+    assert names(q="%_") == (["100%_Done"], 1)
+    assert names(status="incomplete") == (["D soon"], 1)
+    assert services.conferences.list(actor.portal.id, 99, ConferenceQuery())["total"] == 0
+
+
+def test_idempotency_reservation(stored):
+    services, actor = stored
+    data = ConferenceCreate(name="X")
+    digest = "d" * 64
+    first, reserved = services.conferences._reserve(actor, "key-1", digest)
+    assert first is None and reserved
+    with services.db.write() as conn:
+        conn.execute(sa.update(conferences).where(conferences.c.id == reserved).values(
+            status="scheduled", name="X", search_name="x", telemost_id="123456789012"))
+    replay, again = services.conferences._reserve(actor, "key-1", digest)
+    assert again is None and replay["id"] == reserved and replay["name"] == data.name
+    with pytest.raises(ServiceError) as reused:
+        services.conferences._reserve(actor, "key-1", "e" * 64)
+    assert reused.value.code == "idempotency_key_reused" and reused.value.status == 409
+
+
+def test_restriction_flag_follows_the_credential(stored):
+    services, actor = stored
+    from models.telemost import OrganizerToken
+    from models.vault import TokenSet
+
+    ts = int(time.time())
+    cred_id = services.vault.store("yandex", "1130000000000001", "account",
+                                   TokenSet("a", "r", ts + 10**6, ts + 10**7), portal_id=actor.portal.id)
+    organizer = services.integrations.organizer_token(actor.portal.id, actor.user_id)
+    assert (organizer.credential_id, organizer.restricted, organizer.personal) == (cred_id, False, False)
+    services.conferences._mark_restricted(organizer)
+    services.conferences._mark_restricted(organizer)  # remembered once
+    assert services.integrations.organizer_token(actor.portal.id, actor.user_id).restricted is True
+    with services.db.read() as conn:
+        assert len(conn.execute(sa.select(telemost_restrictions)).all()) == 1
+    services.conferences._clear_restricted(OrganizerToken("a", cred_id, "x", False, restricted=True))
+    assert services.integrations.organizer_token(actor.portal.id, actor.user_id).restricted is False
