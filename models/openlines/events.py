@@ -55,7 +55,7 @@ def event_key(event: str, payload: dict) -> str:
 def inbox_payload(event: str, payload: dict, *, keep_content: bool) -> dict:
     """What the inbox stores: the event, its ts and data without tokens (only routing when switched off)."""
     data = _strip_bot(_data(payload))
-    if not keep_content:
+    if not keep_content and event != BOT_DELETE:  # a deleted bot's id is no one's personal data
         params = data.get("PARAMS") if isinstance(data.get("PARAMS"), dict) else {}
         data = {"PARAMS": {k: params[k] for k in _ROUTING_PARAMS if isinstance(params.get(k), str)}}
         if event == SESSION_FINISH:

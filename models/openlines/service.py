@@ -42,6 +42,8 @@ from models.errors import ServiceError
 from models.openlines import events as ev
 from models.openlines.history import parse_history
 from models.openlines.hours import is_open, timezone
+from models.openlines.queries import DialogQueries
+from models.openlines.settings import BotSettingsStore
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ def _insert(conn):
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
-class OpenLinesService:
+class OpenLinesService(BotSettingsStore, DialogQueries):
     """Bot events in, dialogs stored, chats handed to operators; settings and queries for the API."""
 
     def __init__(self, db: Database, portals_service, config: BotConfig):
@@ -530,68 +532,6 @@ class OpenLinesService:
                 code = getattr(exc, "code", "error")
                 report.errors[code] = report.errors.get(code, 0) + 1
 
-    # ---- settings ------------------------------------------------------------------------------------
-
-    def settings_row(self, portal_id: int) -> dict:
-        """The portal's bot settings (defaults when never saved)."""
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(bot_settings).where(bot_settings.c.portal_id == portal_id)).first()
-        if row is None:
-            return {"enabled": True, "greeting": None, "timezone": None, "transfer_mode": "operator",
-                    "queue_id": None}
-        return {"enabled": bool(row.enabled), "greeting": row.greeting, "timezone": row.timezone,
-                "transfer_mode": row.transfer_mode, "queue_id": row.queue_id}
-
-    def _upsert_settings(self, conn, portal_id: int, **values) -> None:
-        values["updated_at"] = now()
-        conn.execute(_insert(conn)(bot_settings).values(portal_id=portal_id, **values)
-                     .on_conflict_do_update(index_elements=["portal_id"], set_=values))
-
-    def set_enabled(self, portal_id: int, enabled: bool) -> None:
-        """The per-portal switch: off = nothing stored, every chat still handed over at once."""
-        with self.db.write() as conn:
-            self._upsert_settings(conn, portal_id, enabled=enabled)
-
-    def line_row(self, portal_id: int, line_id: str) -> dict | None:
-        """A line's local settings."""
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(bot_lines).where(bot_lines.c.portal_id == portal_id,
-                                                          bot_lines.c.line_id == str(line_id))).first()
-        return dict(row._mapping) if row else None
-
-    def lines(self, portal_id: int) -> list[dict]:
-        """Every line with local settings."""
-        with self.db.read() as conn:
-            rows = conn.execute(sa.select(bot_lines).where(bot_lines.c.portal_id == portal_id)
-                                .order_by(bot_lines.c.line_id)).all()
-        return [dict(r._mapping) for r in rows]
-
-    def _upsert_line(self, conn, portal_id: int, line_id: str, **values) -> None:
-        values["updated_at"] = now()
-        conn.execute(_insert(conn)(bot_lines).values(portal_id=portal_id, line_id=str(line_id), **values)
-                     .on_conflict_do_update(index_elements=["portal_id", "line_id"], set_=values))
-
-    def update_settings(self, portal_id: int, changes: dict) -> dict:
-        """Save validated settings (see routes/bot.py for the shape); returns the new settings."""
-        lines = changes.pop("lines", None) or {}
-        with self.db.write() as conn:
-            if changes:
-                self._upsert_settings(conn, portal_id, **changes)
-            for line_id, values in lines.items():
-                if "schedule" in values:
-                    values["schedule"] = json.dumps(values["schedule"]) if values["schedule"] is not None else None
-                self._upsert_line(conn, portal_id, line_id, **values)
-        return self.describe_settings(portal_id)
-
-    def describe_settings(self, portal_id: int) -> dict:
-        """Settings and lines for the API."""
-        out = self.settings_row(portal_id)
-        out["lines"] = [{"line_id": r["line_id"], "name": r["name"], "attached": r["attached_at"] is not None,
-                         "schedule": json.loads(r["schedule"]) if r["schedule"] else None,
-                         "out_of_hours_text": r["out_of_hours_text"],
-                         "out_of_hours_action": r["out_of_hours_action"]} for r in self.lines(portal_id)]
-        return out
-
     # ---- lines on the portal -------------------------------------------------------------------------
 
     def portal_lines(self, portal) -> list[dict]:
@@ -634,93 +574,6 @@ class OpenLinesService:
         with self.db.write() as conn:
             self._upsert_line(conn, portal.id, line_id, attached_at=now())
         return {"line_id": line_id, "bot_id": portal.bot_id, "attached": True}
-
-    # ---- queries ---------------------------------------------------------------------------------------
-
-    def status(self, portal) -> dict:
-        """Bot state of one portal for the admin status."""
-        from models.vault import PORTAL_SUBJECT
-
-        settings = self.settings_row(portal.id)
-        with self.db.read() as conn:
-            last = conn.execute(sa.select(sa.func.max(bot_inbox.c.received_at)).where(
-                bot_inbox.c.portal_id == portal.id)).scalar()
-            failed = conn.execute(sa.select(sa.func.count()).select_from(bot_inbox).where(
-                bot_inbox.c.portal_id == portal.id, bot_inbox.c.status == "failed")).scalar()
-            attached = [r.line_id for r in conn.execute(sa.select(bot_lines.c.line_id).where(
-                bot_lines.c.portal_id == portal.id, bot_lines.c.attached_at.is_not(None)))]
-        cred = self.portals.vault.find("bitrix24", portal.member_id, PORTAL_SUBJECT)
-        return {"bot_registered": bool(portal.bot_id), "bot_id": portal.bot_id, "enabled": settings["enabled"],
-                "lines_attached": attached, "last_event_at": int(last) if last else None,
-                "inbox_backlog": self.backlog(portal.id), "inbox_failed": int(failed or 0),
-                "credential": cred.status if cred else "missing"}
-
-    def global_status(self) -> dict:
-        """Bot state over every portal (the global admin token without `portal=`)."""
-        with self.db.read() as conn:
-            by_status = dict(conn.execute(sa.select(bot_inbox.c.status, sa.func.count())
-                                          .group_by(bot_inbox.c.status)).all())
-            last = conn.execute(sa.select(sa.func.max(bot_inbox.c.received_at))).scalar()
-            registered = conn.execute(sa.select(sa.func.count()).select_from(portals).where(
-                portals.c.bot_id.is_not(None), portals.c.status == "installed")).scalar()
-            disabled = conn.execute(sa.select(sa.func.count()).select_from(bot_settings).where(
-                bot_settings.c.enabled == sa.false())).scalar()
-        return {"portals_with_bot": int(registered or 0), "portals_switched_off": int(disabled or 0),
-                "inbox": {k: int(v) for k, v in by_status.items()}, "inbox_backlog": int(by_status.get("pending", 0)),
-                "last_event_at": int(last) if last else None}
-
-    def _dialog_filters(self, portal_id: int, filters: dict):
-        conds = [dialogs.c.portal_id == portal_id]
-        if filters.get("status"):
-            conds.append(dialogs.c.status == filters["status"])
-        if filters.get("line_id"):
-            conds.append(dialogs.c.line_id == filters["line_id"])
-        if filters.get("from") is not None:
-            conds.append(dialogs.c.created_at >= filters["from"])
-        if filters.get("to") is not None:
-            conds.append(dialogs.c.created_at < filters["to"])
-        if filters.get("q"):
-            # LIKE metacharacters in the search are literal.
-            pattern = "%" + filters["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            conds.append(sa.or_(dialogs.c.client_name.ilike(pattern, escape="\\"),
-                                dialogs.c.first_message.ilike(pattern, escape="\\")))
-        return conds
-
-    def list_dialogs(self, portal_id: int, filters: dict, page: int, per_page: int) -> dict:
-        """A page of the portal's dialogs, newest first."""
-        conds = self._dialog_filters(portal_id, filters)
-        with self.db.read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(dialogs).where(*conds)).scalar()
-            rows = conn.execute(sa.select(dialogs).where(*conds).order_by(dialogs.c.created_at.desc(),
-                                                                          dialogs.c.id.desc())
-                                .limit(per_page).offset((page - 1) * per_page)).all()
-        return {"items": [_dialog_dict(r) for r in rows], "page": page, "per_page": per_page, "total": int(total)}
-
-    def iter_dialogs(self, portal_id: int, filters: dict, limit: int = 100_000) -> list[dict]:
-        """Every matching dialog (CSV export), newest first."""
-        conds = self._dialog_filters(portal_id, filters)
-        with self.db.read() as conn:
-            rows = conn.execute(sa.select(dialogs).where(*conds).order_by(dialogs.c.created_at.desc(),
-                                                                          dialogs.c.id.desc()).limit(limit)).all()
-        return [_dialog_dict(r) for r in rows]
-
-    def get_dialog(self, portal_id: int, chat_id: int) -> dict | None:
-        """One dialog with its messages and the hand-off outcome."""
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(dialogs).where(dialogs.c.portal_id == portal_id,
-                                                        dialogs.c.chat_id == chat_id)).first()
-            if row is None:
-                return None
-            messages = conn.execute(sa.select(dialog_messages).where(dialog_messages.c.dialog_pk == row.id)
-                                    .order_by(dialog_messages.c.sent_at, dialog_messages.c.id)).all()
-            handoff = conn.execute(sa.select(bot_handoffs).where(bot_handoffs.c.portal_id == portal_id,
-                                                                 bot_handoffs.c.chat_key == f"chat{chat_id}")).first()
-        out = _dialog_dict(row)
-        out["messages"] = [{"id": m.message_id, "author": m.author_kind, "author_id": m.author_id, "text": m.text,
-                            "sent_at": m.sent_at, "source": m.source} for m in messages]
-        out["handoff"] = ({"state": handoff.state, "method": handoff.method, "outcome": handoff.outcome,
-                           "attempts": handoff.attempts, "done_at": handoff.done_at} if handoff else None)
-        return out
 
     def users(self, portal) -> list[dict]:
         """The portal's active employees (user.get, paged)."""
@@ -781,14 +634,6 @@ def session_of(info) -> str | None:
     return parts[5] if len(parts) > 5 and parts[5].isdigit() else None
 
 
-def _dialog_dict(row) -> dict:
-    return {"chat_id": row.chat_id, "dialog_id": row.dialog_id, "line_id": row.line_id, "connector": row.connector,
-            "client": {"id": row.client_id, "name": row.client_name},
-            "crm": json.loads(row.crm_bindings) if row.crm_bindings else {}, "language": row.language,
-            "first_message": row.first_message, "status": row.status, "transfer_outcome": row.transfer_outcome,
-            "transferred_at": row.transferred_at, "out_of_hours": bool(row.out_of_hours),
-            "session_id": row.session_id, "created_at": row.created_at, "finished_at": row.finished_at,
-            "last_message_at": row.last_message_at}
 
 
 class InboxWorker:

@@ -278,3 +278,24 @@ def test_background_worker_processes_after_the_answer(tmp_path, rest):
     assert rest.of(portal["member_id"], "imopenlines.bot.session.operator") == [{"CHAT_ID": 1775}]
     assert rows(services, bot_inbox)[0]["status"] == "done"
     application.extensions["db"].dispose()
+
+
+def test_bot_delete_is_honoured_with_the_switch_off(services, client):
+    portal = make_portal(services)
+    services.openlines.set_enabled(portal["id"], False)
+    form = {"event": "ONIMBOTDELETE", "ts": str(int(time.time())), "data[BOT_ID]": str(portal["bot_id"]),
+            "auth[member_id]": portal["member_id"], "auth[application_token]": portal["app_token"]}
+    client.post("/python_bot/", data=form)
+    run_inbox(services)
+    assert services.portals.get(portal["id"]).bot_id is None
+
+
+def test_session_id_from_dialog_get():
+    from models.openlines.service import session_closed, session_of
+
+    assert session_of({"entity_data_1": "Y|LEAD|12|N|N|108|1767600000|0|0|0"}) == "108"
+    assert session_of({"session_id": 109, "entity_data_1": "Y|LEAD|12|N|N|108"}) == "109"
+    assert session_of({"entity_data_1": "Y|LEAD"}) is None
+    assert session_closed({"session_closed": True}) is True
+    assert session_closed({"session": {"status": "closed"}}) is True
+    assert session_closed({"session_closed": False, "status": "open"}) is False
