@@ -105,7 +105,7 @@ def make_portal(services, name: str = "p1", *, bot_id: int = 39, version: str = 
         )).inserted_primary_key[0]
     services.vault.store("bitrix24", member_id, PORTAL_SUBJECT, TokenSet("a" * 32, "r" * 32, ts + 3600, ts + 86400),
                          portal_id=portal_id, reason="install")
-    api_token = services.portals.issue_admin_token(portal_id)
+    api_token = services.portals.issue_admin_token(portal_id, actor="test")["token"]
     return {"id": portal_id, "member_id": member_id, "app_token": app_token, "api_token": api_token,
             "bot_id": bot_id, "name": name}
 
