@@ -117,8 +117,12 @@ export function renewSession() {
   return renewing
 }
 
-/** Calls {api_base}/api{path} with the bearer token, renewing the session (once) when needed. */
-export async function api(path, { method = 'GET', body, headers = {} } = {}) {
+/**
+ * Calls {api_base}/api{path} with the bearer token, renewing the session (once) when needed; resolves to the
+ * parsed JSON, or with `blob: true` to the body as a Blob (downloads such as dialogs.csv).
+ */
+export async function api(path, { method = 'GET', body, headers = {}, blob = false } = {}) {
+  const read = (response) => (blob && response.ok ? response.blob() : parse(response))
   if (needsRenewal()) {
     try {
       await renewSession()
@@ -127,13 +131,13 @@ export async function api(path, { method = 'GET', body, headers = {} } = {}) {
     }
   }
   const first = await send(path, method, body, true, headers)
-  if (first.status !== 401) return parse(first)
+  if (first.status !== 401) return read(first)
   try {
     await renewSession()
   } catch {
-    return parse(first)
+    return read(first)
   }
-  return parse(await send(path, method, body, true, headers))
+  return read(await send(path, method, body, true, headers))
 }
 
 /** "?a=1&b=x" from an object, leaving out empty values (for list filters). */

@@ -4,6 +4,7 @@ a line, sees a client's dialog with its hand-off and messages, sets working hour
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -70,6 +71,13 @@ def test_admin_attaches_the_bot_and_reads_a_dialog(live_stack, page, artifacts):
     expect(detail.locator("[data-testid=dialog-detail-outcome]")).to_contain_text("Передан оператору")
     page.screenshot(path=str(artifacts / "dialog.png"), full_page=True)
     detail.locator("[data-testid=dialog-close]").click()
+
+    # The same list as a spreadsheet file (fetched with the session, handed to the browser as a download).
+    with page.expect_download() as download_info:
+        app.locator("[data-testid=dialogs-csv]").click()
+    csv_text = Path(download_info.value.path()).read_text(encoding="utf-8-sig")
+    assert download_info.value.suggested_filename == "dialogs.csv"
+    assert "Ольга Клиентова" in csv_text and str(chat_id) in csv_text
 
     # Working hours for the line: weekdays only, out-of-hours text, finish the dialog out of hours.
     first.locator("[data-testid=line-hours]").click()

@@ -213,6 +213,7 @@ export default {
   dialogs: {
     title: 'Dialogs',
     loading: 'Loading dialogs…',
+    csv: 'Download CSV',
     search: 'Client or first message text',
     filter_status: 'Status',
     filter_line: 'Line',

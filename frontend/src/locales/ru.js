@@ -213,6 +213,7 @@ export default {
   dialogs: {
     title: 'Диалоги',
     loading: 'Загружаем диалоги…',
+    csv: 'Скачать CSV',
     search: 'Клиент или текст первого сообщения',
     filter_status: 'Состояние',
     filter_line: 'Линия',
