@@ -110,6 +110,9 @@ def test_broadcast_lifecycle_with_calendar_and_notifications(live_stack, page, a
 
     # Edit the time: the row, the list, the calendar event and the invitees follow.
     item.locator("[data-testid=conference-edit]").click()
+    chosen = app.locator("[data-testid=picker-invitees-chosen] li")
+    expect(chosen).to_have_count(len(INVITEES))
+    expect(chosen.first).not_to_contain_text("№")  # names, not ids: the page remembers whom it picked
     app.locator("[data-testid=form-time]").fill("11:30")
     app.locator("[data-testid=form-submit]").click()
     expect(item.locator("[data-testid=conference-when]")).to_contain_text("11:30")
