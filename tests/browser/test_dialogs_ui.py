@@ -93,6 +93,17 @@ def test_admin_attaches_the_bot_and_reads_a_dialog(live_stack, page, artifacts):
     schedule = json.loads(saved["schedule"])
     assert schedule["mon"] == [["09:00", "18:00"]] and schedule["sat"] == [] and schedule["sun"] == []
 
+    # Greeting and hand-off: to the second line's queue instead of straight to an operator.
+    second = lines.nth(1).get_attribute("data-line-id")
+    app.locator("[data-testid=bot-greeting]").fill("Здравствуйте! Оператор скоро ответит.")
+    app.locator("[data-testid=bot-transfer-queue]").check()
+    app.locator("[data-testid=bot-queue]").select_option(second)
+    app.locator("[data-testid=bot-settings-save]").click()
+    expect(app.locator("[data-testid=toast]")).to_have_text("Настройки бота сохранены")
+    [settings] = table_rows(live_stack, "bot_settings")
+    assert (settings["greeting"], settings["transfer_mode"], str(settings["queue_id"])) == (
+        "Здравствуйте! Оператор скоро ответит.", "queue", second)
+
     # The switch: off is stored for the portal, and the tab says what it means.
     switch = app.locator("[data-testid=bot-switch]")
     expect(switch).to_have_attribute("aria-checked", "true")
