@@ -272,7 +272,7 @@ export default {
   validation: {
     required: 'Fill in this field',
     time: 'Time as HH:MM',
-    duration: 'The duration is a whole number of minutes',
+    duration: 'The duration is a whole number of minutes, at least {min}',
     emails: 'These are not e-mail addresses: {emails}',
     too_many_cohosts: 'At most {max} co-hosts',
     invalid: 'Check this value',

@@ -272,7 +272,7 @@ export default {
   validation: {
     required: 'Заполните это поле',
     time: 'Время в формате ЧЧ:ММ',
-    duration: 'Длительность — целое число минут',
+    duration: 'Длительность — целое число минут, не меньше {min}',
     emails: 'Это не адреса e-mail: {emails}',
     too_many_cohosts: 'Не больше {max} соорганизаторов',
     invalid: 'Проверьте значение',
