@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask import render_template
 
@@ -37,3 +39,14 @@ def test_boot_data_is_json_not_script(app):
     with app.test_request_context("/"):
         html = render_template("index.html", boot={"lang": "en", "user": {"name": "</script><script>alert(1)"}})
     assert "</script><script>alert(1)" not in html
+
+
+def test_app_page_preloads_the_first_tab_once(app):
+    """The Conferences chunk is fetched with the entry (no waterfall), and no file is linked twice."""
+    manifest = app.extensions["vite_manifest"].entries()
+    with app.test_request_context("/"):
+        html = render_template("index.html", boot={"lang": "ru"})
+    tab = manifest["src/conferences/ConferencesView.vue"]["file"]
+    assert html.count(f'<link rel="modulepreload" href="/static/dist/{tab}">') == 1
+    links = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert len(links) == len(set(links))
