@@ -124,6 +124,19 @@ class ProcessReport:
         return dict(self.__dict__)
 
 
+_SELECT_ENABLED = sa.select(bot_settings.c.enabled).where(bot_settings.c.portal_id == sa.bindparam("b_portal"))
+_INBOX_INSERTS: dict[str, object] = {}
+
+
+def _inbox_insert(conn):
+    """INSERT … ON CONFLICT DO NOTHING into the inbox for this connection's database (built once)."""
+    name = conn.dialect.name
+    if name not in _INBOX_INSERTS:
+        _INBOX_INSERTS[name] = _insert(conn)(bot_inbox).on_conflict_do_nothing(
+            index_elements=["portal_id", "event_key"])
+    return _INBOX_INSERTS[name]
+
+
 def _insert(conn):
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
@@ -156,16 +169,15 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             raise Rejected("stale_event", "the event is too old or carries no time", 403)
         key = ev.event_key(event, payload)
         self._last_request = time.monotonic()
-        with self.db.read() as conn:
-            enabled = conn.execute(sa.select(bot_settings.c.enabled).where(
-                bot_settings.c.portal_id == portal.id)).scalar()
-        stored = json.dumps(ev.inbox_payload(event, payload, keep_content=enabled is not False), ensure_ascii=False)
-        # The one write of the request path: short, so that acknowledgements queue as little as possible.
+        # The one write of the request path, with statements built once (building them costs more than running
+        # them): the switch is read in the same transaction, so an event never outruns a switch-off.
         with self.db.write() as conn:
-            result = conn.execute(_insert(conn)(bot_inbox).values(
-                portal_id=portal.id, event_key=key, event=event, status="pending", attempts=0,
-                payload=stored, next_attempt_at=current, received_at=current,
-            ).on_conflict_do_nothing(index_elements=["portal_id", "event_key"]))
+            enabled = conn.execute(_SELECT_ENABLED, {"b_portal": portal.id}).scalar()
+            stored = json.dumps(ev.inbox_payload(event, payload, keep_content=enabled is not False),
+                                ensure_ascii=False)
+            result = conn.execute(_inbox_insert(conn), {
+                "portal_id": portal.id, "event_key": key, "event": event, "status": "pending", "attempts": 0,
+                "payload": stored, "next_attempt_at": current, "received_at": current})
         return Accepted(event, portal.id, duplicate=result.rowcount != 1)
 
     def wake(self) -> None:
