@@ -5,7 +5,8 @@ Prints, from one run (issue 9, Performance):
   - ack latency p50/p99 at 64 connections, and p99 ÷ hello's p99  (goal ≤ 1.5)
   - event-to-transfer delay p50/p99 at a steady 50 events/s      (from the webhook's answer to the sandbox
     portal recording imopenlines.bot.session.operator)
-The app runs as in production (gunicorn, 2 workers × 4 threads, SQLite WAL, each worker's inbox thread on);
+The app runs as in production (gunicorn, 2 workers × 4 threads, SQLite WAL, each worker's inbox thread on),
+the sandbox portal's REST rate limit lifted (one portal gets far more new chats here than Bitrix24 allows calls);
 the hello-world route is the same app's GET /health (no database). Every webhook request is a distinct,
 authenticated ONIMBOTMESSAGEADD of a new Open Lines chat, so each is stored, handed over and recorded.
 Not a test: no assertion, just figures. Needs `wrk` (installed with apt-get when missing).
@@ -104,7 +105,7 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int, script: Path | 
             "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
 
-def wait_drained(db: Database, timeout: float = 600) -> float:
+def wait_drained(db: Database, timeout: float = 240) -> float:
     """Seconds until the inbox has no pending row."""
     start = time.time()
     while time.time() - start < timeout:
@@ -165,6 +166,9 @@ def main() -> None:
     db = Database(make_url("", stack.database_path), pool_size=2)
     try:
         stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"}, expect=200)
+        # Bitrix24 lets one portal make 2-5 REST calls/s; thousands of new chats in seconds on one portal exceed
+        # that by far, so the portal's leaky bucket is lifted: the figures are the app's, not the portal's.
+        stack.control("POST", "/_sandbox/portals/portal1/limits", {"bucket": 1_000_000, "drain": 1_000_000.0})
         info = stack.control("GET", "/_sandbox/portals/portal1", expect=200)
         with db.read() as conn:
             bot_id = conn.execute(sa.text("select bot_id from portals")).scalar()
@@ -183,7 +187,8 @@ def main() -> None:
               f"p99 {hello['p99']:6.2f} ms  (c={args.connections}, {args.duration}s)")
         print(f"webhook POST /python_bot/: {hook['rps']:8.0f} req/s  p50 {hook['p50']:6.2f} ms  "
               f"p99 {hook['p99']:6.2f} ms  non-2xx {hook['non2xx']}  {hook['socket_errors']}")
-        print(f"  events stored {stored} of {hook['requests']} answered; backlog drained {drain:.1f}s after wrk")
+        print(f"  events stored {stored} (wrk counted {hook['requests']} answers); inbox drained {drain:.1f}s "
+              f"after wrk (the worker steps aside while events keep arriving)")
         print(f"ratio webhook/hello req/s : {hook['rps'] / hello['rps']:.2f}   (goal >= 0.6)")
         print(f"ratio webhook/hello p99   : {hook['p99'] / hello['p99']:.2f}   (goal <= 1.5)")
         if delays:

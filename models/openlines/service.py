@@ -124,6 +124,19 @@ class ProcessReport:
         return dict(self.__dict__)
 
 
+_SELECT_ENABLED = sa.select(bot_settings.c.enabled).where(bot_settings.c.portal_id == sa.bindparam("b_portal"))
+_INBOX_INSERTS: dict[str, object] = {}
+
+
+def _inbox_insert(conn):
+    """INSERT … ON CONFLICT DO NOTHING into the inbox for this connection's database (built once)."""
+    name = conn.dialect.name
+    if name not in _INBOX_INSERTS:
+        _INBOX_INSERTS[name] = _insert(conn)(bot_inbox).on_conflict_do_nothing(
+            index_elements=["portal_id", "event_key"])
+    return _INBOX_INSERTS[name]
+
+
 def _insert(conn):
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
@@ -138,6 +151,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         # Reply words come from the route layer's catalog (routes/bot.py init_app): models hold none.
         self.texts: dict[str, dict[str, str]] = {k: dict(v) for k, v in DEFAULT_TEXTS.items()}
         self._worker: InboxWorker | None = None
+        self._last_request = 0.0
         self._worker_lock = threading.Lock()
 
     # ---- request path ----------------------------------------------------------------------------
@@ -154,14 +168,16 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         if ts is None or ts < current - self.config.max_age or ts > current + 300:
             raise Rejected("stale_event", "the event is too old or carries no time", 403)
         key = ev.event_key(event, payload)
+        self._last_request = time.monotonic()
+        # The one write of the request path, with statements built once (building them costs more than running
+        # them): the switch is read in the same transaction, so an event never outruns a switch-off.
         with self.db.write() as conn:
-            enabled = conn.execute(sa.select(bot_settings.c.enabled).where(
-                bot_settings.c.portal_id == portal.id)).scalar()
-            stored = ev.inbox_payload(event, payload, keep_content=enabled is not False)
-            result = conn.execute(_insert(conn)(bot_inbox).values(
-                portal_id=portal.id, event_key=key, event=event, status="pending", attempts=0,
-                payload=json.dumps(stored, ensure_ascii=False), next_attempt_at=current, received_at=current,
-            ).on_conflict_do_nothing(index_elements=["portal_id", "event_key"]))
+            enabled = conn.execute(_SELECT_ENABLED, {"b_portal": portal.id}).scalar()
+            stored = json.dumps(ev.inbox_payload(event, payload, keep_content=enabled is not False),
+                                ensure_ascii=False)
+            result = conn.execute(_inbox_insert(conn), {
+                "portal_id": portal.id, "event_key": key, "event": event, "status": "pending", "attempts": 0,
+                "payload": stored, "next_attempt_at": current, "received_at": current})
         return Accepted(event, portal.id, duplicate=result.rowcount != 1)
 
     def wake(self) -> None:
@@ -191,7 +207,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         # Rows this pass retries are due again only after it started: one attempt per row per pass.
         started = time.time()
         while remaining > 0 and time.monotonic() < deadline:
-            rows = self._claim(owner, min(self.config.batch_size, remaining), started)
+            # The worker takes small batches: it steps aside for requests, and its leases must not run out.
+            batch = min(20 if trigger == "worker" else self.config.batch_size, remaining)
+            rows = self._claim(owner, batch, started)
             if not rows:
                 break
             remaining -= len(rows)
@@ -200,6 +218,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 if time.monotonic() >= deadline:
                     self._release([r.id for r in rows[index:]], owner)
                     break
+                if trigger == "worker":
+                    self._yield_to_requests()
                 self._process_row(row, owner, report)
         if trigger != "worker" and time.monotonic() < deadline:
             self.sweep_finished_sessions(report, deadline)
@@ -207,6 +227,13 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         if report.claimed or trigger != "worker":
             log.info("bot inbox %s run: %s", trigger, report.as_dict())
         return report
+
+    def _yield_to_requests(self, quiet: float = 0.005, longest: float = 0.5) -> None:
+        """Let acknowledgements go first while events keep arriving in this process: Bitrix24 calls slow
+        handlers less often, and the work can wait a moment (bounded, so it never starves)."""
+        start = time.monotonic()
+        while time.monotonic() - self._last_request < quiet and time.monotonic() - start < longest:
+            time.sleep(quiet)
 
     def backlog(self, portal_id: int | None = None) -> int:
         """Inbox rows not processed yet."""
@@ -307,51 +334,54 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             if chat.chat_id is None:
                 return "no_chat"
             settings = self.settings_row(portal.id)
-            if settings["enabled"]:
-                self._record(portal, chat)
-            return self._hand_off(portal, chat, settings, owner)
+            record = (lambda conn: self._record(conn, portal, chat)) if settings["enabled"] else None
+            return self._hand_off(portal, chat, settings, owner, record)
         if chat.is_private and event == ev.MESSAGE:
             return self._private_reply(portal, chat, owner)
         return "ignored"
 
-    def _record(self, portal, chat: ev.ChatEvent) -> None:
+    def _record(self, conn, portal, chat: ev.ChatEvent) -> None:
         ts = chat.ts or now()
-        with self.db.write() as conn:
-            conn.execute(_insert(conn)(dialogs).values(
-                portal_id=portal.id, chat_id=chat.chat_id, dialog_id=chat.dialog_id[:64], line_id=chat.line_id,
-                connector=chat.connector, entity_id=chat.entity_id or None, client_id=chat.client_id or None,
-                client_name=chat.client_name or None,
-                crm_bindings=json.dumps(chat.crm_bindings) if chat.crm_bindings else None,
-                language=chat.language[:8] or None, status="new", created_at=ts, updated_at=now(),
-            ).on_conflict_do_nothing(index_elements=["portal_id", "chat_id"]))
-            row = conn.execute(sa.select(dialogs).where(dialogs.c.portal_id == portal.id,
-                                                        dialogs.c.chat_id == chat.chat_id)).first()
-            # A later event may know what the first did not (the join carries no CRM bindings).
-            fill = {name: value for name, value in (
-                ("line_id", chat.line_id), ("connector", chat.connector), ("client_name", chat.client_name or None),
-                ("client_id", chat.client_id or None),
-                ("crm_bindings", json.dumps(chat.crm_bindings) if chat.crm_bindings else None),
-            ) if value and not getattr(row, name)}
-            if chat.event == ev.MESSAGE and (chat.text or chat.message_id):
-                inserted = conn.execute(_insert(conn)(dialog_messages).values(
-                    dialog_pk=row.id, message_id=(chat.message_id or f"ev{ts}")[:32], author_kind="client",
-                    author_id=chat.author_id or chat.client_id or None, text=chat.text, sent_at=ts, source="bot",
-                ).on_conflict_do_nothing(index_elements=["dialog_pk", "message_id"])).rowcount
-                if inserted:
-                    fill["last_message_at"] = max(ts, row.last_message_at or 0)
-                    if not row.first_message:
-                        fill["first_message"] = chat.text
-            if fill:
-                fill["updated_at"] = now()
-                conn.execute(sa.update(dialogs).where(dialogs.c.id == row.id).values(**fill))
+        conn.execute(_insert(conn)(dialogs).values(
+            portal_id=portal.id, chat_id=chat.chat_id, dialog_id=chat.dialog_id[:64], line_id=chat.line_id,
+            connector=chat.connector, entity_id=chat.entity_id or None, client_id=chat.client_id or None,
+            client_name=chat.client_name or None,
+            crm_bindings=json.dumps(chat.crm_bindings) if chat.crm_bindings else None,
+            language=chat.language[:8] or None, status="new", created_at=ts, updated_at=now(),
+        ).on_conflict_do_nothing(index_elements=["portal_id", "chat_id"]))
+        row = conn.execute(sa.select(dialogs).where(dialogs.c.portal_id == portal.id,
+                                                    dialogs.c.chat_id == chat.chat_id)).first()
+        # A later event may know what the first did not (the join carries no CRM bindings).
+        fill = {name: value for name, value in (
+            ("line_id", chat.line_id), ("connector", chat.connector), ("client_name", chat.client_name or None),
+            ("client_id", chat.client_id or None),
+            ("crm_bindings", json.dumps(chat.crm_bindings) if chat.crm_bindings else None),
+        ) if value and not getattr(row, name)}
+        if chat.event == ev.MESSAGE and (chat.text or chat.message_id):
+            inserted = conn.execute(_insert(conn)(dialog_messages).values(
+                dialog_pk=row.id, message_id=(chat.message_id or f"ev{ts}")[:32], author_kind="client",
+                author_id=chat.author_id or chat.client_id or None, text=chat.text, sent_at=ts, source="bot",
+            ).on_conflict_do_nothing(index_elements=["dialog_pk", "message_id"])).rowcount
+            if inserted:
+                fill["last_message_at"] = max(ts, row.last_message_at or 0)
+                if not row.first_message:
+                    fill["first_message"] = chat.text
+        if fill:
+            fill["updated_at"] = now()
+            conn.execute(sa.update(dialogs).where(dialogs.c.id == row.id).values(**fill))
 
     # ---- acting once per chat ---------------------------------------------------------------------
 
-    def _claim_action(self, portal_id: int, chat_key: str, kind: str, owner: str):
-        """Create the chat's action row if needed and claim it; None when done or held by a peer."""
+    def _claim_action(self, portal_id: int, chat_key: str, kind: str, owner: str, record=None):
+        """Create the chat's action row if needed and claim it; None when done or held by a peer.
+
+        `record(conn)` (storing the dialog) runs first in the same transaction, done or not.
+        """
         t = time.time()
         free = sa.or_(bot_handoffs.c.lease_until.is_(None), bot_handoffs.c.lease_until < t)
         with self.db.write() as conn:
+            if record is not None:
+                record(conn)
             conn.execute(_insert(conn)(bot_handoffs).values(
                 portal_id=portal_id, chat_key=chat_key, kind=kind, state="pending", created_at=now(),
             ).on_conflict_do_nothing(index_elements=["portal_id", "chat_key"]))
@@ -365,11 +395,16 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             return conn.execute(sa.select(bot_handoffs).where(bot_handoffs.c.portal_id == portal_id,
                                                               bot_handoffs.c.chat_key == chat_key)).first()
 
-    def _settle_action(self, action_id: int, owner: str, **values) -> None:
+    def _settle_action(self, action_id: int, owner: str, dialog: dict | None = None, **values) -> None:
+        """Release the action's lease with its outcome; `dialog` = the dialog's new status, same transaction."""
         with self.db.write() as conn:
             conn.execute(sa.update(bot_handoffs).where(bot_handoffs.c.id == action_id,
                                                        bot_handoffs.c.lease_owner == owner)
                          .values(lease_owner=None, lease_until=None, **values))
+            if dialog is not None:
+                conn.execute(sa.update(dialogs).where(dialogs.c.portal_id == dialog.pop("portal_id"),
+                                                      dialogs.c.chat_id == dialog.pop("chat_id"))
+                             .values(transferred_at=now(), updated_at=now(), **dialog))
 
     def _call(self, portal, method: str, params: dict):
         """One REST call with the portal's credential; transient failures become Transient."""
@@ -380,8 +415,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 raise Transient(exc.code) from None
             raise
 
-    def _hand_off(self, portal, chat: ev.ChatEvent, settings: dict, owner: str) -> str:
-        action = self._claim_action(portal.id, f"chat{chat.chat_id}", "handoff", owner)
+    def _hand_off(self, portal, chat: ev.ChatEvent, settings: dict, owner: str, record=None) -> str:
+        action = self._claim_action(portal.id, f"chat{chat.chat_id}", "handoff", owner, record)
         if action is None:
             return "recorded"
         line = self.line_row(portal.id, chat.line_id) if chat.line_id else None
@@ -414,8 +449,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             except Bitrix24Error as exc:
                 if exc.code not in ALREADY_WITH_OPERATOR:
                     self._settle_action(action.id, owner, state="failed", method=method, outcome=exc.code[:64],
-                                        done_at=now())
-                    self._dialog_outcome(portal.id, chat.chat_id, "transfer_failed", exc.code[:64], not in_hours)
+                                        done_at=now(), dialog=_outcome(portal.id, chat.chat_id, "transfer_failed",
+                                                                       exc.code[:64], not in_hours))
                     log.warning("portal %s refused the hand-off of chat %s: %s", portal.member_id, chat.chat_id,
                                 exc.code)
                     return exc.code[:64]
@@ -423,20 +458,15 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         except Transient:
             self._settle_action(action.id, owner)
             raise
-        self._settle_action(action.id, owner, state="done", method=method, outcome=outcome, done_at=now())
-        self._dialog_outcome(portal.id, chat.chat_id, "finished" if finish else "transferred", outcome, not in_hours)
+        self._settle_action(action.id, owner, state="done", method=method, outcome=outcome, done_at=now(),
+                            dialog=_outcome(portal.id, chat.chat_id, "finished" if finish else "transferred",
+                                            outcome, not in_hours))
         return "handed_off"
 
     def _settle_notice(self, action_id: int, owner: str) -> None:
         with self.db.write() as conn:
             conn.execute(sa.update(bot_handoffs).where(bot_handoffs.c.id == action_id,
                                                        bot_handoffs.c.lease_owner == owner).values(notice_sent=True))
-
-    def _dialog_outcome(self, portal_id: int, chat_id: int, status: str, outcome: str, out_of_hours: bool) -> None:
-        with self.db.write() as conn:
-            conn.execute(sa.update(dialogs).where(dialogs.c.portal_id == portal_id, dialogs.c.chat_id == chat_id)
-                         .values(status=status, transfer_outcome=outcome, transferred_at=now(),
-                                 out_of_hours=out_of_hours, updated_at=now()))
 
     def _private_reply(self, portal, chat: ev.ChatEvent, owner: str) -> str:
         if not chat.dialog_id:
@@ -608,6 +638,11 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             # Other areas' rows (conferences, …) go with the portal row through their ON DELETE CASCADE.
             counts["portals"] = conn.execute(sa.delete(portals).where(portals.c.id == portal.id)).rowcount
         return {"unregistered": unregistered, "deleted": counts}
+
+
+def _outcome(portal_id: int, chat_id: int, status: str, outcome: str, out_of_hours: bool) -> dict:
+    return {"portal_id": portal_id, "chat_id": chat_id, "status": status, "transfer_outcome": outcome,
+            "out_of_hours": out_of_hours}
 
 
 def session_closed(info) -> bool:
