@@ -5,6 +5,7 @@ and notifications checked at each step — and the same page in English shows no
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -135,18 +136,29 @@ def test_broadcast_lifecycle_with_calendar_and_notifications(live_stack, page, a
     assert page.errors == []
 
 
-def test_invitees_found_by_name_in_the_searchable_list(live_stack, page):
-    """Besides the portal's picker, the form searches the portal's employees (GET /api/bitrix/users)."""
+def test_meeting_with_a_searched_invitee_in_the_profile_time_zone(live_stack, page):
+    """Besides the portal's picker, the form searches the portal's employees (GET /api/bitrix/users); with the
+    time zone left empty the meeting takes the one of the user's Bitrix24 profile."""
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
+    connect_portal_yandex(page, live_stack)
     app = open_app(page, live_stack, user_id=2)
     app.locator("[data-testid=conference-new]").click()
+    app.locator("[data-testid=form-name]").fill("Созвон с Джоном")
+    app.locator("[data-testid=form-date]").fill((dt.date.today() + dt.timedelta(days=2)).isoformat())
+    app.locator("[data-testid=form-time]").fill("15:00")
+    app.locator("[data-testid=form-timezone]").fill("")  # emptied: the zone of the user's profile
     app.locator("[data-testid=picker-invitees-search-open]").click()
     search = app.locator("[data-testid=picker-invitees-search]")
     search.locator("input[type=search]").fill("Smith")
     search.locator("[data-user-id='3'] input").check()
     expect(app.locator("[data-testid=picker-invitees-chosen] [data-user-id='3']")).to_contain_text("John Smith")
-    search.locator("input[type=search]").fill("")
-    expect(search.locator("label[data-user-id]")).not_to_have_count(0)
+    app.locator("[data-testid=form-submit]").click()
+    expect(app.locator("[data-testid=conference-item]", has_text="Созвон с Джоном")).to_have_count(1)
+    [row] = conference_rows(live_stack)
+    assert row["owner_id"] == 2
+    assert json.loads(row["invitees"]) == [3]
+    assert row["timezone"] == portal_users(live_stack, [2])[2]["TIME_ZONE"]
+    assert notified(portal_state(live_stack), row["link"]) == {3}
     assert page.errors == []
 
 

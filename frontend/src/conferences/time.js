@@ -35,9 +35,9 @@ export function nextHour() {
 /** The browser's IANA zone, the form's default. */
 export function browserZone() {
   try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'Europe/Moscow'
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || ''
   } catch {
-    return 'Europe/Moscow'
+    return ''
   }
 }
 

@@ -88,6 +88,7 @@ export default {
       time: 'Start',
       duration: 'Duration, min',
       timezone: 'Time zone',
+      timezone_profile: 'As in my Bitrix24 profile',
       access: 'Who gets in at once',
       access_level: {
         PUBLIC: 'Anyone with the link',

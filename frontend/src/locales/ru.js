@@ -88,6 +88,7 @@ export default {
       time: 'Начало',
       duration: 'Длительность, мин',
       timezone: 'Часовой пояс',
+      timezone_profile: 'Как в профиле Битрикс24',
       access: 'Кто входит сразу',
       access_level: {
         PUBLIC: 'Все, у кого есть ссылка',
