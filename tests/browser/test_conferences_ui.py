@@ -162,6 +162,35 @@ def test_meeting_with_a_searched_invitee_in_the_profile_time_zone(live_stack, pa
     assert page.errors == []
 
 
+def test_what_failed_is_shown_and_retry_finishes_it(live_stack, page):
+    """The portal fails after Telemost made the meeting: the row says exactly what is missing, and «Доделать»
+    finishes it once the portal is back."""
+    live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
+    connect_portal_yandex(page, live_stack)
+    app = open_app(page, live_stack, user_id=1)
+    app.locator("[data-testid=conference-new]").click()
+    app.locator("[data-testid=form-name]").fill("Разбор полётов")
+    app.locator("[data-testid=form-date]").fill((dt.date.today() + dt.timedelta(days=1)).isoformat())
+    app.locator("[data-testid=form-time]").fill("12:00")
+    live_stack.control("POST", "/_sandbox/faults", {"server": "portal", "mode": "5xx", "value": 500, "count": None},
+                       expect=201)
+    app.locator("[data-testid=form-submit]").click()
+    item = app.locator("[data-testid=conference-item]", has_text="Разбор полётов")
+    expect(item.locator("[data-testid=conference-failed-step]")).to_contain_text(
+        "событие в календаре Битрикс24 не сохранено", timeout=60_000)
+    [row] = conference_rows(live_stack)
+    assert row["failed_step"] == "calendar" and row["link"]
+    assert portal_state(live_stack)["calendar_events"] == []
+
+    live_stack.control("DELETE", "/_sandbox/faults", expect=200)
+    item.locator("[data-testid=conference-retry]").click()
+    expect(item.locator("[data-testid=conference-failed-step]")).to_have_count(0)
+    [row] = conference_rows(live_stack)
+    assert row["failed_step"] is None and row["calendar_event_id"]
+    assert len(portal_state(live_stack)["calendar_events"]) == 1
+    assert page.errors == []
+
+
 def test_employee_connects_a_personal_account_that_cannot_create_meetings(live_stack, page):
     """No account: the employee is told and connects their own; a personal Yandex ID refused by Telemost is
     remembered and the notice says why; an admin gets the «Подключить Яндекс» button instead."""
