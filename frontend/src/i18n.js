@@ -21,17 +21,6 @@ export function pageLanguage(boot) {
   return normalizeLanguage(boot?.lang || new URLSearchParams(window.location.search).get('LANG'))
 }
 
-// Russian plural forms: 1 встреча, 2 встречи, 5 встреч (choices "one | few | many").
-function russianPlural(choice, choicesLength) {
-  if (choicesLength < 3) return choice === 1 ? 0 : 1
-  const tens = choice % 100
-  const units = choice % 10
-  if (tens > 10 && tens < 20) return 2
-  if (units === 1) return 0
-  if (units >= 2 && units <= 4) return 1
-  return 2
-}
-
 // petite-vue-i18n resolves keys as plain strings, not paths: the nested catalogs are flattened to "a.b.c" keys.
 function flatten(tree, prefix = '', out = {}) {
   for (const [key, value] of Object.entries(tree)) {
@@ -48,7 +37,6 @@ export function makeI18n(lang) {
     locale: lang,
     fallbackLocale: 'en',
     messages: { ru: flatten(ru), en: flatten(en) },
-    pluralRules: { ru: russianPlural },
     missingWarn: false,
     fallbackWarn: false,
     // Messages are rendered as text ({{ }}), never v-html; '<token>' in a curl example is not markup.

@@ -1,4 +1,4 @@
-// Russian catalog. vue-i18n syntax: {name} is a parameter; a literal @ is written {'@'}; "a | b" is a plural.
+// Russian catalog. vue-i18n syntax: {name} is a parameter; a literal @ is written {'@'}; | separates plural forms.
 export default {
   app: {
     title: 'Яндекс Телемост',
