@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format frontend frontend-check test-deps pytest bench secrets clean
+.PHONY: setup demo test lint format frontend frontend-check test-deps pytest bench bench-bot secrets clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,9 @@ test: setup test-deps lint frontend-check pytest
 
 bench: setup
 	$(PY) bench/refresh.py
+
+bench-bot: setup
+	$(PY) bench/bot_ingest.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules .pytest_cache .ruff_cache

@@ -118,7 +118,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from models.metrics import build_registry
     from models.throttle import AuthThrottle
-    from routes import admin, assets, health, install, tasks, ui
+    from routes import admin, assets, bot, conferences, dialogs, health, install, tasks, ui
     from routes.common import register_error_handlers
 
     app.extensions["metrics_registry"] = build_registry(app.extensions["services"])
@@ -126,17 +126,15 @@ def create_app(test_config: dict | None = None) -> Flask:
                                                    int(app.config["AUTH_THROTTLE_WINDOW_SECONDS"]),
                                                    app.extensions["services"].audit.record)
 
-    for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp):
+    for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp, conferences.bp, bot.bp, dialogs.bp):
         app.register_blueprint(blueprint)
-    from routes import conferences
-
-    app.register_blueprint(conferences.bp)
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)
     from routes import doctor
 
     doctor.init_cli(app)
+    bot.init_app(app)
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS

@@ -120,6 +120,15 @@ def defaults() -> dict:
         "REFRESH_FAILURES_BEFORE_REAUTH": 2,
         "TOKEN_HISTORY_KEEP": 5,
         "CORS_ORIGINS": "",
+        # Open Lines bot (models/openlines): events older than this (by their `ts`) are refused as replays.
+        "BOT_EVENT_MAX_AGE_SECONDS": 900,
+        "BOT_BACKGROUND_WORKER": True,
+        "BOT_LEASE_SECONDS": 120,
+        "BOT_MAX_ATTEMPTS": 12,
+        "BOT_BACKOFF_SECONDS": 30.0,
+        "BOT_BATCH_SIZE": 200,
+        "BOT_TIMEZONE": "Europe/Moscow",
+        "BOT_HISTORY_CHECK_SECONDS": 600,
         "PORTAL_API_TOKEN_TTL_DAYS": 90,
         # /metrics: a bearer token for Prometheus, and client addresses (or networks) allowed without one.
         "METRICS_TOKEN": "",
@@ -305,6 +314,9 @@ def validate(cfg: dict) -> None:
         # A lease must outlive one provider request (connect + read timeouts), or a second refresher
         # could take over while our request is still in flight.
         raise ConfigError("REFRESH_LEASE_SECONDS must be at least 2 × HTTP_TIMEOUT_SECONDS + 1")
+    if float(cfg["BOT_LEASE_SECONDS"]) < 4 * float(cfg["HTTP_TIMEOUT_SECONDS"]) + 1:
+        # One inbox row makes up to three REST calls (notice, hand-off, a refresh) under its lease.
+        raise ConfigError("BOT_LEASE_SECONDS must be at least 4 × HTTP_TIMEOUT_SECONDS + 1")
     if str(cfg.get("BITRIX24_OAUTH_METHOD", "GET")).upper() not in ("GET", "POST"):
         raise ConfigError("BITRIX24_OAUTH_METHOD must be GET or POST")
     if not 0 <= int(cfg["TRUSTED_PROXIES"]) <= 5:

@@ -228,6 +228,125 @@ telemost_restrictions = sa.Table(
 )
 
 
+# ---- Open Lines bot (migration 0007_openlines) --------------------------------------------------------
+
+bot_settings = sa.Table(
+    "bot_settings",
+    metadata,
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("greeting", sa.Text),
+    sa.Column("timezone", sa.String(64)),
+    # "operator" = imopenlines.bot.session.operator; "queue" = …transfer to queue_id.
+    sa.Column("transfer_mode", sa.String(16), nullable=False, server_default="operator"),
+    sa.Column("queue_id", sa.String(32)),
+    sa.Column("bot_registered_version", sa.String(32)),
+    sa.Column("session_finish_bound", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.Integer, nullable=False),
+)
+
+bot_lines = sa.Table(
+    "bot_lines",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("line_id", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("attached_at", sa.Integer),
+    # JSON {"mon": [["09:00", "18:00"]], …}; NULL = open round the clock.
+    sa.Column("schedule", sa.Text),
+    sa.Column("out_of_hours_text", sa.Text),
+    sa.Column("out_of_hours_action", sa.String(16), nullable=False, server_default="queue"),
+    sa.Column("updated_at", sa.Integer, nullable=False),
+    sa.UniqueConstraint("portal_id", "line_id", name="uq_bot_lines_line"),
+)
+
+bot_inbox = sa.Table(
+    "bot_inbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), nullable=False),
+    # Deduplicates deliveries: Bitrix24 may deliver the same event twice; the second insert is refused.
+    sa.Column("event_key", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(96)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("last_error", sa.String(64)),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("processed_at", sa.Float),
+    sa.UniqueConstraint("portal_id", "event_key", name="uq_bot_inbox_key"),
+)
+sa.Index("ix_bot_inbox_ready", bot_inbox.c.status, bot_inbox.c.next_attempt_at)
+
+# One row per chat the bot must act on (hand-off, or the one private answer): its unique key and the
+# conditional claim make the action happen once however many deliveries and workers there are.
+bot_handoffs = sa.Table(
+    "bot_handoffs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("chat_key", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("notice_sent", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("method", sa.String(64)),
+    sa.Column("outcome", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(96)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("done_at", sa.Integer),
+    sa.UniqueConstraint("portal_id", "chat_key", name="uq_bot_handoffs_chat"),
+)
+
+dialogs = sa.Table(
+    "dialogs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("chat_id", sa.BigInteger, nullable=False),
+    sa.Column("dialog_id", sa.String(64), nullable=False),
+    sa.Column("line_id", sa.String(32)),
+    sa.Column("connector", sa.String(64)),
+    sa.Column("entity_id", sa.String(255)),
+    sa.Column("client_id", sa.String(64)),
+    sa.Column("client_name", sa.String(255)),
+    sa.Column("crm_bindings", sa.Text),
+    sa.Column("language", sa.String(8)),
+    sa.Column("first_message", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False, server_default="new"),
+    sa.Column("transfer_outcome", sa.String(64)),
+    sa.Column("transferred_at", sa.Integer),
+    sa.Column("out_of_hours", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("session_id", sa.String(32)),
+    sa.Column("finished_at", sa.Integer),
+    sa.Column("history_fetched_at", sa.Integer),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Integer, nullable=False),
+    sa.Column("last_message_at", sa.Integer),
+    sa.UniqueConstraint("portal_id", "chat_id", name="uq_dialogs_chat"),
+)
+sa.Index("ix_dialogs_portal_created", dialogs.c.portal_id, dialogs.c.created_at)
+
+dialog_messages = sa.Table(
+    "dialog_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dialog_pk", sa.Integer, sa.ForeignKey("dialogs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("message_id", sa.String(32), nullable=False),
+    sa.Column("author_kind", sa.String(16), nullable=False),
+    sa.Column("author_id", sa.String(64)),
+    sa.Column("text", sa.Text),
+    sa.Column("sent_at", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.UniqueConstraint("dialog_pk", "message_id", name="uq_dialog_messages_id"),
+)
+
+
 def make_url(database_url: str, database_path: str) -> str:
     """The SQLAlchemy URL: DATABASE_URL when set (postgresql:// → psycopg 3), else SQLite at the path."""
     if database_url:

@@ -28,11 +28,13 @@ export default defineConfig({
     rolldownOptions: {
       input: ['src/main.js', 'src/install.js'],
       output: {
-        // Stable chunk names: vendor = Vue + the frame SDK, common = app code used by both pages.
+        // Stable chunk names: vendor = Vue + i18n (first screen), sdk = the frame SDK with its HTTP client and
+        // date library (imported on first use by frame.js), common = app code used by both pages.
         codeSplitting: {
           groups: [
-            { name: 'vendor', test: /node_modules/ },
-            { name: 'common', minShareCount: 2 },
+            { name: 'vendor', test: /node_modules[\\/](vue|@vue|petite-vue-i18n|@intlify)[\\/]/, priority: 3 },
+            { name: 'sdk', test: /node_modules/, priority: 2 },
+            { name: 'common', minShareCount: 2, priority: 1 },
           ],
         },
       },

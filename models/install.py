@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from database import Database, now, portals
-from models import forms
+from models import forms, openlines
 from models.alerts import Translate
 from models.audit import AuditLog
 from models.bitrix24 import Bitrix24Error, Bitrix24Rest, Bitrix24Unavailable
@@ -32,7 +32,7 @@ from models.hosts import InvalidHost, endpoint_host, normalize_endpoint
 from models.oauth import BITRIX_REFRESH_LIFETIME, KNOWN_BITRIX_OAUTH_HOSTS, Bitrix24OAuth, OAuthError
 from models.portal import INSTALLED, UNINSTALLED, Portal, PortalService, PortalSettings, Rejected, row_to_portal
 from models.refresh import FRESH, REFRESHED, RefreshEngine
-from models.security import matches_hash, token_hash
+from models.security import token_hash
 from models.vault import ACTIVE, PORTAL_SUBJECT, Credential, TokenSet, Vault
 
 log = logging.getLogger(__name__)
@@ -244,16 +244,9 @@ class InstallService:
         position = self.translate("bot.work_position", (portal.language or "ru")[:2].lower(), default="")
         try:
             client = self.portals.client(portal)
-            bot_id = client.call("imbot.register", {
-                "CODE": self.settings.bot_code,
-                "TYPE": "O",
-                "OPENLINE": "Y",
-                "EVENT_MESSAGE_ADD": f"{base}/python_bot/",
-                "EVENT_WELCOME_MESSAGE": f"{base}/python_bot/",
-                "EVENT_BOT_DELETE": f"{base}/python_bot/",
-                "PROPERTIES": {"NAME": self.settings.bot_name, "COLOR": "AQUA",
-                               "WORK_POSITION": position},
-            }).result
+            # Bot registration and its OnSessionFinish binding in one batch (models/openlines).
+            answer = client.batch(openlines.setup_commands(portal, self.settings, work_position=position))
+            bot = openlines.record_setup(self.db, portal, answer, self.settings.bot_code)
             for event in ("ONAPPUNINSTALL", "ONAPPUPDATE"):
                 try:
                     client.call("event.bind", {"event": event, "handler": f"{base}/events"})
@@ -263,21 +256,16 @@ class InstallService:
         except Bitrix24Error as exc:
             log.warning("setup of portal %s failed: %s", portal.member_id, exc.code)
             return InstallResult(portal, ok=False, error="setup_failed", params={"upstream": exc.code})
-        bot = int(bot_id) if str(bot_id).isdigit() else None
         with self.db.write() as conn:
             conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(
-                bot_id=bot, setup_version=portal.version, updated_at=now()))
+                setup_version=portal.version, updated_at=now()))
         return InstallResult(self.portals.get(portal.id), ok=True, bot_id=bot)
 
     # ---- events after install -----------------------------------------------------------------------
 
     def authenticate_event(self, payload: dict) -> Portal:
         """The portal of an event whose top-level auth[application_token] matches the stored one."""
-        auth = _section(payload, "auth")
-        portal = self.portals.get_by_member(forms.text(auth, "member_id"))
-        if portal is None or not matches_hash(forms.text(auth, "application_token"), portal.application_token_hash):
-            raise Rejected("bad_application_token", 403)
-        return portal
+        return self.portals.authenticate_event(payload)
 
     def _proven_admin(self, portal: Portal, access_token: str) -> TrustedAuth | None:
         """The token's facts when it is ours, of this portal, and its user is an admin; else None."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from database import Database, credentials, now, portals
+from models import forms
 from models.audit import AuditLog
 from models.bitrix24 import Bitrix24Error, Bitrix24Rest, PortalClient
 from models.errors import ServiceError
@@ -111,6 +112,14 @@ class PortalService:
         with self.db.read() as conn:
             row = conn.execute(sa.select(portals).where(portals.c.member_id == member_id)).first()
         return row_to_portal(row) if row else None
+
+    def authenticate_event(self, payload: dict) -> Portal:
+        """The portal of an event whose top-level auth[application_token] matches the stored one (constant-time)."""
+        auth = payload.get("auth") if isinstance(payload.get("auth"), dict) else {}
+        portal = self.get_by_member(forms.text(auth, "member_id"))
+        if portal is None or not matches_hash(forms.text(auth, "application_token"), portal.application_token_hash):
+            raise Rejected("bad_application_token", status=403)
+        return portal
 
     def list(self) -> list[Portal]:
         """Every portal, oldest first (`flask portals list`, `flask doctor`)."""

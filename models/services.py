@@ -18,6 +18,7 @@ from models.install import InstallService
 from models.integrations import Integrations
 from models.metrics import Metrics
 from models.oauth import AmoCRMOAuth, Bitrix24OAuth, YandexOAuth, make_session
+from models.openlines import BotConfig, OpenLinesService
 from models.portal import PortalService, PortalSettings
 from models.refresh import RefreshEngine, RefreshSettings
 from models.security import SessionSigner
@@ -42,9 +43,10 @@ class Services:
     yandex: YandexOAuth
     amocrm: AmoCRMOAuth
     integrations: Integrations
-    connect: ConnectLinks
     telemost: TelemostApi
     conferences: ConferenceService
+    connect: ConnectLinks
+    openlines: OpenLinesService | None = None
 
 
 def build(cfg, db: Database, translate: Translate | None = None) -> Services:
@@ -84,7 +86,8 @@ def build(cfg, db: Database, translate: Translate | None = None) -> Services:
                                 audit=audit)
     telemost = TelemostApi(session, cfg["TELEMOST_API_URL"], timeout)
     conference_service = ConferenceService(db, vault, engine, portals, integrations, telemost)
+    openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg))
     return Services(db=db, vault=vault, audit=audit, metrics=metrics, engine=engine, portals=portals,
                     install=install, identity=identity, signer=signer, bitrix_oauth=bitrix_oauth, yandex=yandex,
                     amocrm=amocrm, integrations=integrations, connect=ConnectLinks(db), telemost=telemost,
-                    conferences=conference_service)
+                    conferences=conference_service, openlines=openlines)

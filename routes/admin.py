@@ -13,6 +13,7 @@ from models.integrations import IntegrationError
 from models.metrics import EXPOSITION_CONTENT_TYPE, exposition
 from models.monitoring import status_summary
 from models.security import new_secret
+from routes.bot import status_fields as bot_status_fields
 from routes.common import ApiError, admin_token_required, json_body, metrics_access_required, services
 from routes.connect import confirm_page, link_language, nonce_from_request, refused_page, result_page
 from routes.i18n import error_message, normalize_language, request_language, translate
@@ -37,6 +38,7 @@ def status():
         summary = {"portal": services().portals.describe(portal),
                    "credentials": services().vault.list(portal_id=portal.id),
                    "alerts": alerts_json(portal.id, "en")}
+    summary["bot"] = bot_status_fields()
     return jsonify(summary)
 
 

@@ -242,6 +242,44 @@ def cron_token_required(view):
     return wrapper
 
 
+def portal_access_required(view):
+    """Bot and dialogs API: a portal admin's iframe bearer, the portal's own API token, or the global
+    token with `portal=<member_id>`; sets g.api_portal (a per-portal token never reaches another portal)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        named = request.args.get("portal") or ""
+        if request.headers.get("Authorization", "")[:7].lower() == "bearer ":
+
+            @portal_admin_required
+            def as_user():
+                if named and named != g.portal.member_id:
+                    raise ApiError("forbidden", "this session belongs to another portal", 403)
+                g.api_portal, g.api_actor = g.portal, f"user:{g.identity.subject}"
+                return view(*args, **kwargs)
+
+            return as_user()
+
+        @admin_token_required
+        def as_token():
+            if g.admin_scope == "global":
+                if not named:
+                    raise ApiError("portal_required", "name the portal with portal=<member_id>", 400)
+                portal = services().portals.get_by_member(named[:64])
+                if portal is None or not portal.installed:
+                    raise ApiError("not_found", "no such portal", 404)
+                g.api_portal, g.api_actor = portal, "admin:global"
+            else:
+                if named and named != g.admin_portal.member_id:
+                    raise ApiError("forbidden", "this token belongs to another portal", 403)
+                g.api_portal, g.api_actor = g.admin_portal, f"admin:portal:{g.admin_portal.member_id}"
+            return view(*args, **kwargs)
+
+        return as_token()
+
+    return wrapper
+
+
 @functools.lru_cache(maxsize=8)
 def _networks(setting: str):
     return tuple(address_networks(setting))

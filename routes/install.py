@@ -7,7 +7,9 @@ import logging
 from flask import Blueprint, jsonify, render_template, request
 
 from models.forms import MalformedForm, unflatten
+from models.openlines import BOT_EVENTS
 from models.portal import Rejected
+from routes.bot import accept_event
 from routes.common import ApiError, error_page, form_items, json_object, services
 from routes.frame import frame_headers, portal_origin
 from routes.i18n import error_message, normalize_language, request_language, translate
@@ -51,6 +53,8 @@ def dispatch(payload: dict):
                 202 if outcome.status == "pending" else 200
         if not event:
             raise ApiError("bad_request", "no event name in the request", 400)
+        if event in BOT_EVENTS:
+            return accept_event(event, payload)
         portal = install_service.authenticate_event(payload)
         log.info("event %s from portal %s accepted, no handler yet", event, portal.member_id)
         return jsonify({"status": "ignored", "event": event})

@@ -50,6 +50,16 @@ def refresh():
     return jsonify(answer)
 
 
+@bp.post("/tasks/process-events")
+@cron_token_required
+def process_events():
+    """Process bot events left in the inbox (portal was down, a worker died) and fetch finished sessions."""
+    params = _run_params(json_body())
+    report = services().openlines.process_ready(limit=params.get("limit"), budget_s=params.get(
+        "budget_s", float(current_app.config["REFRESH_BUDGET_SECONDS"])), trigger="http")
+    return jsonify(report.as_dict())
+
+
 def init_cli(app) -> None:
     """Register `flask tokens refresh|status|list|rotate-key`."""
 

@@ -11,13 +11,18 @@ let expiresAt = 0
 let renewing = null
 const sessionListeners = new Set()
 
-/** An API failure in the server's {"error", "message"} shape (status 0 = no response). */
+/**
+ * An API failure in the server's {"error", "message", …} shape (status 0 = no response). `code` is stable and
+ * the UI translates it (i18n.js errorText); `message` is the server's English text, `data` the whole body
+ * (e.g. `fields` of a 422 validation_error).
+ */
 export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message)
+  constructor(status, code, message, data = null) {
+    super(message || code)
     this.name = 'ApiError'
     this.status = status
     this.code = code
+    this.data = data && typeof data === 'object' ? data : {}
   }
 }
 
@@ -43,14 +48,6 @@ function needsRenewal() {
   return !token || (expiresAt > 0 && expiresAt - Date.now() / 1000 < RENEW_MARGIN_S)
 }
 
-function defaultMessage(status) {
-  if (status === 401) return 'Сессия истекла. Обновите страницу приложения.'
-  if (status === 403) return 'Недостаточно прав для этого действия.'
-  if (status === 404) return 'Функция пока недоступна.'
-  if (status >= 500) return 'Ошибка на сервере. Попробуйте позже.'
-  return `Ошибка запроса (HTTP ${status}).`
-}
-
 async function parse(response) {
   const text = await response.text()
   let data = null
@@ -58,15 +55,15 @@ async function parse(response) {
     try {
       data = JSON.parse(text)
     } catch {
-      if (response.ok) throw new ApiError(response.status, 'bad_response', 'Сервер вернул неожиданный ответ.')
+      if (response.ok) throw new ApiError(response.status, 'bad_response', '')
     }
   }
   if (response.ok) return data
-  throw new ApiError(response.status, data?.error || `http_${response.status}`, data?.message || defaultMessage(response.status))
+  throw new ApiError(response.status, data?.error || `http_${response.status}`, data?.message || '', data)
 }
 
-async function send(path, method, body, authorised = true) {
-  const headers = { Accept: 'application/json' }
+async function send(path, method, body, authorised = true, extraHeaders = {}) {
+  const headers = { Accept: 'application/json', ...extraHeaders }
   if (authorised && token) headers.Authorization = `Bearer ${token}`
   if (body !== undefined) headers['Content-Type'] = 'application/json'
   try {
@@ -78,7 +75,7 @@ async function send(path, method, body, authorised = true) {
       cache: 'no-store',
     })
   } catch {
-    throw new ApiError(0, 'network_error', 'Нет связи с сервером приложения.')
+    throw new ApiError(0, 'network_error', '')
   }
 }
 
@@ -86,7 +83,7 @@ async function frameAuth(forceRefresh) {
   const $b24 = await getFrame()
   let auth = forceRefresh ? false : $b24.auth.getAuthData()
   if (!auth) auth = await $b24.auth.refreshAuth()
-  if (!auth) throw new ApiError(401, 'frame_auth_unavailable', 'Битрикс24 не выдал авторизацию. Обновите страницу.')
+  if (!auth) throw new ApiError(401, 'frame_auth_unavailable', '')
   return auth
 }
 
@@ -120,8 +117,12 @@ export function renewSession() {
   return renewing
 }
 
-/** Calls {api_base}/api{path} with the bearer token, renewing the session (once) when needed. */
-export async function api(path, { method = 'GET', body } = {}) {
+/**
+ * Calls {api_base}/api{path} with the bearer token, renewing the session (once) when needed; resolves to the
+ * parsed JSON, or with `blob: true` to the body as a Blob (downloads such as dialogs.csv).
+ */
+export async function api(path, { method = 'GET', body, headers = {}, blob = false } = {}) {
+  const read = (response) => (blob && response.ok ? response.blob() : parse(response))
   if (needsRenewal()) {
     try {
       await renewSession()
@@ -129,12 +130,22 @@ export async function api(path, { method = 'GET', body } = {}) {
       // Go on with what we have; the server's answer decides.
     }
   }
-  const first = await send(path, method, body)
-  if (first.status !== 401) return parse(first)
+  const first = await send(path, method, body, true, headers)
+  if (first.status !== 401) return read(first)
   try {
     await renewSession()
   } catch {
-    return parse(first)
+    return read(first)
   }
-  return parse(await send(path, method, body))
+  return read(await send(path, method, body, true, headers))
+}
+
+/** "?a=1&b=x" from an object, leaving out empty values (for list filters). */
+export function query(params) {
+  const search = new URLSearchParams()
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== '') search.set(key, String(value))
+  }
+  const text = search.toString()
+  return text ? `?${text}` : ''
 }

@@ -5,7 +5,9 @@ import { createApp } from 'vue'
 
 import { readBoot } from './boot.js'
 import { autoFitFrame } from './frame.js'
+import { makeI18n, pageLanguage } from './i18n.js'
 import InstallApp from './InstallApp.vue'
 
-createApp(InstallApp, { boot: readBoot() }).mount('#app')
+const boot = readBoot()
+createApp(InstallApp, { boot }).use(makeI18n(pageLanguage(boot))).mount('#app')
 autoFitFrame()

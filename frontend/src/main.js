@@ -7,8 +7,9 @@ import { configureApi } from './api.js'
 import App from './App.vue'
 import { readBoot } from './boot.js'
 import { autoFitFrame } from './frame.js'
+import { makeI18n, pageLanguage } from './i18n.js'
 
 const boot = readBoot()
 configureApi(boot)
-createApp(App, { boot }).mount('#app')
+createApp(App, { boot }).use(makeI18n(pageLanguage(boot))).mount('#app')
 autoFitFrame()

@@ -18,9 +18,16 @@ def open_app(page, stack, user_id: int):
     return page.frame_locator("#app-frame")
 
 
+def open_settings(page, stack, user_id: int = 1):
+    """The app as a portal admin, on its Settings tab (the portal's Yandex account and API token cards)."""
+    app = open_app(page, stack, user_id)
+    app.locator("[data-testid=tab-settings]").click()
+    return app
+
+
 def test_admin_connects_yandex_in_a_popup(live_stack, page):
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
-    app = open_app(page, live_stack, user_id=1)
+    app = open_settings(page, live_stack)
     expect(app.locator("[data-testid=yandex-status]")).to_be_visible()
     with page.expect_popup() as popup_info:
         app.locator("[data-testid=connect-yandex]").click()
@@ -68,7 +75,7 @@ def test_session_is_renewed_through_the_frame_sdk(short_session_stack, page):
     stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
     renewals = []
     page.on("request", lambda request: renewals.append(request.url) if request.url.endswith("/api/session") else None)
-    app = open_app(page, stack, user_id=1)
+    app = open_settings(page, stack)
     # A 60 s token is inside the renewal margin at once: the first API call exchanges a fresh
     # Bitrix24 auth from the frame SDK for a new session token, and the call then succeeds.
     expect(app.locator("[data-testid=yandex-status]")).to_be_visible()
@@ -81,7 +88,7 @@ def test_admin_issues_a_portal_api_token_that_works(live_stack, page):
     import requests
 
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"})
-    app = open_app(page, live_stack, user_id=1)
+    app = open_settings(page, live_stack)
     app.locator("[data-testid=api-token-issue]").click()
     value = app.locator("[data-testid=api-token-value]")
     expect(value).to_be_visible()
@@ -94,4 +101,5 @@ def test_admin_issues_a_portal_api_token_that_works(live_stack, page):
     # Employees do not see the card.
     app = open_app(page, live_stack, user_id=2)
     expect(app.locator("[data-testid=greeting]")).to_contain_text("Мария")
+    expect(app.locator("[data-testid=tab-settings]")).to_have_count(0)
     expect(app.locator("[data-testid=api-token]")).to_have_count(0)

@@ -54,6 +54,26 @@ def test_installer_finishes_install_and_portal_reloads_into_the_app(live_stack, 
     assert commands.count("setInstallFinish") == 1
     # The reloaded page initialised the SDK again after the install finished.
     assert "getInitData" in commands[commands.index("setInstallFinish") + 1 :]
-    expect(app.locator("[data-testid=integrations]")).to_be_visible()  # user 1 is the portal admin
+    app.locator("[data-testid=tab-settings]").click()  # user 1 is the portal admin: the Settings tab is there
+    expect(app.locator("[data-testid=integrations]")).to_be_visible()
     page.screenshot(path=str(artifacts / "portal-after-install.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_frame_follows_the_content_both_ways(live_stack, page):
+    """The portal frame grows when the create form opens and shrinks back when it closes (fitWindow alone can't)."""
+    portal = portal_name(live_stack)
+    live_stack.control("POST", f"/_sandbox/portals/{portal}/install", {"mode": "event"})
+    open_portal(page, live_stack, portal, user_id=2)
+    app = page.frame_locator("#app-frame")
+    frame = page.locator("#app-frame")
+    expect(app.locator("[data-testid=conference-new]")).to_be_visible()
+    page.wait_for_timeout(500)  # let the first fit land
+    frame_height = "document.getElementById('app-frame').getBoundingClientRect().height"
+    before = frame.evaluate("node => node.getBoundingClientRect().height")
+    app.locator("[data-testid=conference-new]").click()
+    expect(app.locator("[data-testid=conference-form]")).to_be_visible()
+    page.wait_for_function(f"h => {frame_height} > h + 300", arg=before)
+    app.locator("[data-testid=conference-form] button.btn-light", has_text="Отмена").click()
+    page.wait_for_function(f"h => {frame_height} < h + 50", arg=before)
     assert page.errors == []

@@ -1,5 +1,7 @@
 """Install, update and uninstall over real HTTP against the sandbox portal, forged installs included."""
 
+import time
+
 import pytest
 import requests
 
@@ -142,7 +144,7 @@ def test_malformed_event_bodies_are_400(live_stack):
 def test_bot_handler_url_ends_with_slash(live_stack):
     install(live_stack)
     info = portal_info(live_stack)
-    form = {"event": "ONIMBOTJOINCHAT", "auth[member_id]": info["member_id"],
+    form = {"event": "ONIMBOTJOINCHAT", "auth[member_id]": info["member_id"], "ts": str(int(time.time())),
             "auth[application_token]": info["application_token"]}
     assert requests.post(f"{live_stack.app_url}/python_bot/", data=form, timeout=10).status_code == 200
     form["auth[application_token]"] = "forged"
