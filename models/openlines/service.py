@@ -151,6 +151,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         # Reply words come from the route layer's catalog (routes/bot.py init_app): models hold none.
         self.texts: dict[str, dict[str, str]] = {k: dict(v) for k, v in DEFAULT_TEXTS.items()}
         self._worker: InboxWorker | None = None
+        # Lookups reused for the rows of one claimed batch (per thread; dropped when the pass ends).
+        self._pass = threading.local()
         self._last_request = 0.0
         self._worker_lock = threading.Lock()
 
@@ -206,12 +208,35 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         remaining = limit or 1_000_000
         # Rows this pass retries are due again only after it started: one attempt per row per pass.
         started = time.time()
+        self._pass.cache = {}
+        try:
+            self._process_batches(owner, report, remaining, started, deadline, trigger)
+        finally:
+            self._pass.cache = None
+        if trigger != "worker" and time.monotonic() < deadline:
+            self.sweep_finished_sessions(report, deadline)
+        report.left = self.backlog()
+        if report.claimed or trigger != "worker":
+            log.info("bot inbox %s run: %s", trigger, report.as_dict())
+        return report
+
+    def _cached(self, key, load):
+        cache = getattr(self._pass, "cache", None)
+        if cache is None:
+            return load()
+        if key not in cache:
+            cache[key] = load()
+        return cache[key]
+
+    def _process_batches(self, owner: str, report: ProcessReport, remaining: int, started: float, deadline: float,
+                         trigger: str) -> None:
         while remaining > 0 and time.monotonic() < deadline:
             # The worker takes small batches: it steps aside for requests, and its leases must not run out.
             batch = min(20 if trigger == "worker" else self.config.batch_size, remaining)
             rows = self._claim(owner, batch, started)
             if not rows:
                 break
+            self._pass.cache = {}  # per batch: a switch-off is seen within one batch
             remaining -= len(rows)
             report.claimed += len(rows)
             for index, row in enumerate(rows):
@@ -221,12 +246,6 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 if trigger == "worker":
                     self._yield_to_requests()
                 self._process_row(row, owner, report)
-        if trigger != "worker" and time.monotonic() < deadline:
-            self.sweep_finished_sessions(report, deadline)
-        report.left = self.backlog()
-        if report.claimed or trigger != "worker":
-            log.info("bot inbox %s run: %s", trigger, report.as_dict())
-        return report
 
     def _yield_to_requests(self, quiet: float = 0.005, longest: float = 0.5) -> None:
         """Let acknowledgements go first while events keep arriving in this process: Bitrix24 calls slow
@@ -278,7 +297,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                          .values(**values))
 
     def _process_row(self, row, owner: str, report: ProcessReport) -> None:
-        portal = self.portals.get(row.portal_id)
+        portal = self._cached(("portal", row.portal_id), lambda: self.portals.get(row.portal_id))
         try:
             stored = json.loads(row.payload)
         except ValueError:
@@ -333,7 +352,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         if chat.is_lines:
             if chat.chat_id is None:
                 return "no_chat"
-            settings = self.settings_row(portal.id)
+            settings = self._cached(("settings", portal.id), lambda: self.settings_row(portal.id))
             record = (lambda conn: self._record(conn, portal, chat)) if settings["enabled"] else None
             return self._hand_off(portal, chat, settings, owner, record)
         if chat.is_private and event == ev.MESSAGE:
@@ -409,7 +428,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
     def _call(self, portal, method: str, params: dict):
         """One REST call with the portal's credential; transient failures become Transient."""
         try:
-            return self.portals.client(portal).call(method, params).result
+            client = self._cached(("client", portal.id), lambda: self.portals.client(portal))
+            return client.call(method, params).result
         except Bitrix24Error as exc:
             if is_transient(exc):
                 raise Transient(exc.code) from None
@@ -419,7 +439,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         action = self._claim_action(portal.id, f"chat{chat.chat_id}", "handoff", owner, record)
         if action is None:
             return "recorded"
-        line = self.line_row(portal.id, chat.line_id) if chat.line_id else None
+        line = self._cached(("line", portal.id, chat.line_id),
+                            lambda: self.line_row(portal.id, chat.line_id)) if chat.line_id else None
         zone = timezone(settings["timezone"], self.config.timezone)
         in_hours = is_open(line["schedule"] if line else None, zone, time.time())
         try:
