@@ -106,6 +106,7 @@ def defaults() -> dict:
         "BOT_BATCH_SIZE": 200,
         "BOT_TIMEZONE": "Europe/Moscow",
         "BOT_HISTORY_CHECK_SECONDS": 600,
+        "BOT_INBOX_KEEP_DAYS": 7,
     }
 
 

@@ -80,6 +80,7 @@ class BotConfig:
     batch_size: int = 200
     timezone: str = "Europe/Moscow"
     history_check_seconds: int = 600
+    inbox_keep_days: int = 7
     background: bool = True
     public_url: str = ""
     bot_code: str = ""
@@ -92,6 +93,7 @@ class BotConfig:
                    max_attempts=int(cfg["BOT_MAX_ATTEMPTS"]), backoff_seconds=float(cfg["BOT_BACKOFF_SECONDS"]),
                    batch_size=int(cfg["BOT_BATCH_SIZE"]), timezone=str(cfg["BOT_TIMEZONE"]),
                    history_check_seconds=int(cfg["BOT_HISTORY_CHECK_SECONDS"]),
+                   inbox_keep_days=int(cfg["BOT_INBOX_KEEP_DAYS"]),
                    background=bool(cfg["BOT_BACKGROUND_WORKER"]), public_url=str(cfg["PUBLIC_URL"]),
                    bot_code=str(cfg["BOT_CODE"]), bot_name=str(cfg["BOT_NAME"]))
 
@@ -116,6 +118,7 @@ class ProcessReport:
     failed: int = 0
     handed_off: int = 0
     history_fetched: int = 0
+    pruned: int = 0
     left: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -215,6 +218,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             self._pass.cache = None
         if trigger != "worker" and time.monotonic() < deadline:
             self.sweep_finished_sessions(report, deadline)
+            report.pruned = self.prune_inbox()
         report.left = self.backlog()
         if report.claimed or trigger != "worker":
             log.info("bot inbox %s run: %s", trigger, report.as_dict())
@@ -639,6 +643,24 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                  "last_name": str(u.get("LAST_NAME") or ""), "position": str(u.get("WORK_POSITION") or "")}
                 for u in rows if isinstance(u, dict)]
 
+    @staticmethod
+    def delete_data(conn, portal_id: int) -> dict[str, int]:
+        """Delete the bot's rows of a portal inside the caller's transaction (purge; uninstall with CLEAN=1)."""
+        counts = {}
+        dialog_ids = sa.select(dialogs.c.id).where(dialogs.c.portal_id == portal_id).scalar_subquery()
+        counts["dialog_messages"] = conn.execute(sa.delete(dialog_messages).where(
+            dialog_messages.c.dialog_pk.in_(dialog_ids))).rowcount
+        for table in (dialogs, bot_handoffs, bot_inbox, bot_lines, bot_settings):
+            counts[table.name] = conn.execute(sa.delete(table).where(table.c.portal_id == portal_id)).rowcount
+        return counts
+
+    def prune_inbox(self) -> int:
+        """Forget processed inbox rows older than BOT_INBOX_KEEP_DAYS (their keys only catch late duplicates)."""
+        cutoff = time.time() - self.config.inbox_keep_days * 86400
+        with self.db.write() as conn:
+            return conn.execute(sa.delete(bot_inbox).where(bot_inbox.c.status.in_(("done", "failed")),
+                                                           bot_inbox.c.processed_at < cutoff)).rowcount
+
     def purge_portal(self, portal) -> dict:
         """Unregister the bot where a token still works, then delete the portal and every row it owns."""
         unregistered = False
@@ -648,13 +670,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 unregistered = True
             except Bitrix24Error as exc:
                 log.info("bot of portal %s not unregistered: %s", portal.member_id, exc.code)
-        counts = {}
         with self.db.write() as conn:
-            dialog_ids = sa.select(dialogs.c.id).where(dialogs.c.portal_id == portal.id).scalar_subquery()
-            counts["dialog_messages"] = conn.execute(sa.delete(dialog_messages).where(
-                dialog_messages.c.dialog_pk.in_(dialog_ids))).rowcount
-            for table in (dialogs, bot_handoffs, bot_inbox, bot_lines, bot_settings):
-                counts[table.name] = conn.execute(sa.delete(table).where(table.c.portal_id == portal.id)).rowcount
+            counts = self.delete_data(conn, portal.id)
             self.portals.vault.revoke_portal(portal.id, delete=True, conn=conn)
             # Other areas' rows (conferences, …) go with the portal row through their ON DELETE CASCADE.
             counts["portals"] = conn.execute(sa.delete(portals).where(portals.c.id == portal.id)).rowcount
