@@ -74,15 +74,9 @@ def reinit_db():
     """Bring the schema to the newest migration (idempotent; never drops anything). Global token only."""
     if g.admin_scope != "global":
         raise ApiError("forbidden", "this needs the global admin token", 403)
-    import sqlalchemy as sa
-
-    from database import metadata
-
-    db = services().db
-    db.upgrade()
-    present = set(sa.inspect(db.engine).get_table_names())
-    missing = sorted(t for t in metadata.tables if t not in present)
-    return jsonify({"ok": not missing, "tables": sorted(metadata.tables), "missing": missing})
+    result = services().openlines.reinit_schema()
+    services().vault.audit("admin:global", "schema_checked", "database", {"missing": result["missing"]})
+    return jsonify(result)
 
 
 @bp.get("/api/admin/lines")

@@ -324,6 +324,14 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 self._finish_row(row, owner, status="pending", error=exc.code[:64],
                                  retry_in=delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
             return
+        except sa.exc.OperationalError as exc:
+            # The database was busy or went away for a moment: like a portal outage, retry later.
+            log.warning("bot event %s of portal %s hit a database error: %s", row.id, row.portal_id,
+                        type(exc.orig).__name__)
+            report.retried += 1
+            self._finish_row(row, owner, status="pending", error="database_error",
+                             retry_in=self.config.backoff_seconds)
+            return
         except Exception:  # noqa: BLE001 - one bad row must not stop the inbox
             log.exception("bot event %s of portal %s failed", row.id, row.portal_id)
             report.failed += 1
@@ -642,6 +650,15 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         return [{"id": str(u.get("ID") or ""), "name": str(u.get("NAME") or ""),
                  "last_name": str(u.get("LAST_NAME") or ""), "position": str(u.get("WORK_POSITION") or "")}
                 for u in rows if isinstance(u, dict)]
+
+    def reinit_schema(self) -> dict:
+        """Apply pending migrations (idempotent, never drops) and report tables the schema lacks."""
+        from database import metadata
+
+        self.db.upgrade()
+        present = set(sa.inspect(self.db.engine).get_table_names())
+        missing = sorted(t for t in metadata.tables if t not in present)
+        return {"ok": not missing, "tables": sorted(metadata.tables), "missing": missing}
 
     @staticmethod
     def delete_data(conn, portal_id: int) -> dict[str, int]:
