@@ -321,3 +321,16 @@ def test_database_trouble_is_retried_and_a_bug_does_not_stop_the_inbox(services,
     by_key = {r["event_key"]: (r["status"], r["last_error"]) for r in rows(services, bot_inbox)}
     assert by_key == {"ONIMBOTMESSAGEADD:10": ("pending", "database_error"),
                       "ONIMBOTMESSAGEADD:20": ("failed", "internal_error")}
+
+
+def test_a_later_join_of_the_same_chat_is_new_but_hands_over_nothing_twice(services, client, rest):
+    portal = make_portal(services)
+    now = int(time.time())
+    assert client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now - 60)).get_json()[
+        "status"] == "accepted"
+    run_inbox(services)
+    assert client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now)).get_json()[
+        "status"] == "accepted"
+    run_inbox(services)
+    assert count(services, bot_inbox) == 2
+    assert len(rest.of(portal["member_id"], "imopenlines.bot.session.operator")) == 1
