@@ -129,6 +129,7 @@ def defaults() -> dict:
         "BOT_BATCH_SIZE": 200,
         "BOT_TIMEZONE": "Europe/Moscow",
         "BOT_HISTORY_CHECK_SECONDS": 600,
+        "BOT_INBOX_KEEP_DAYS": 7,
         "PORTAL_API_TOKEN_TTL_DAYS": 90,
         # /metrics: a bearer token for Prometheus, and client addresses (or networks) allowed without one.
         "METRICS_TOKEN": "",

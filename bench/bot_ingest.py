@@ -94,6 +94,7 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int, script: Path | 
     out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
 
     def latency(label: str) -> float:
+        """A percentile of wrk's latency distribution, in ms."""
         match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
@@ -125,6 +126,7 @@ def steady(stack: Stack, form: dict[str, str], rate: int, seconds: int, first_ch
     body = encode(form)
 
     def post(chat: int) -> None:
+        """One event of a new chat; remembers when its answer came."""
         data = body.replace("__CHAT__", str(chat)).replace("__TS__", str(int(time.time())))
         response = requests.post(f"{stack.app_url}/python_bot/", data=data, timeout=30,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})

@@ -432,6 +432,8 @@ class InstallService:
         with self.db.write() as conn:
             self.vault.revoke_portal(portal.id, delete=clean, conn=conn)
             self.portals.clear_api_tokens(portal.id, conn=conn)
+            if clean:  # the bot's dialogs, inbox and settings go with the portal's data
+                openlines.OpenLinesService.delete_data(conn, portal.id)
             values = {"status": UNINSTALLED, "uninstalled_at": ts, "updated_at": ts, "bot_id": None,
                       "setup_version": None, "uninstall_pending_at": None, "uninstall_pending_clean": False}
             conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(**values))

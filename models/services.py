@@ -86,7 +86,7 @@ def build(cfg, db: Database, translate: Translate | None = None) -> Services:
                                 audit=audit)
     telemost = TelemostApi(session, cfg["TELEMOST_API_URL"], timeout)
     conference_service = ConferenceService(db, vault, engine, portals, integrations, telemost)
-    openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg))
+    openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg), audit)
     return Services(db=db, vault=vault, audit=audit, metrics=metrics, engine=engine, portals=portals,
                     install=install, identity=identity, signer=signer, bitrix_oauth=bitrix_oauth, yandex=yandex,
                     amocrm=amocrm, integrations=integrations, connect=ConnectLinks(db), telemost=telemost,

@@ -54,8 +54,7 @@ def init_app(app) -> None:
 @portal_access_required
 def enable():
     """Switch the bot on for the portal."""
-    services().openlines.set_enabled(g.api_portal.id, True)
-    services().vault.audit(g.api_actor, "bot_enabled", g.api_portal.member_id)
+    services().openlines.set_enabled(g.api_portal.id, True, actor=g.api_actor)
     return jsonify({"enabled": True})
 
 
@@ -63,8 +62,7 @@ def enable():
 @portal_access_required
 def disable():
     """Switch the bot off: chats are still handed to operators at once, nothing is stored."""
-    services().openlines.set_enabled(g.api_portal.id, False)
-    services().vault.audit(g.api_actor, "bot_disabled", g.api_portal.member_id)
+    services().openlines.set_enabled(g.api_portal.id, False, actor=g.api_actor)
     return jsonify({"enabled": False})
 
 
@@ -74,15 +72,8 @@ def reinit_db():
     """Bring the schema to the newest migration (idempotent; never drops anything). Global token only."""
     if g.admin_scope != "global":
         raise ApiError("forbidden", "this needs the global admin token", 403)
-    import sqlalchemy as sa
-
-    from database import metadata
-
-    db = services().db
-    db.upgrade()
-    present = set(sa.inspect(db.engine).get_table_names())
-    missing = sorted(t for t in metadata.tables if t not in present)
-    return jsonify({"ok": not missing, "tables": sorted(metadata.tables), "missing": missing})
+    result = services().openlines.reinit_schema(actor="admin:global")
+    return jsonify(result)
 
 
 @bp.get("/api/admin/lines")
@@ -99,8 +90,7 @@ def attach():
     line_id = str(json_body().get("line_id") or "")
     if not line_id.isdigit() or len(line_id) > 12:
         raise ApiError("bad_setting", "line_id must be a line's numeric id", 400, name="line_id")
-    result = services().openlines.attach(g.api_portal, line_id)
-    services().vault.audit(g.api_actor, "bot_attached", g.api_portal.member_id, {"line_id": line_id})
+    result = services().openlines.attach(g.api_portal, line_id, actor=g.api_actor)
     return jsonify(result)
 
 
@@ -169,8 +159,7 @@ def parse_settings(data: dict) -> dict:
 def put_settings():
     """Change the greeting, switch, transfer mode, time zone or lines' working hours."""
     changes = parse_settings(json_body())
-    result = services().openlines.update_settings(g.api_portal.id, changes)
-    services().vault.audit(g.api_actor, "bot_settings", g.api_portal.member_id, {"keys": sorted(changes)})
+    result = services().openlines.update_settings(g.api_portal.id, changes, actor=g.api_actor)
     return jsonify(result)
 
 
@@ -189,9 +178,10 @@ def _find_portal(ref: str):
 def init_cli(app) -> None:
     """Register `flask portals list|purge` and `flask bot on|off|status|attach|process-events`."""
 
-    @app.cli.group("portals")
-    def portals_group():
-        """Installed portals."""
+    # `flask portals …` is one group, shared with `flask portals revoke-token` (routes/admin.py).
+    from routes.admin import bp as admin_bp
+
+    portals_group = admin_bp.cli
 
     @portals_group.command("list")
     def portals_list():
@@ -209,8 +199,7 @@ def init_cli(app) -> None:
         found = _find_portal(portal)
         if not yes:
             click.confirm(f"Delete all data of {found.domain} ({found.member_id})?", abort=True)
-        result = services().openlines.purge_portal(found)
-        services().vault.audit("cli", "portal_purged", found.member_id, result)
+        result = services().openlines.purge_portal(found, actor="cli")
         click.echo(json.dumps({"portal": found.member_id, **result}))
 
     @app.cli.group("bot")
@@ -222,7 +211,7 @@ def init_cli(app) -> None:
     def bot_on(portal):
         """Switch the bot on."""
         found = _find_portal(portal)
-        services().openlines.set_enabled(found.id, True)
+        services().openlines.set_enabled(found.id, True, actor="cli")
         click.echo(f"bot on for {found.domain}")
 
     @bot_group.command("off")
@@ -230,7 +219,7 @@ def init_cli(app) -> None:
     def bot_off(portal):
         """Switch the bot off (chats are still handed to operators; nothing is stored)."""
         found = _find_portal(portal)
-        services().openlines.set_enabled(found.id, False)
+        services().openlines.set_enabled(found.id, False, actor="cli")
         click.echo(f"bot off for {found.domain}")
 
     @bot_group.command("status")
@@ -255,7 +244,7 @@ def init_cli(app) -> None:
                     click.echo(f"{item['line_id']:>5} {item['name']:<40} "
                                f"{'attached' if item['bot_attached'] else '-'}")
                 return
-            click.echo(json.dumps(services().openlines.attach(found, line)))
+            click.echo(json.dumps(services().openlines.attach(found, line, actor="cli")))
         except ServiceError as exc:
             raise click.ClickException(f"{exc.code} {exc.params or ''}".strip()) from None
 

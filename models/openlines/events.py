@@ -47,8 +47,10 @@ def event_key(event: str, payload: dict) -> str:
     message_id = forms.text(params, "MESSAGE_ID", 20)
     if event == MESSAGE and message_id.isdigit():
         return f"{event}:{message_id}"
-    # The bot block carries tokens minted per delivery; the rest of the data is what was delivered.
-    digest = hashlib.sha256(json.dumps(_strip_bot(data), sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+    # The bot block carries tokens minted per delivery; the rest of the data and the event's time are what was
+    # delivered (the time tells a later join of the same chat, a new session, from a second copy).
+    digest = hashlib.sha256(json.dumps([forms.text(payload, "ts", 20), _strip_bot(data)], sort_keys=True,
+                                       ensure_ascii=True).encode()).hexdigest()
     return f"{event}:{digest[:64]}"
 
 

@@ -37,6 +37,7 @@ from database import (
     portals,
 )
 from models import forms
+from models.audit import AuditLog
 from models.bitrix24 import Bitrix24Error, Bitrix24Unavailable
 from models.errors import ServiceError
 from models.openlines import events as ev
@@ -80,6 +81,7 @@ class BotConfig:
     batch_size: int = 200
     timezone: str = "Europe/Moscow"
     history_check_seconds: int = 600
+    inbox_keep_days: int = 7
     background: bool = True
     public_url: str = ""
     bot_code: str = ""
@@ -92,6 +94,7 @@ class BotConfig:
                    max_attempts=int(cfg["BOT_MAX_ATTEMPTS"]), backoff_seconds=float(cfg["BOT_BACKOFF_SECONDS"]),
                    batch_size=int(cfg["BOT_BATCH_SIZE"]), timezone=str(cfg["BOT_TIMEZONE"]),
                    history_check_seconds=int(cfg["BOT_HISTORY_CHECK_SECONDS"]),
+                   inbox_keep_days=int(cfg["BOT_INBOX_KEEP_DAYS"]),
                    background=bool(cfg["BOT_BACKGROUND_WORKER"]), public_url=str(cfg["PUBLIC_URL"]),
                    bot_code=str(cfg["BOT_CODE"]), bot_name=str(cfg["BOT_NAME"]))
 
@@ -116,6 +119,7 @@ class ProcessReport:
     failed: int = 0
     handed_off: int = 0
     history_fetched: int = 0
+    pruned: int = 0
     left: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -144,13 +148,16 @@ def _insert(conn):
 class OpenLinesService(BotSettingsStore, DialogQueries):
     """Bot events in, dialogs stored, chats handed to operators; settings and queries for the API."""
 
-    def __init__(self, db: Database, portals_service, config: BotConfig):
+    def __init__(self, db: Database, portals_service, config: BotConfig, audit: AuditLog | None = None):
         self.db = db
         self.portals = portals_service
         self.config = config
+        self.audit = audit
         # Reply words come from the route layer's catalog (routes/bot.py init_app): models hold none.
         self.texts: dict[str, dict[str, str]] = {k: dict(v) for k, v in DEFAULT_TEXTS.items()}
         self._worker: InboxWorker | None = None
+        # Lookups reused for the rows of one claimed batch (per thread; dropped when the pass ends).
+        self._pass = threading.local()
         self._last_request = 0.0
         self._worker_lock = threading.Lock()
 
@@ -206,12 +213,36 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         remaining = limit or 1_000_000
         # Rows this pass retries are due again only after it started: one attempt per row per pass.
         started = time.time()
+        self._pass.cache = {}
+        try:
+            self._process_batches(owner, report, remaining, started, deadline, trigger)
+        finally:
+            self._pass.cache = None
+        if trigger != "worker" and time.monotonic() < deadline:
+            self.sweep_finished_sessions(report, deadline)
+            report.pruned = self.prune_inbox()
+        report.left = self.backlog()
+        if report.claimed or trigger != "worker":
+            log.info("bot inbox %s run: %s", trigger, report.as_dict())
+        return report
+
+    def _cached(self, key, load):
+        cache = getattr(self._pass, "cache", None)
+        if cache is None:
+            return load()
+        if key not in cache:
+            cache[key] = load()
+        return cache[key]
+
+    def _process_batches(self, owner: str, report: ProcessReport, remaining: int, started: float, deadline: float,
+                         trigger: str) -> None:
         while remaining > 0 and time.monotonic() < deadline:
             # The worker takes small batches: it steps aside for requests, and its leases must not run out.
             batch = min(20 if trigger == "worker" else self.config.batch_size, remaining)
             rows = self._claim(owner, batch, started)
             if not rows:
                 break
+            self._pass.cache = {}  # per batch: a switch-off is seen within one batch
             remaining -= len(rows)
             report.claimed += len(rows)
             for index, row in enumerate(rows):
@@ -221,12 +252,6 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 if trigger == "worker":
                     self._yield_to_requests()
                 self._process_row(row, owner, report)
-        if trigger != "worker" and time.monotonic() < deadline:
-            self.sweep_finished_sessions(report, deadline)
-        report.left = self.backlog()
-        if report.claimed or trigger != "worker":
-            log.info("bot inbox %s run: %s", trigger, report.as_dict())
-        return report
 
     def _yield_to_requests(self, quiet: float = 0.005, longest: float = 0.5) -> None:
         """Let acknowledgements go first while events keep arriving in this process: Bitrix24 calls slow
@@ -278,7 +303,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                          .values(**values))
 
     def _process_row(self, row, owner: str, report: ProcessReport) -> None:
-        portal = self.portals.get(row.portal_id)
+        portal = self._cached(("portal", row.portal_id), lambda: self.portals.get(row.portal_id))
         try:
             stored = json.loads(row.payload)
         except ValueError:
@@ -300,6 +325,14 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 delay = min(3600.0, self.config.backoff_seconds * (2 ** (row.attempts - 1)))
                 self._finish_row(row, owner, status="pending", error=exc.code[:64],
                                  retry_in=delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            return
+        except sa.exc.OperationalError as exc:
+            # The database was busy or went away for a moment: like a portal outage, retry later.
+            log.warning("bot event %s of portal %s hit a database error: %s", row.id, row.portal_id,
+                        type(exc.orig).__name__)
+            report.retried += 1
+            self._finish_row(row, owner, status="pending", error="database_error",
+                             retry_in=self.config.backoff_seconds)
             return
         except Exception:  # noqa: BLE001 - one bad row must not stop the inbox
             log.exception("bot event %s of portal %s failed", row.id, row.portal_id)
@@ -333,7 +366,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         if chat.is_lines:
             if chat.chat_id is None:
                 return "no_chat"
-            settings = self.settings_row(portal.id)
+            settings = self._cached(("settings", portal.id), lambda: self.settings_row(portal.id))
             record = (lambda conn: self._record(conn, portal, chat)) if settings["enabled"] else None
             return self._hand_off(portal, chat, settings, owner, record)
         if chat.is_private and event == ev.MESSAGE:
@@ -409,7 +442,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
     def _call(self, portal, method: str, params: dict):
         """One REST call with the portal's credential; transient failures become Transient."""
         try:
-            return self.portals.client(portal).call(method, params).result
+            client = self._cached(("client", portal.id), lambda: self.portals.client(portal))
+            return client.call(method, params).result
         except Bitrix24Error as exc:
             if is_transient(exc):
                 raise Transient(exc.code) from None
@@ -419,7 +453,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         action = self._claim_action(portal.id, f"chat{chat.chat_id}", "handoff", owner, record)
         if action is None:
             return "recorded"
-        line = self.line_row(portal.id, chat.line_id) if chat.line_id else None
+        line = self._cached(("line", portal.id, chat.line_id),
+                            lambda: self.line_row(portal.id, chat.line_id)) if chat.line_id else None
         zone = timezone(settings["timezone"], self.config.timezone)
         in_hours = is_open(line["schedule"] if line else None, zone, time.time())
         try:
@@ -589,7 +624,12 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             })
         return out
 
-    def attach(self, portal, line_id: str) -> dict:
+    def _audit(self, actor: str, action: str, portal_id: int, detail: dict | None = None) -> None:
+        if self.audit is not None:
+            portal = self.portals.get(portal_id)
+            self.audit.record(actor, action, portal.member_id if portal else str(portal_id), detail)
+
+    def attach(self, portal, line_id: str, actor: str = "system") -> dict:
         """Make the bot the line's welcome bot (first contact, then the queue)."""
         if not portal.bot_id:
             raise ServiceError("bot_not_registered", status=409)
@@ -603,6 +643,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             raise ServiceError("portal_refused", status=502, reason=exc.code) from None
         with self.db.write() as conn:
             self._upsert_line(conn, portal.id, line_id, attached_at=now())
+        self._audit(actor, "bot_attached", portal.id, {"line_id": line_id})
         return {"line_id": line_id, "bot_id": portal.bot_id, "attached": True}
 
     def users(self, portal) -> list[dict]:
@@ -618,7 +659,36 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                  "last_name": str(u.get("LAST_NAME") or ""), "position": str(u.get("WORK_POSITION") or "")}
                 for u in rows if isinstance(u, dict)]
 
-    def purge_portal(self, portal) -> dict:
+    def reinit_schema(self, actor: str = "system") -> dict:
+        """Apply pending migrations (idempotent, never drops) and report tables the schema lacks."""
+        from database import metadata
+
+        self.db.upgrade()
+        present = set(sa.inspect(self.db.engine).get_table_names())
+        missing = sorted(t for t in metadata.tables if t not in present)
+        if self.audit is not None:
+            self.audit.record(actor, "schema_checked", "database", {"missing": missing})
+        return {"ok": not missing, "tables": sorted(metadata.tables), "missing": missing}
+
+    @staticmethod
+    def delete_data(conn, portal_id: int) -> dict[str, int]:
+        """Delete the bot's rows of a portal inside the caller's transaction (purge; uninstall with CLEAN=1)."""
+        counts = {}
+        dialog_ids = sa.select(dialogs.c.id).where(dialogs.c.portal_id == portal_id).scalar_subquery()
+        counts["dialog_messages"] = conn.execute(sa.delete(dialog_messages).where(
+            dialog_messages.c.dialog_pk.in_(dialog_ids))).rowcount
+        for table in (dialogs, bot_handoffs, bot_inbox, bot_lines, bot_settings):
+            counts[table.name] = conn.execute(sa.delete(table).where(table.c.portal_id == portal_id)).rowcount
+        return counts
+
+    def prune_inbox(self) -> int:
+        """Forget processed inbox rows older than BOT_INBOX_KEEP_DAYS (their keys only catch late duplicates)."""
+        cutoff = time.time() - self.config.inbox_keep_days * 86400
+        with self.db.write() as conn:
+            return conn.execute(sa.delete(bot_inbox).where(bot_inbox.c.status.in_(("done", "failed")),
+                                                           bot_inbox.c.processed_at < cutoff)).rowcount
+
+    def purge_portal(self, portal, actor: str = "system") -> dict:
         """Unregister the bot where a token still works, then delete the portal and every row it owns."""
         unregistered = False
         if portal.bot_id:
@@ -627,17 +697,15 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 unregistered = True
             except Bitrix24Error as exc:
                 log.info("bot of portal %s not unregistered: %s", portal.member_id, exc.code)
-        counts = {}
         with self.db.write() as conn:
-            dialog_ids = sa.select(dialogs.c.id).where(dialogs.c.portal_id == portal.id).scalar_subquery()
-            counts["dialog_messages"] = conn.execute(sa.delete(dialog_messages).where(
-                dialog_messages.c.dialog_pk.in_(dialog_ids))).rowcount
-            for table in (dialogs, bot_handoffs, bot_inbox, bot_lines, bot_settings):
-                counts[table.name] = conn.execute(sa.delete(table).where(table.c.portal_id == portal.id)).rowcount
+            counts = self.delete_data(conn, portal.id)
             self.portals.vault.revoke_portal(portal.id, delete=True, conn=conn)
             # Other areas' rows (conferences, …) go with the portal row through their ON DELETE CASCADE.
             counts["portals"] = conn.execute(sa.delete(portals).where(portals.c.id == portal.id)).rowcount
-        return {"unregistered": unregistered, "deleted": counts}
+            result = {"unregistered": unregistered, "deleted": counts}
+            if self.audit is not None:
+                self.audit.record(actor, "portal_purged", portal.member_id, result, conn=conn)
+        return result
 
 
 def _outcome(portal_id: int, chat_id: int, status: str, outcome: str, out_of_hours: bool) -> dict:

@@ -28,10 +28,11 @@ class BotSettingsStore:
         conn.execute(_insert(conn)(bot_settings).values(portal_id=portal_id, **values)
                      .on_conflict_do_update(index_elements=["portal_id"], set_=values))
 
-    def set_enabled(self, portal_id: int, enabled: bool) -> None:
+    def set_enabled(self, portal_id: int, enabled: bool, actor: str = "system") -> None:
         """The per-portal switch: off = nothing stored, every chat still handed over at once."""
         with self.db.write() as conn:
             self._upsert_settings(conn, portal_id, enabled=enabled)
+        self._audit(actor, "bot_enabled" if enabled else "bot_disabled", portal_id)
 
     def line_row(self, portal_id: int, line_id: str) -> dict | None:
         """A line's local settings."""
@@ -52,8 +53,9 @@ class BotSettingsStore:
         conn.execute(_insert(conn)(bot_lines).values(portal_id=portal_id, line_id=str(line_id), **values)
                      .on_conflict_do_update(index_elements=["portal_id", "line_id"], set_=values))
 
-    def update_settings(self, portal_id: int, changes: dict) -> dict:
+    def update_settings(self, portal_id: int, changes: dict, actor: str = "system") -> dict:
         """Save validated settings (see routes/bot.py for the shape); returns the new settings."""
+        keys = sorted(changes)
         lines = changes.pop("lines", None) or {}
         with self.db.write() as conn:
             if changes:
@@ -62,6 +64,7 @@ class BotSettingsStore:
                 if "schedule" in values:
                     values["schedule"] = json.dumps(values["schedule"]) if values["schedule"] is not None else None
                 self._upsert_line(conn, portal_id, line_id, **values)
+        self._audit(actor, "bot_settings", portal_id, {"keys": keys})
         return self.describe_settings(portal_id)
 
     def describe_settings(self, portal_id: int) -> dict:

@@ -36,6 +36,7 @@ class FakeRest:
         return [p for m, meth, p in self.calls if m == member_id and (method is None or meth == method)]
 
     def call(self, member_id: str, method: str, params: dict):
+        """Answer one REST call as the portal would (or fail as configured)."""
         if self.delay:
             time.sleep(self.delay)
         if self.down == "503":
@@ -75,9 +76,11 @@ class FakeClient:
         self.member_id = member_id
 
     def call(self, method: str, params: dict | None = None) -> RestResult:
+        """PortalClient.call."""
         return RestResult(self.rest.call(self.member_id, method, params or {}))
 
     def list_all(self, method: str, params: dict | None = None, max_items: int = 5000) -> list:
+        """PortalClient.list_all (one page)."""
         return list(self.call(method, params).result)
 
 

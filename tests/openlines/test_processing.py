@@ -298,3 +298,18 @@ def test_task_run_leaves_open_sessions_alone(services, client, rest):
     services.openlines.process_ready(trigger="cli", budget_s=30)
     assert rest.of(portal["member_id"], "imopenlines.session.history.get") == []
     assert rows(services, dialogs)[0]["status"] == "transferred"
+
+
+def test_task_run_prunes_old_processed_rows_only(services, client):
+    portal = make_portal(services)
+    client.post("/python_bot/", data=lines_event(portal, chat_id=1))
+    client.post("/python_bot/", data=lines_event(portal, chat_id=2))
+    services.openlines.process_ready(trigger="worker", budget_s=30)
+    client.post("/python_bot/", data=lines_event(portal, chat_id=3))  # still pending
+    with services.db.write() as conn:
+        conn.execute(sa.update(bot_inbox).where(bot_inbox.c.status == "done", bot_inbox.c.event_key.like("%:10"))
+                     .values(processed_at=time.time() - 8 * 86400))
+    report = services.openlines.process_ready(trigger="cli", limit=1, budget_s=30)
+    assert report.pruned == 1
+    assert sorted(r["event_key"] for r in rows(services, bot_inbox)) == ["ONIMBOTMESSAGEADD:20",
+                                                                        "ONIMBOTMESSAGEADD:30"]

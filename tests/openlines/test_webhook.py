@@ -299,3 +299,38 @@ def test_session_id_from_dialog_get():
     assert session_closed({"session_closed": True}) is True
     assert session_closed({"session": {"status": "closed"}}) is True
     assert session_closed({"session_closed": False, "status": "open"}) is False
+
+
+def test_database_trouble_is_retried_and_a_bug_does_not_stop_the_inbox(services, client, monkeypatch):
+    import sqlalchemy as sa
+
+    portal = make_portal(services)
+    client.post("/python_bot/", data=lines_event(portal, chat_id=1))
+    client.post("/python_bot/", data=lines_event(portal, chat_id=2))
+    calls = []
+
+    def broken(portal_row, event, stored, owner):
+        calls.append(stored["data"]["PARAMS"]["CHAT_ID"])
+        if stored["data"]["PARAMS"]["CHAT_ID"] == "1":
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(services.openlines, "_handle", broken)
+    report = run_inbox(services)
+    assert (report.retried, report.failed, calls) == (1, 1, ["1", "2"])
+    by_key = {r["event_key"]: (r["status"], r["last_error"]) for r in rows(services, bot_inbox)}
+    assert by_key == {"ONIMBOTMESSAGEADD:10": ("pending", "database_error"),
+                      "ONIMBOTMESSAGEADD:20": ("failed", "internal_error")}
+
+
+def test_a_later_join_of_the_same_chat_is_new_but_hands_over_nothing_twice(services, client, rest):
+    portal = make_portal(services)
+    now = int(time.time())
+    assert client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now - 60)).get_json()[
+        "status"] == "accepted"
+    run_inbox(services)
+    assert client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now)).get_json()[
+        "status"] == "accepted"
+    run_inbox(services)
+    assert count(services, bot_inbox) == 2
+    assert len(rest.of(portal["member_id"], "imopenlines.bot.session.operator")) == 1
