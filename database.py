@@ -452,6 +452,23 @@ def _sqlite_on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def record_task_run(db: Database, run_id: str, task: str, trigger: str, started: float, *,
+                    provider: str | None = None, finished: float | None = None, duration_ms: int | None = None,
+                    report: dict | None = None) -> None:
+    """Write a cron task's run to `task_runs` (start, then again with its end and report)."""
+    import json
+
+    with db.write() as conn:
+        if finished is None:
+            conn.execute(sa.insert(task_runs).values(run_id=run_id, task=task, trigger=trigger, provider=provider,
+                                                     started_at=started))
+        else:
+            conn.execute(sa.update(task_runs).where(task_runs.c.run_id == run_id).values(
+                finished_at=finished,
+                duration_ms=duration_ms if duration_ms is not None else int((finished - started) * 1000),
+                report=json.dumps(report) if report is not None else None))
+
+
 def now() -> int:
     """Unix time in whole seconds (stored times are integers)."""
     return int(time.time())

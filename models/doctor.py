@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from database import Database, alembic_config, portals, task_runs
+from database import Database, alembic_config, bot_lines, portals, task_runs
 from models.bitrix24 import Bitrix24AuthError, Bitrix24Error, Bitrix24Unavailable
 from models.oauth import OAuthError
 from models.telemost import RECONNECT, RESTRICTED, TelemostApi, TelemostError
@@ -240,9 +240,7 @@ def _last_run(db: Database, task: str) -> float | None:
 def bot_attached(db: Database) -> bool:
     """True when an installed portal has the bot attached to an Open Lines line (the bot's `bot_lines` table)."""
     with db.read() as conn:
-        if not sa.inspect(conn).has_table("bot_lines"):
-            return False
-        lines = sa.table("bot_lines", sa.column("portal_id"), sa.column("attached_at"))
+        lines = bot_lines
         return conn.execute(sa.select(lines.c.portal_id).join(portals, portals.c.id == lines.c.portal_id).where(
             lines.c.attached_at.is_not(None), portals.c.status == "installed").limit(1)).first() is not None
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from database import task_runs
+from database import record_task_run, task_runs
 from models.metrics import Metrics
 from models.oauth import OAuthError, Provider
 from models.vault import ACTIVE, BROKEN, NEEDS_REAUTH, UNDECRYPTABLE, Credential, Undecryptable, Vault
@@ -479,20 +479,11 @@ class RefreshEngine:
         return self.vault.count_due(now_ts=int(time.time()), **self._due_args(provider))
 
     def _record_run_start(self, run_id: str, trigger: str, provider: str | None, started: float) -> None:
-        with self.vault.db.write() as conn:
-            conn.execute(sa.insert(task_runs).values(run_id=run_id, task="refresh", trigger=trigger,
-                                                     provider=provider, started_at=started))
+        record_task_run(self.vault.db, run_id, "refresh", trigger, started, provider=provider)
 
     def _record_run_end(self, report: RunReport, started: float) -> None:
-        import json
-
-        with self.vault.db.write() as conn:
-            conn.execute(
-                sa.update(task_runs)
-                .where(task_runs.c.run_id == report.run_id)
-                .values(finished_at=time.time(), duration_ms=report.duration_ms,
-                        report=json.dumps(report.as_dict()))
-            )
+        record_task_run(self.vault.db, report.run_id, "refresh", "", started, finished=time.time(),
+                        duration_ms=report.duration_ms, report=report.as_dict())
 
 
 class GroupCommitter:

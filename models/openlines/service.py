@@ -35,6 +35,7 @@ from database import (
     dialogs,
     now,
     portals,
+    record_task_run,
 )
 from models import forms
 from models.audit import AuditLog
@@ -145,6 +146,9 @@ def _insert(conn):
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
+EVENTS_TASK = "process-events"
+
+
 class OpenLinesService(BotSettingsStore, DialogQueries):
     """Bot events in, dialogs stored, chats handed to operators; settings and queries for the API."""
 
@@ -210,6 +214,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         report = ProcessReport(run_id=str(uuid.uuid4()))
         owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{report.run_id[:8]}"
         deadline = time.monotonic() + budget_s
+        run_started = time.time()
+        if trigger != "worker":  # cron/CLI runs are what `flask doctor` and alerts watch
+            record_task_run(self.db, report.run_id, EVENTS_TASK, trigger, run_started)
         remaining = limit or 1_000_000
         # Rows this pass retries are due again only after it started: one attempt per row per pass.
         started = time.time()
@@ -222,6 +229,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             self.sweep_finished_sessions(report, deadline)
             report.pruned = self.prune_inbox()
         report.left = self.backlog()
+        if trigger != "worker":
+            record_task_run(self.db, report.run_id, EVENTS_TASK, trigger, run_started, finished=time.time(),
+                            report=report.as_dict())
         if report.claimed or trigger != "worker":
             log.info("bot inbox %s run: %s", trigger, report.as_dict())
         return report
@@ -604,9 +614,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         try:
             result = self._call(portal, "imopenlines.config.list.get", {})
         except Transient as exc:
-            raise ServiceError("portal_unavailable", status=503, reason=exc.code) from None
+            raise ServiceError("portal_unavailable", status=503, upstream=exc.code) from None
         except Bitrix24Error as exc:
-            raise ServiceError("portal_refused", status=502, reason=exc.code) from None
+            raise ServiceError("portal_refused", status=502, upstream=exc.code) from None
         local = {r["line_id"]: r for r in self.lines(portal.id)}
         out = []
         for item in result if isinstance(result, list) else []:
@@ -638,9 +648,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 "WELCOME_BOT_ENABLE": "Y", "WELCOME_BOT_ID": portal.bot_id, "WELCOME_BOT_JOIN": "first",
                 "WELCOME_BOT_LEFT": "queue"}})
         except Transient as exc:
-            raise ServiceError("portal_unavailable", status=503, reason=exc.code) from None
+            raise ServiceError("portal_unavailable", status=503, upstream=exc.code) from None
         except Bitrix24Error as exc:
-            raise ServiceError("portal_refused", status=502, reason=exc.code) from None
+            raise ServiceError("portal_refused", status=502, upstream=exc.code) from None
         with self.db.write() as conn:
             self._upsert_line(conn, portal.id, line_id, attached_at=now())
         self._audit(actor, "bot_attached", portal.id, {"line_id": line_id})
@@ -653,8 +663,8 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             rows = client.list_all("user.get", {"FILTER": {"ACTIVE": True}}, max_items=5000)
         except Bitrix24Error as exc:
             if is_transient(exc):
-                raise ServiceError("portal_unavailable", status=503, reason=exc.code) from None
-            raise ServiceError("portal_refused", status=502, reason=exc.code) from None
+                raise ServiceError("portal_unavailable", status=503, upstream=exc.code) from None
+            raise ServiceError("portal_refused", status=502, upstream=exc.code) from None
         return [{"id": str(u.get("ID") or ""), "name": str(u.get("NAME") or ""),
                  "last_name": str(u.get("LAST_NAME") or ""), "position": str(u.get("WORK_POSITION") or "")}
                 for u in rows if isinstance(u, dict)]

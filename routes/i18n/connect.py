@@ -48,12 +48,9 @@ MESSAGES = {
         "error.bad_subdomain": "subdomain must be the account's name, e.g. 'mycompany'.",
         "error.amocrm_refused": "amoCRM refused the code ({reason}).",
         "error.bad_tokens": "The tokens are too long, or expires_in is not a positive number of seconds (≤ 5 years).",
-        "error.missing_fields": "Send either `code`, or `access_token` with `refresh_token` (or with `expires_in` for "
-                                "a long-lived token).",
         "error.unknown_provider": "provider must be one of bitrix24, yandex, amocrm.",
         "error.needs_reauth": "The credential needs re-authorisation.",
         "error.unavailable": "The token could not be refreshed right now; try again.",
-        "error.portal_required": "Name the portal: ?portal=<member_id>.",
         "error.portal_not_found": "No such portal.",
     },
     "ru": {
@@ -104,12 +101,9 @@ MESSAGES = {
         "error.bad_subdomain": "subdomain — это имя аккаунта, например «mycompany».",
         "error.amocrm_refused": "amoCRM не принял код ({reason}).",
         "error.bad_tokens": "Токены слишком длинные, или expires_in — не положительное число секунд (не больше 5 лет).",
-        "error.missing_fields": "Передайте `code` или `access_token` с `refresh_token` (или с `expires_in` для "
-                                "долгоживущего токена).",
         "error.unknown_provider": "provider должен быть одним из: bitrix24, yandex, amocrm.",
         "error.needs_reauth": "Нужна повторная авторизация.",
         "error.unavailable": "Сейчас не удалось обновить токен; попробуйте ещё раз.",
-        "error.portal_required": "Укажите портал: ?portal=<member_id>.",
         "error.portal_not_found": "Такого портала нет.",
     },
 }

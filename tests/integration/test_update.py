@@ -47,7 +47,7 @@ def test_setup_runs_once_per_version(live_stack, installed):
     clear_calls(live_stack)
     first = live_stack.control("POST", "/_sandbox/portals/portal1/update", {"version": "2.0.0"}, expect=200)
     assert first["status"] == 200, first
-    assert setup_calls(live_stack) == ["imbot.register", "event.bind", "event.bind"]
+    assert setup_calls(live_stack) == ["imbot.register", "event.bind", "event.bind", "event.bind"]
 
     clear_calls(live_stack)
     again = live_stack.control("POST", "/_sandbox/portals/portal1/update", {"version": "2.0.0"}, expect=200)
@@ -61,5 +61,5 @@ def test_setup_runs_once_per_version(live_stack, installed):
     clear_calls(live_stack)
     newer = live_stack.control("POST", "/_sandbox/portals/portal1/update", {"version": "2.1.0"}, expect=200)
     assert newer["status"] == 200, newer
-    assert setup_calls(live_stack) == ["imbot.register", "event.bind", "event.bind"]
+    assert setup_calls(live_stack) == ["imbot.register", "event.bind", "event.bind", "event.bind"]
     assert portal_rows(live_stack)[0]["setup_version"] == "2.1.0"

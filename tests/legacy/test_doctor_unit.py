@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from database import portals, task_runs
+from database import bot_lines, portals, task_runs
 from models import doctor
 from routes.doctor import render
 from routes.i18n import legacy
@@ -24,8 +24,7 @@ def _portal_with_attached_bot(db) -> None:
     with db.write() as conn:
         conn.execute(sa.insert(portals).values(member_id="m1", domain="a.bitrix24.ru", client_endpoint="x",
                                                server_endpoint="x", installed_at=1, updated_at=1))
-        conn.execute(sa.text("CREATE TABLE bot_lines (portal_id INTEGER, line_id INTEGER, attached_at INTEGER)"))
-        conn.execute(sa.text("INSERT INTO bot_lines VALUES (1, 1, 100)"))
+        conn.execute(sa.insert(bot_lines).values(portal_id=1, line_id="1", attached_at=100, updated_at=100))
 
 
 def test_missing_event_run_fails_once_a_bot_is_attached(app):
