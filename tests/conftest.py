@@ -59,7 +59,7 @@ def postgres_available() -> bool:
                 conn.execute(sa.text("select 1"))
             engine.dispose()
             _pg_state["ok"] = True
-        except Exception:  # noqa: BLE001 - any failure means: no server here
+        except Exception:  # any failure means: no server here
             _pg_state["ok"] = False
     return _pg_state["ok"]
 
