@@ -357,6 +357,10 @@ class InstallService:
 
     def decide_uninstall(self, portal: Portal, clean: bool, *, actor: str) -> UninstallResult:
         """Uninstall on proof, record the event as pending on a transient answer, refuse otherwise."""
+        if portal.uninstall_pending_at is not None:
+            # The proof says the app is gone, never who ticked CLEAN: a later event (anyone with the
+            # application token can post one) must not turn a pending "keep the data" into a wipe.
+            clean = clean and portal.uninstall_pending_clean
         verdict = self.proof(portal)
         detail = {"clean": clean, "verdict": verdict}
         if verdict == GONE:

@@ -1,0 +1,97 @@
+"""Issue 7 finding 1, attacked harder: a forged ONAPPUNINSTALL (the application token every employee sees)
+while the stored token has expired and the OAuth server keeps failing, or loses its answer."""
+
+import time
+
+import requests
+
+from database import credentials
+from tests.integration.helpers import credential_rows, event_form, portal_rows, run_tasks, update_rows
+
+
+def forge_uninstall(stack, info, clean: bool) -> requests.Response:
+    """What an employee can post: the documented event with the portal's application token."""
+    form = event_form(stack, "event-ONAPPUNINSTALL.json", info, **{"data[CLEAN]": "1" if clean else "0"})
+    return requests.post(f"{stack.app_url}/events", data=form, timeout=60)
+
+
+def fault(stack, mode: str, count: int) -> None:
+    stack.control("POST", "/_sandbox/faults", {"server": "oauth", "mode": mode, "count": count}, expect=201)
+
+
+def expire_portal_token(stack) -> dict:
+    [cred] = credential_rows(stack)
+    update_rows(stack, credentials, credentials.c.id == cred["id"], expires_at=int(time.time()) - 60)
+    [cred] = credential_rows(stack)
+    return cred
+
+
+def test_forged_clean_uninstall_with_an_expired_token_and_two_oauth_503s_deletes_nothing(live_stack, installed):
+    """Two 503s on the refresh are retried; the refreshed token then shows the app installed: a forgery."""
+    before = expire_portal_token(live_stack)
+    fault(live_stack, "503", 2)
+
+    response = forge_uninstall(live_stack, installed, clean=True)
+
+    assert response.status_code == 403 and response.json()["error"] == "still_installed"
+    [row] = portal_rows(live_stack)
+    assert (row["status"], row["uninstall_pending_at"]) == ("installed", None)
+    [after] = credential_rows(live_stack)
+    assert (after["id"], after["status"], after["version"], after["failure_count"]) == (
+        before["id"], "active", before["version"] + 1, 0)
+
+
+def test_forged_clean_uninstall_while_every_oauth_answer_is_503_is_only_pending(live_stack, installed):
+    """The refresh fails on every attempt: no proof either way, so nothing is deleted and the run asks again."""
+    before = expire_portal_token(live_stack)
+    fault(live_stack, "503", 20)
+
+    response = forge_uninstall(live_stack, installed, clean=True)
+
+    assert response.status_code == 202 and response.json()["status"] == "pending"
+    [after] = credential_rows(live_stack)
+    assert (after["status"], after["version"], after["refresh_token_enc"]) == (
+        "active", before["version"], before["refresh_token_enc"])
+    live_stack.control("DELETE", "/_sandbox/faults", expect=200)
+
+    run = run_tasks(live_stack)
+
+    assert run.json()["uninstalls"] == {"checked": 1, "uninstalled": 0, "refused": 1, "pending": 0}
+    [row] = portal_rows(live_stack)
+    assert (row["status"], row["uninstall_pending_at"], row["uninstall_pending_clean"]) == ("installed", None, False)
+    [after] = credential_rows(live_stack)
+    assert (after["status"], after["version"]) == ("active", before["version"] + 1)
+
+
+def test_forged_clean_uninstall_after_a_lost_refresh_answer_deletes_nothing(live_stack, installed):
+    """The OAuth server rotates the pair and the answer is lost: the retry's invalid_grant is our own lost
+    response, not proof that the app is gone."""
+    expire_portal_token(live_stack)
+    fault(live_stack, "drop_after_rotate", 1)
+
+    response = forge_uninstall(live_stack, installed, clean=True)
+
+    assert response.status_code == 202 and response.json()["status"] == "pending"
+    run = run_tasks(live_stack)
+    assert run.json()["uninstalls"] == {"checked": 1, "uninstalled": 0, "refused": 1, "pending": 0}
+    [row] = portal_rows(live_stack)
+    assert (row["status"], row["uninstall_pending_at"]) == ("installed", None)
+    [after] = credential_rows(live_stack)
+    assert (after["status"], after["last_error"]) == ("needs_reauth", "lost_response")
+
+
+def test_a_forged_clean_flag_cannot_turn_a_pending_keep_data_uninstall_into_a_wipe(live_stack, installed):
+    """The admin uninstalls keeping the data while the OAuth server answers 503 (pending, CLEAN=0); an
+    employee then posts CLEAN=1. The proof now succeeds, but only the admin's choice counts: data kept."""
+    fault(live_stack, "503", 1)
+    genuine = live_stack.control("POST", "/_sandbox/portals/portal1/uninstall", {"clean": False}, expect=200)
+    assert genuine["status"] == 202, genuine
+    [row] = portal_rows(live_stack)
+    assert (row["status"], row["uninstall_pending_clean"]) == ("installed", False)
+
+    response = forge_uninstall(live_stack, installed, clean=True)
+
+    assert response.status_code == 200 and response.json()["status"] == "uninstalled"
+    [row] = portal_rows(live_stack)
+    assert row["status"] == "uninstalled"
+    assert [c["status"] for c in credential_rows(live_stack)] == ["revoked"]
