@@ -2,6 +2,8 @@
 
 import pytest
 
+from app import create_app
+from tests.conftest import make_config
 from tests.integration.helpers import portal_info
 
 
@@ -11,3 +13,21 @@ def installed(live_stack):
     result = live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"}, expect=200)
     assert result["status"] == 200, result["body"]
     return portal_info(live_stack)
+
+
+THROTTLE_ATTEMPTS = 3
+
+
+@pytest.fixture
+def throttled_config(tmp_path):
+    """A SQLite testing config that throttles after THROTTLE_ATTEMPTS failed token attempts."""
+    return make_config(tmp_path, AUTH_THROTTLE_ATTEMPTS=THROTTLE_ATTEMPTS, AUTH_THROTTLE_WINDOW_SECONDS=300)
+
+
+@pytest.fixture
+def two_workers(throttled_config):
+    """Two app instances on one database, as two gunicorn workers (or two hosts) are."""
+    apps = [create_app(throttled_config) for _ in range(2)]
+    yield [application.test_client() for application in apps]
+    for application in apps:
+        application.extensions["db"].dispose()
