@@ -1,8 +1,12 @@
 """Fixtures of the attack tests: a live stack with one portal installed through the sandbox's own flow."""
 
+import io
+import logging
+
 import pytest
 
 from app import create_app
+from models.logs import configure_logging
 from tests.conftest import make_config
 from tests.integration.helpers import portal_info
 
@@ -31,3 +35,14 @@ def two_workers(throttled_config):
     yield [application.test_client() for application in apps]
     for application in apps:
         application.extensions["db"].dispose()
+
+
+@pytest.fixture
+def root_log():
+    """What the root handler installed by configure_logging writes (the app's and werkzeug's lines)."""
+    configure_logging("INFO")
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_b24_redacting", False))
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
