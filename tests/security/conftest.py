@@ -7,7 +7,9 @@ import pytest
 
 from app import create_app
 from models.logs import configure_logging
+from models.security import Identity
 from tests.conftest import make_config
+from tests.factories import make_portal
 from tests.integration.helpers import portal_info
 
 
@@ -46,3 +48,30 @@ def root_log():
     previous = handler.setStream(buffer)
     yield buffer
     handler.setStream(previous)
+
+
+def _signed_in_app(config):
+    application = create_app(config)
+    services = application.extensions["services"]
+    portal = make_portal(services)
+    identity = Identity(portal.member_id, 1, portal.id, portal.domain, "Анна Смирнова", True)
+    headers = {"bearer": {"Authorization": f"Bearer {services.signer.issue(identity)[0]}"},
+               "admin": {"X-API-Token": config["ADMIN_API_TOKEN"]},
+               "cron": {"X-Cron-Token": config["CRON_TOKEN"]}, "none": {}}
+    return application, headers
+
+
+@pytest.fixture
+def signed_in(config):
+    """An app on SQLite with one installed portal: (client, headers by kind: bearer, admin, cron, none)."""
+    application, headers = _signed_in_app(config)
+    yield application.test_client(), headers
+    application.extensions["db"].dispose()
+
+
+@pytest.fixture
+def signed_in_any_db(storage_config):
+    """Like `signed_in`, on SQLite and then on PostgreSQL."""
+    application, headers = _signed_in_app(storage_config)
+    yield application.test_client(), headers
+    application.extensions["db"].dispose()
