@@ -75,3 +75,18 @@ def signed_in_any_db(storage_config):
     application, headers = _signed_in_app(storage_config)
     yield application.test_client(), headers
     application.extensions["db"].dispose()
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    """Test clients of apps built with config overrides (all disposed afterwards)."""
+    apps = []
+
+    def build(**overrides):
+        application = create_app(make_config(tmp_path, **overrides))
+        apps.append(application)
+        return application.test_client()
+
+    yield build
+    for application in apps:
+        application.extensions["db"].dispose()
