@@ -2,6 +2,8 @@
 
 import io
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -11,6 +13,7 @@ from models.security import Identity
 from tests.conftest import make_config
 from tests.factories import make_portal
 from tests.integration.helpers import portal_info
+from tests.unit import conftest as unit_fixtures
 
 
 @pytest.fixture
@@ -90,3 +93,32 @@ def make_client(tmp_path):
     yield build
     for application in apps:
         application.extensions["db"].dispose()
+
+
+# The transport tests' DNS stand-in and local portal server, shared with the SSRF attacks here.
+fake_dns = unit_fixtures.fake_dns
+portal_server = unit_fixtures.portal_server
+
+
+@pytest.fixture
+def redirecting_portal():
+    """A portal stand-in on 127.0.0.1 that answers every POST with a 302 to `redirecting_portal.target`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(302)
+            self.send_header("Location", server.target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.target = ""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
