@@ -44,8 +44,11 @@ UNKNOWN = "unknown"  # a transient answer: ask again later
 UNVERIFIABLE = "unverifiable"  # no working credential of ours to ask with
 _STALE = "stale"  # the access token was refused: refresh it, then ask again
 
-# Answers to our own credential that prove the app is no longer on the portal.
-GONE_ERRORS = {"NOT_INSTALLED", "invalid_grant", "APPLICATION_NOT_FOUND"}
+# Answers to our own credential that prove the app is no longer on the portal (spec §2.4: NOT_INSTALLED =
+# "app removed"). invalid_grant is not among them: it says our refresh token is dead (spent by a copy of
+# the app, a database restored from a backup, past its lifetime), which the app being installed allows.
+GONE_ERRORS = {"NOT_INSTALLED", "APPLICATION_NOT_FOUND"}
+DEAD_PAIR_ERRORS = {"invalid_grant"}
 
 
 @dataclass(frozen=True)
@@ -382,7 +385,7 @@ class InstallService:
         """Ask Bitrix24, with our own credential, whether the app is still on the portal.
 
         Returns STILL_INSTALLED, GONE, UNKNOWN (transient: timeout, 5xx, 429/503, a peer holding the
-        refresh lease) or UNVERIFIABLE (no working credential of ours).
+        refresh lease) or UNVERIFIABLE (no working credential of ours, or its refresh token is dead).
         """
         cred = self._proof_credential(portal)
         if cred is None:
@@ -403,6 +406,8 @@ class InstallService:
             return UNKNOWN if verdict == _STALE else verdict
         if outcome.error in GONE_ERRORS:
             return GONE
+        if outcome.error in DEAD_PAIR_ERRORS:
+            return UNVERIFIABLE
         return UNKNOWN
 
     def _proof_credential(self, portal: Portal) -> Credential | None:

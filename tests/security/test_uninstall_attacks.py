@@ -4,6 +4,7 @@ while the stored token has expired and the OAuth server keeps failing, or loses 
 import time
 
 import requests
+from cryptography.fernet import Fernet
 
 from database import credentials
 from tests.integration.helpers import credential_rows, event_form, portal_rows, run_tasks, update_rows
@@ -95,3 +96,30 @@ def test_a_forged_clean_flag_cannot_turn_a_pending_keep_data_uninstall_into_a_wi
     [row] = portal_rows(live_stack)
     assert row["status"] == "uninstalled"
     assert [c["status"] for c in credential_rows(live_stack)] == ["revoked"]
+
+
+def spend_stored_refresh_token(stack) -> None:
+    """Refresh the stored pair behind the app's back (a database restored from an older backup, a copy of
+    the app on the same credentials): the stored refresh token is spent, the app is still installed."""
+    [cred] = credential_rows(stack)
+    refresh_token = Fernet(stack.env["TOKEN_ENCRYPTION_KEY"].split(",")[0]).decrypt(
+        cred["refresh_token_enc"].encode()).decode()
+    answer = requests.post(f"{stack.sandbox['oauth']}/oauth/token/", timeout=30, data={
+        "grant_type": "refresh_token", "client_id": stack.env["BITRIX24_CLIENT_ID"],
+        "client_secret": stack.env["BITRIX24_CLIENT_SECRET"], "refresh_token": refresh_token})
+    assert answer.status_code == 200, answer.text
+
+
+def test_forged_clean_uninstall_when_our_refresh_token_is_dead_deletes_nothing(live_stack, installed):
+    """invalid_grant says our pair is dead, not that the app is gone (Bitrix24 answers NOT_INSTALLED for
+    that): no proof, so the portal and its data stay."""
+    spend_stored_refresh_token(live_stack)
+    expire_portal_token(live_stack)
+
+    response = forge_uninstall(live_stack, installed, clean=True)
+
+    assert response.status_code == 403 and response.json()["error"] == "uninstall_unverifiable"
+    [row] = portal_rows(live_stack)
+    assert (row["status"], row["uninstall_pending_at"]) == ("installed", None)
+    [cred] = credential_rows(live_stack)
+    assert cred["last_error"] == "invalid_grant"
