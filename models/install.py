@@ -411,9 +411,13 @@ class InstallService:
         return UNKNOWN
 
     def _proof_credential(self, portal: Portal) -> Credential | None:
-        """The portal's credential, else the freshest user credential of the portal that is active."""
-        creds = [c for c in self.vault.for_portal(portal.id, "bitrix24") if c.status == ACTIVE]
-        creds.sort(key=lambda c: (c.subject != PORTAL_SUBJECT, -(c.refreshed_at or 0)))
+        """The portal's own credential while it is active; never a user's.
+
+        A user's pair comes from an iframe POST, where only the access token is proven ours: the refresh
+        token beside it may belong to another portal (one where the app is gone, answering NOT_INSTALLED).
+        """
+        creds = [c for c in self.vault.for_portal(portal.id, "bitrix24")
+                 if c.status == ACTIVE and c.subject == PORTAL_SUBJECT]
         return creds[0] if creds else None
 
     def _ask(self, portal: Portal, access_token: str) -> str:

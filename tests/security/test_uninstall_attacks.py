@@ -7,7 +7,16 @@ import requests
 from cryptography.fernet import Fernet
 
 from database import credentials
-from tests.integration.helpers import credential_rows, event_form, portal_rows, run_tasks, update_rows
+from tests.integration.helpers import (
+    credential_rows,
+    event_form,
+    frame_post,
+    mint,
+    portal_info,
+    portal_rows,
+    run_tasks,
+    update_rows,
+)
 
 
 def forge_uninstall(stack, info, clean: bool) -> requests.Response:
@@ -123,3 +132,30 @@ def test_forged_clean_uninstall_when_our_refresh_token_is_dead_deletes_nothing(l
     assert (row["status"], row["uninstall_pending_at"]) == ("installed", None)
     [cred] = credential_rows(live_stack)
     assert cred["last_error"] == "invalid_grant"
+
+
+def test_an_employees_unproven_refresh_token_proves_no_uninstall(make_stack):
+    """The iframe POST proves AUTH_ID, never REFRESH_ID. An employee opens the app with a refresh token from a
+    portal of their own where the app is already uninstalled; once the portal credential is out of play
+    (needs re-authorisation), that pair must not be refreshed to "prove" that the victim uninstalled."""
+    stack = make_stack(portals=2)
+    for name in ("portal1", "portal2"):
+        assert stack.control("POST", f"/_sandbox/portals/{name}/install", {"mode": "event"}, expect=200)["status"] \
+            == 200
+    victim, own = portal_info(stack, "portal1"), mint(stack, portal="portal2", user_id=1)
+    stack.control("POST", "/_sandbox/portals/portal2/uninstall", {"clean": True}, expect=200)
+    employee = mint(stack, portal="portal1", user_id=2)
+    opened = frame_post(stack, employee, application_token=victim["application_token"],
+                        REFRESH_ID=own["refresh_token"])
+    assert opened.status_code == 200
+    rows = {c["subject"]: c for c in credential_rows(stack) if c["account"] == victim["member_id"]}
+    update_rows(stack, credentials, credentials.c.id == rows["portal"]["id"], status="needs_reauth")
+    update_rows(stack, credentials, credentials.c.id == rows["user:2"]["id"], expires_at=int(time.time()) - 60)
+
+    response = forge_uninstall(stack, victim, clean=True)
+
+    assert response.status_code == 403 and response.json()["error"] == "uninstall_unverifiable"
+    [row] = [r for r in portal_rows(stack) if r["member_id"] == victim["member_id"]]
+    assert (row["status"], row["uninstall_pending_at"]) == ("installed", None)
+    after = {c["subject"]: c["status"] for c in credential_rows(stack) if c["account"] == victim["member_id"]}
+    assert after == {"portal": "needs_reauth", "user:2": "active"}
