@@ -109,6 +109,21 @@ def client(app):
 
 
 @pytest.fixture
+def make_client(tmp_path):
+    """Test clients of apps built with config overrides (all disposed afterwards)."""
+    apps = []
+
+    def build(**overrides):
+        application = create_app(make_config(tmp_path, **overrides))
+        apps.append(application)
+        return application.test_client()
+
+    yield build
+    for application in apps:
+        application.extensions["db"].dispose()
+
+
+@pytest.fixture
 def runner(app):
     """Flask CLI runner."""
     return app.test_cli_runner()

@@ -80,21 +80,6 @@ def signed_in_any_db(storage_config):
     application.extensions["db"].dispose()
 
 
-@pytest.fixture
-def make_client(tmp_path):
-    """Test clients of apps built with config overrides (all disposed afterwards)."""
-    apps = []
-
-    def build(**overrides):
-        application = create_app(make_config(tmp_path, **overrides))
-        apps.append(application)
-        return application.test_client()
-
-    yield build
-    for application in apps:
-        application.extensions["db"].dispose()
-
-
 # The transport tests' DNS stand-in and local portal server, shared with the SSRF attacks here.
 fake_dns = unit_fixtures.fake_dns
 portal_server = unit_fixtures.portal_server
