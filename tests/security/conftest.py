@@ -1,4 +1,5 @@
-"""Fixtures of the attack tests: a live stack with one portal installed through the sandbox's own flow."""
+"""Fixtures of the attack tests (issue 7): a live stack with portal1 installed, signed-in apps on SQLite and
+PostgreSQL, two app instances on one database, the redacting log handler, and transport stand-ins."""
 
 import io
 import logging
