@@ -10,6 +10,7 @@ import re
 
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 import config
 import database
@@ -62,6 +63,33 @@ class PrefixMiddleware:
         return self.wsgi_app(environ, start_response)
 
 
+ROW_ID_MAX = 2**31 - 1  # the largest id an INTEGER column holds on PostgreSQL
+
+
+def decimal_at_most(limit: int) -> str:
+    """A regular expression for the decimal numbers from 0 to `limit` (leading zeros allowed)."""
+    digits = str(limit)
+    parts = [rf"\d{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for i, ch in enumerate(digits):
+        lowest = 1 if i == 0 and len(digits) > 1 else 0
+        if int(ch) > lowest:
+            rest = len(digits) - i - 1
+            parts.append(f"{digits[:i]}[{lowest}-{int(ch) - 1}]" + (rf"\d{{{rest}}}" if rest else ""))
+    parts.append(digits)
+    return "(?:" + "|".join(parts) + ")"
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in URLs, at most ROW_ID_MAX: a larger number names no row, so the URL is a 404.
+
+    Unbounded, such a number reached the database and failed there with a 500 and a traceback (SQLite
+    binds at most 2**63 - 1, PostgreSQL's INTEGER 2**31 - 1). The bound is in the pattern, not only in
+    `max`: werkzeug checks `max` after the method, so PUT /api/conferences/<too big> would be a 405.
+    """
+
+    regex = decimal_at_most(ROW_ID_MAX)
+
+
 class QueryStringGuard:
     """Percent-encode bytes outside ASCII in the raw query string.
 
@@ -95,6 +123,7 @@ def wrap_wsgi(wsgi_app, base_path: str, trusted_proxies: int):
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults, then the environment (and .env), then `test_config`."""
     app = Flask(__name__)
+    app.url_map.converters["int"] = RowIdConverter  # before any blueprint adds its rules
     settings = config.defaults()
     if test_config is None:
         config.load_dotenv_file()

@@ -44,8 +44,11 @@ UNKNOWN = "unknown"  # a transient answer: ask again later
 UNVERIFIABLE = "unverifiable"  # no working credential of ours to ask with
 _STALE = "stale"  # the access token was refused: refresh it, then ask again
 
-# Answers to our own credential that prove the app is no longer on the portal.
-GONE_ERRORS = {"NOT_INSTALLED", "invalid_grant", "APPLICATION_NOT_FOUND"}
+# Answers to our own credential that prove the app is no longer on the portal (spec §2.4: NOT_INSTALLED =
+# "app removed"). invalid_grant is not among them: it says our refresh token is dead (spent by a copy of
+# the app, a database restored from a backup, past its lifetime), which the app being installed allows.
+GONE_ERRORS = {"NOT_INSTALLED", "APPLICATION_NOT_FOUND"}
+DEAD_PAIR_ERRORS = {"invalid_grant"}
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,10 @@ class InstallService:
 
     def decide_uninstall(self, portal: Portal, clean: bool, *, actor: str) -> UninstallResult:
         """Uninstall on proof, record the event as pending on a transient answer, refuse otherwise."""
+        if portal.uninstall_pending_at is not None:
+            # The proof says the app is gone, never who ticked CLEAN: a later event (anyone with the
+            # application token can post one) must not turn a pending "keep the data" into a wipe.
+            clean = clean and portal.uninstall_pending_clean
         verdict = self.proof(portal)
         detail = {"clean": clean, "verdict": verdict}
         if verdict == GONE:
@@ -366,7 +373,7 @@ class InstallService:
         """Ask Bitrix24, with our own credential, whether the app is still on the portal.
 
         Returns STILL_INSTALLED, GONE, UNKNOWN (transient: timeout, 5xx, 429/503, a peer holding the
-        refresh lease) or UNVERIFIABLE (no working credential of ours).
+        refresh lease) or UNVERIFIABLE (no working credential of ours, or its refresh token is dead).
         """
         cred = self._proof_credential(portal)
         if cred is None:
@@ -387,12 +394,18 @@ class InstallService:
             return UNKNOWN if verdict == _STALE else verdict
         if outcome.error in GONE_ERRORS:
             return GONE
+        if outcome.error in DEAD_PAIR_ERRORS:
+            return UNVERIFIABLE
         return UNKNOWN
 
     def _proof_credential(self, portal: Portal) -> Credential | None:
-        """The portal's credential, else the freshest user credential of the portal that is active."""
-        creds = [c for c in self.vault.for_portal(portal.id, "bitrix24") if c.status == ACTIVE]
-        creds.sort(key=lambda c: (c.subject != PORTAL_SUBJECT, -(c.refreshed_at or 0)))
+        """The portal's own credential while it is active; never a user's.
+
+        A user's pair comes from an iframe POST, where only the access token is proven ours: the refresh
+        token beside it may belong to another portal (one where the app is gone, answering NOT_INSTALLED).
+        """
+        creds = [c for c in self.vault.for_portal(portal.id, "bitrix24")
+                 if c.status == ACTIVE and c.subject == PORTAL_SUBJECT]
         return creds[0] if creds else None
 
     def _ask(self, portal: Portal, access_token: str) -> str:

@@ -38,8 +38,11 @@ _PAIR = re.compile(r"(?<![^\s?&;,{(\[])(?P<name>[^\s&?=;,'\"{}()<>]{1,200})=(?P<
 # may use JSON escapes (\u0074oken).
 _QUOTED = re.compile(r"""(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\]|\\.){1,80})(?P=q)\s*:\s*"""
                      r"""(?:(?P<vq>['"])(?P<value>(?:(?!(?P=vq))[^\\]|\\.){0,8192})(?P=vq)|(?P<bare>[^\s,}\]'"]+))""")
+# Header lines and reprs (`X-Cron-Token: …`, `authorization: bearer …`): HTTP header names and auth
+# schemes are case-insensitive, and curl -v or a proxy's debug log prints them in any case.
 _AUTH_HEADER = re.compile(
-    r"((?:Authorization|authorization)['\"]?\s*[:=]\s*['\"]?(?:Bearer|OAuth|Basic)\s+)([^\s'\"]+)"
+    r"(?i)((?:authorization|x-api-token|x-cron-token)['\"]?\s*[:=]\s*['\"]?(?:(?:bearer|oauth|basic)\s+)?)"
+    r"([^\s'\",}]+)"
 )
 _BRACKET_PART = re.compile(r"[^\[\]]+")
 
@@ -75,9 +78,22 @@ def _redact_quoted(match: re.Match) -> str:
     return match[0][: match.start(value) - match.start()] + REDACTED + (match["vq"] or "")
 
 
+def _redact_pair(match: re.Match) -> str:
+    if is_secret_name(match["name"]):
+        return f"{match['name']}={REDACTED}"
+    # A URL carried percent-encoded in a value (`?next=%2Fcb%3Ftoken%3D…`, a Referer's `redirect=`):
+    # the secret is one decoding away, so the whole value goes.
+    value = match["value"]
+    if "%" in value:
+        decoded = _decoded(value)
+        if decoded != value and redact(decoded) != decoded:
+            return f"{match['name']}={REDACTED}"
+    return match[0]
+
+
 def redact(text: str) -> str:
     """Replace secret values in a string (query strings, forms, JSON, reprs, Authorization headers)."""
-    text = _PAIR.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0], text)
+    text = _PAIR.sub(_redact_pair, text)
     text = _QUOTED.sub(_redact_quoted, text)
     return _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
 

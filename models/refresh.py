@@ -326,7 +326,7 @@ class RefreshEngine:
             if self.notifier is not None:
                 try:
                     self.notifier(cred, code)
-                except Exception:  # noqa: BLE001 - telling the admin must never break the run
+                except Exception:  # telling the admin must never break the run
                     log.exception("could not notify about credential %s", cred.id)
             return RefreshOutcome(cred.id, REAUTH, error=code)
         return RefreshOutcome(cred.id, FAILED, error=code)
@@ -414,7 +414,7 @@ class RefreshEngine:
             for fut in done:
                 try:
                     outcome = fut.result()
-                except Exception as exc:  # noqa: BLE001 - one broken row must not stop the run
+                except Exception as exc:  # one broken row must not stop the run
                     log.exception("refresh crashed")
                     outcome = RefreshOutcome(-1, FAILED, error=type(exc).__name__)
                 with lock:
@@ -554,7 +554,7 @@ class GroupCommitter:
                     continue
                 try:
                     results = write([args for _, args, _ in items])
-                except Exception as exc:  # noqa: BLE001 - every waiting worker must hear about it
+                except Exception as exc:  # every waiting worker must hear about it
                     for *_, done in items:
                         done.set_exception(exc)
                     continue

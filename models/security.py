@@ -108,15 +108,3 @@ class SessionSigner:
             )
         except (jwt.PyJWTError, KeyError, ValueError) as exc:
             raise InvalidSession(str(exc)) from exc
-
-    def sign_state(self, payload: dict, ttl_seconds: int, audience: str) -> str:
-        """Sign a short-lived state/ticket for OAuth connect flows."""
-        claims = dict(payload, aud=audience, iss=self.issuer, exp=int(time.time()) + ttl_seconds)
-        return jwt.encode(claims, self._key, algorithm="HS256")
-
-    def read_state(self, token: str, audience: str) -> dict:
-        """Verify a state/ticket signed by sign_state; raise InvalidSession if bad."""
-        try:
-            return jwt.decode(token, self._key, algorithms=["HS256"], audience=audience, issuer=self.issuer)
-        except jwt.PyJWTError as exc:
-            raise InvalidSession(str(exc)) from exc

@@ -6,6 +6,7 @@ still one burst. A successful request costs one primary-key read; only failures 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 
@@ -29,6 +30,23 @@ class TooManyAttempts(ServiceError):
         self.retry_after = retry_after
 
 
+def client_key(address: str) -> str:
+    """The unit a client is counted by: an IPv4 address, or the /64 network of an IPv6 one.
+
+    One IPv6 subscriber usually holds a whole /64 and can use a fresh address for every request;
+    counting addresses one by one would give such a client an unlimited number of guesses.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class AuthThrottle:
     """A fixed window per (scope, client): `attempts` failures within `window_seconds`, then 429."""
 
@@ -41,10 +59,11 @@ class AuthThrottle:
     def check(self, scope: str, client: str, at: int | None = None) -> None:
         """Raise TooManyAttempts while this client is over the limit for this scope."""
         at = now() if at is None else at
+        client = client_key(client)
         with self.db.read() as conn:
             row = conn.execute(
                 sa.select(auth_failures.c.window_start, auth_failures.c.failures).where(
-                    auth_failures.c.scope == scope, auth_failures.c.client == client[:64]
+                    auth_failures.c.scope == scope, auth_failures.c.client == client
                 )
             ).first()
         if row is not None and row.failures >= self.attempts and at < row.window_start + self.window:
@@ -53,7 +72,7 @@ class AuthThrottle:
     def failed(self, scope: str, client: str, at: int | None = None) -> int:
         """Count a failed attempt and audit it; returns the failures in the current window."""
         at = now() if at is None else at
-        client = client[:64]
+        client = client_key(client)
         stale = auth_failures.c.window_start <= at - self.window
         with self.db.write() as conn:
             insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert

@@ -10,7 +10,7 @@ from models.forms import MalformedForm, unflatten
 from models.openlines import BOT_EVENTS
 from models.portal import Rejected
 from routes.bot import accept_event
-from routes.common import ApiError, error_page, form_items, json_object, services
+from routes.common import ApiError, error_page, form_items, json_object, refuse_query_auth, services
 from routes.frame import frame_headers, portal_origin
 from routes.i18n import error_message, normalize_language, request_language, translate
 
@@ -70,6 +70,7 @@ def _installer_page(fields: dict, install: dict, status: int):
 
 
 @bp.route("/install", methods=["GET", "POST"])
+@refuse_query_auth
 def install():
     """ONAPPINSTALL (event form) or the installer page opened in the portal's iframe."""
     if request.method == "POST" and request.values.get("event"):

@@ -11,7 +11,7 @@ from dotenv import dotenv_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.stack import ROOT, Stack, free_port  # noqa: E402
+from scripts.stack import ROOT, Stack, free_port
 
 DEMO_YANDEX_LOGIN = "demo@telemost-demo.example"  # '@': an organisation account for the sandbox's Telemost
 

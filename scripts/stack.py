@@ -115,7 +115,7 @@ class Stack:
         return env
 
     def _log(self, name: str):
-        handle = open(self.log_dir / name, "ab")  # noqa: SIM115 - closed in stop()
+        handle = open(self.log_dir / name, "ab")  # closed in stop()
         self._logs.append(handle)
         return handle
 

@@ -59,7 +59,7 @@ def postgres_available() -> bool:
                 conn.execute(sa.text("select 1"))
             engine.dispose()
             _pg_state["ok"] = True
-        except Exception:  # noqa: BLE001 - any failure means: no server here
+        except Exception:  # any failure means: no server here
             _pg_state["ok"] = False
     return _pg_state["ok"]
 
@@ -106,6 +106,21 @@ def app(config):
 def client(app):
     """Flask test client."""
     return app.test_client()
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    """Test clients of apps built with config overrides (all disposed afterwards)."""
+    apps = []
+
+    def build(**overrides):
+        application = create_app(make_config(tmp_path, **overrides))
+        apps.append(application)
+        return application.test_client()
+
+    yield build
+    for application in apps:
+        application.extensions["db"].dispose()
 
 
 @pytest.fixture

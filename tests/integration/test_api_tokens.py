@@ -15,19 +15,15 @@ from config import ConfigError
 from database import audit_log, portals
 from models.security import Identity, token_hash
 from tests.conftest import make_config
+from tests.factories import make_portal
 from tests.integration.helpers import boot_data, frame_post, mint, portal_info, portal_rows
 
 DAY = 86400
 
 
-def make_portal(services, member_id: str, **overrides) -> int:
-    """An installed portal row (no Bitrix24 behind it: the token endpoints never call it)."""
-    ts = int(time.time())
-    values = {"member_id": member_id, "domain": f"{member_id}.bitrix24.ru", "status": "installed",
-              "client_endpoint": f"https://{member_id}.bitrix24.ru/rest/",
-              "server_endpoint": "https://oauth.bitrix.info/rest/", "installed_at": ts, "updated_at": ts, **overrides}
-    with services.db.write() as conn:
-        return conn.execute(sa.insert(portals).values(**values)).inserted_primary_key[0]
+def installed_portal(services, member_id: str) -> int:
+    """An installed portal row through the factory (no Bitrix24 behind it: the token endpoints never call it)."""
+    return make_portal(services, member_id=member_id, domain=f"{member_id}.bitrix24.ru").id
 
 
 def portal_row(services, portal_id: int) -> dict:
@@ -49,7 +45,7 @@ def status_with(client, token: str):
 @pytest.fixture
 def portal(services):
     """One installed portal: (id, member_id, admin's headers)."""
-    pid = make_portal(services, "member-a")
+    pid = installed_portal(services, "member-a")
     return pid, "member-a", bearer(services, pid, "member-a")
 
 
@@ -88,7 +84,7 @@ def test_the_lifetime_comes_from_the_setting(tmp_path):
     application = create_app(make_config(tmp_path, PORTAL_API_TOKEN_TTL_DAYS=7))
     try:
         services = application.extensions["services"]
-        pid = make_portal(services, "member-ttl")
+        pid = installed_portal(services, "member-ttl")
         issued = issue(application.test_client(), bearer(services, pid, "member-ttl"))
         assert issued["expires_at"] - issued["issued_at"] == 7 * DAY
     finally:
@@ -152,7 +148,7 @@ def test_a_portal_token_revokes_itself_through_the_api(client, services, portal)
 
 def test_a_portal_token_cannot_revoke_another_portals(client, services, portal):
     _pid, member_id, headers = portal
-    other = make_portal(services, "member-b")
+    other = installed_portal(services, "member-b")
     mine = issue(client, headers)["token"]
     theirs = issue(client, bearer(services, other, "member-b"))["token"]
     response = client.delete("/api/admin/portal-token?portal=member-b", headers={"X-API-Token": mine})

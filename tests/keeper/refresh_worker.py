@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app import create_app  # noqa: E402
+from app import create_app
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 import requests
 import sqlalchemy as sa
@@ -24,7 +25,6 @@ from cryptography.fernet import Fernet
 from app import create_app
 from database import audit_log, credential_history, credentials, task_runs
 from models.cipher import Cipher
-from models.security import SessionSigner
 from models.vault import TokenSet, Vault
 from scripts.stack import Stack
 from tests.conftest import make_config
@@ -522,9 +522,9 @@ def test_amocrm_connect_flow_through_the_callback(stack):
 @pytest.mark.parametrize("state", ["forged", None, "signed-elsewhere"])
 def test_amocrm_callback_with_a_bad_state_is_a_400_page(stack, state):
     if state == "signed-elsewhere":
-        state = SessionSigner("x" * 40, 900, issuer=stack.app_url).sign_state(
-            {"by": "admin"}, 600, "amocrm-connect-state"
-        )
+        # A signed token is no state: states are single-use rows of the app's database.
+        state = jwt.encode({"by": "admin", "aud": "amocrm-connect-state", "iss": stack.app_url,
+                            "exp": int(time.time()) + 600}, "x" * 40, algorithm="HS256")
     code = amo_code(stack, "sandboxcrm")
     params = {"code": code, "referer": "sandboxcrm.amocrm.ru", **({"state": state} if state else {})}
     page = requests.get(f"{stack.app_url}/auth/amocrm/callback", params=params, timeout=30)
@@ -575,9 +575,12 @@ def test_yandex_connect_refresh_and_token_endpoint(stack, main_portal, admin_boo
 
 
 def test_yandex_connect_refuses_bad_tickets_and_states(stack, main_portal):
-    signer = SessionSigner(stack.env["SESSION_SIGNING_KEY"], 900, issuer=stack.app_url)
-    expired = signer.sign_state({"pid": 1, "uid": 1}, -30, "yandex-connect-ticket")
-    wrong_audience = signer.sign_state({"pid": 1, "uid": 1}, 300, "yandex-connect-state")
+    # Tokens signed with the app's own key are no tickets: tickets are single-use rows of its database.
+    key, now = stack.env["SESSION_SIGNING_KEY"], int(time.time())
+    expired = jwt.encode({"pid": 1, "uid": 1, "aud": "yandex-connect-ticket", "iss": stack.app_url,
+                          "exp": now - 30}, key, algorithm="HS256")
+    wrong_audience = jwt.encode({"pid": 1, "uid": 1, "aud": "yandex-connect-state", "iss": stack.app_url,
+                                 "exp": now + 300}, key, algorithm="HS256")
     for ticket in ("garbage", expired, wrong_audience, ""):
         page = requests.get(
             f"{stack.app_url}/auth/yandex/start", params={"ticket": ticket}, timeout=30, allow_redirects=False

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 import sqlalchemy as sa
 
 from app import create_app
@@ -28,12 +27,6 @@ WORKER = Path(__file__).with_name("refresh_worker.py")
 pytestmark = pytest.mark.slow
 
 
-def control(info, method, path, body=None):
-    response = requests.request(method, f"{info['base']}{path}", json=body, timeout=60)
-    assert response.status_code < 300, response.text
-    return response.json() if response.content else None
-
-
 def worker_config(cfg: dict, env: dict, info: dict, **extra) -> dict:
     out = dict(cfg, BITRIX24_OAUTH_URL=info["oauth"], BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
                BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"], REFRESH_CONCURRENCY=8, AUTO_MIGRATE=False,
@@ -42,10 +35,10 @@ def worker_config(cfg: dict, env: dict, info: dict, **extra) -> dict:
     return out
 
 
-def seed(cfg: dict, info: dict, count: int) -> dict[int, str]:
+def seed(cfg: dict, sandbox, count: int) -> dict[int, str]:
     """Store `count` due credentials minted at the sandbox; returns credential id → grant id."""
-    minted = control(info, "POST", "/_sandbox/oauth/tokens", {"provider": "bitrix24", "portal": "portal1",
-                                                              "count": count})["tokens"]
+    minted = sandbox.control("POST", "/oauth/tokens", {"provider": "bitrix24", "portal": "portal1",
+                                                       "count": count})["tokens"]
     app = create_app(cfg)
     vault = app.extensions["services"].vault
     now = int(time.time())
@@ -74,9 +67,9 @@ def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[dict]:
     return reports
 
 
-def grants(info: dict, grant_ids) -> dict[str, dict]:
+def grants(sandbox, grant_ids) -> dict[str, dict]:
     with ThreadPoolExecutor(16) as pool:
-        found = pool.map(lambda g: control(info, "GET", f"/_sandbox/oauth/grants/{g}"), grant_ids)
+        found = pool.map(sandbox.grant, grant_ids)
     return {g["grant_id"]: g for g in found}
 
 
@@ -94,21 +87,21 @@ def stored(cfg: dict) -> dict[int, dict]:
 
 def test_four_processes_refresh_each_credential_exactly_once(sandbox, storage_config):
     env, info = sandbox
-    control(info, "DELETE", "/_sandbox/oauth/refreshes")
+    sandbox.control("DELETE", "/oauth/refreshes")
     cfg = worker_config(storage_config, env, info)
     create_app(dict(cfg, AUTO_MIGRATE=True)).extensions["db"].dispose()
-    ids = seed(cfg, info, 1000)
+    ids = seed(cfg, sandbox, 1000)
 
     reports = finish(start_workers(cfg, 4))
     assert len(reports) == 4
     assert sum(r["refreshed"] for r in reports) == 1000
     assert sum(r["failed"] for r in reports) == 0
 
-    counts = control(info, "GET", "/_sandbox/oauth/refreshes")["bitrix24"]
+    counts = sandbox.refreshes("bitrix24")
     assert counts["reuse_attempts"] == 0, "a refresh token was spent twice"
     assert sorted(counts["by_grant"].get(g, 0) for g in ids.values()) == [1] * 1000
     assert len(counts["by_token"]) == 1000 and set(counts["by_token"].values()) == {1}
-    newest = grants(info, ids.values())
+    newest = grants(sandbox, ids.values())
     rows = stored(cfg)
     for cid, grant_id in ids.items():
         assert rows[cid]["refresh"] == newest[grant_id]["refresh_token"], f"credential {cid} lost its newest pair"
@@ -126,7 +119,7 @@ def test_kill_9_while_refreshing_loses_no_acknowledged_pair(sandbox, tmp_path):
     env, info = sandbox
     cfg = worker_config(make_config(tmp_path), env, info, REFRESH_LEASE_SECONDS=3.0, HTTP_TIMEOUT_SECONDS=1.0)
     create_app(dict(cfg, AUTO_MIGRATE=True)).extensions["db"].dispose()
-    ids = seed(cfg, info, 300)
+    ids = seed(cfg, sandbox, 300)
     rng = random.Random(7)
     for _ in range(6):
         make_all_due(cfg)
@@ -143,7 +136,7 @@ def test_kill_9_while_refreshing_loses_no_acknowledged_pair(sandbox, tmp_path):
                             ".execute('PRAGMA integrity_check').fetchone()[0])"], capture_output=True, text=True)
     assert check.stdout.strip() == "ok"
 
-    newest = grants(info, ids.values())
+    newest = grants(sandbox, ids.values())
     rows = stored(cfg)
     lost = []
     for cid, grant_id in ids.items():

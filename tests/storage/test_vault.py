@@ -186,7 +186,7 @@ def test_concurrent_stores_of_one_identity_queue(vault):
     def put(n):
         try:
             vault.store("bitrix24", "m1", "user:7", pair(n))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+        except Exception as exc:  # collected for the assertion
             errors.append(exc)
 
     threads = [threading.Thread(target=put, args=(n,)) for n in range(8)]

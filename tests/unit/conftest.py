@@ -31,7 +31,7 @@ class FakeDns:
         """Answer the n-th query for `name` with answers[n] (the last one repeats)."""
         self.answers[name] = [list(a) for a in answers]
 
-    def __call__(self, host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's signature
+    def __call__(self, host, port, family=0, type=0, proto=0, flags=0):  # socket's signature
         name = host.decode() if isinstance(host, bytes) else host
         if name not in self.answers:
             return self.real(host, port, family, type, proto, flags)
@@ -63,7 +63,7 @@ class PortalServer:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):  # http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 recorder.requests.append({"path": self.path, "host": self.headers.get("Host"),
                                           "body": self.rfile.read(length)})

@@ -27,21 +27,6 @@ def test_x_script_name_sets_the_script_root_without_touching_the_path(client):
     assert client.get("/health", headers={"X-Script-Name": "/x?y"}).get_json()["base_path"] == "/"
 
 
-@pytest.fixture
-def make_client(tmp_path):
-    """Clients of apps built with config overrides (disposed afterwards)."""
-    apps = []
-
-    def build(**overrides):
-        application = create_app(make_config(tmp_path, **overrides))
-        apps.append(application)
-        return application.test_client()
-
-    yield build
-    for application in apps:
-        application.extensions["db"].dispose()
-
-
 # What nginx-integration.conf forwards for /telemost-app/telemost-app/<x>: its `location /telemost-app/`
 # strips one prefix, so the app sees /telemost-app/<x> and the prefix header. Another client, not nginx.
 NGINX_ATTACKER = {"REMOTE_ADDR": "127.0.0.1"}

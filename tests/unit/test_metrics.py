@@ -6,25 +6,9 @@ import pytest
 
 from app import create_app
 from models.vault import STATUSES, TokenSet
-from tests.conftest import make_config
 
 TOKEN = "metrics-" + "x" * 40
 ELSEWHERE = {"REMOTE_ADDR": "203.0.113.9"}
-
-
-@pytest.fixture
-def make_client(tmp_path):
-    """Clients of apps built with config overrides (disposed afterwards)."""
-    apps = []
-
-    def build(**overrides):
-        application = create_app(make_config(tmp_path, **overrides))
-        apps.append(application)
-        return application.test_client()
-
-    yield build
-    for application in apps:
-        application.extensions["db"].dispose()
 
 
 @pytest.mark.parametrize(("overrides", "environ", "headers", "status"), [
