@@ -215,7 +215,10 @@ conferences = sa.Table(
     sa.Column("updated_at", sa.Integer, nullable=False),
     sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
 )
-sa.Index("ix_conferences_owner_start", conferences.c.portal_id, conferences.c.owner_id, conferences.c.starts_at)
+# The history list reads pages in (starts_at, id) order and counts by ends_at and status: all four in the
+# index so the count and the filters never visit the table (models/conference.py `_list_statements`).
+sa.Index("ix_conferences_owner_start", conferences.c.portal_id, conferences.c.owner_id, conferences.c.starts_at,
+         conferences.c.id, conferences.c.ends_at, conferences.c.status)
 sa.Index("ix_conferences_type", conferences.c.type)
 sa.Index("ix_conferences_status", conferences.c.status)
 
