@@ -283,6 +283,24 @@ class Database:
             with conn.begin():
                 yield conn
 
+    @contextlib.contextmanager
+    def read_cursor(self) -> Iterator:
+        """A driver cursor in a read-only transaction, for the hottest reads (no SQLAlchemy per-call work).
+
+        Statements must be compiled for this dialect beforehand (see models/conference.py `_Prepared`).
+        """
+        dbapi_conn = self.engine.raw_connection()
+        try:
+            cursor = dbapi_conn.cursor()
+            try:
+                if self.is_sqlite:
+                    cursor.execute("BEGIN")  # the driver runs in autocommit mode (see _sqlite_on_connect)
+                yield cursor
+            finally:
+                cursor.close()
+        finally:
+            dbapi_conn.close()  # back to the pool, whose reset rolls the read transaction back
+
     def ping(self) -> None:
         """Raise if the database cannot answer a query or lacks the schema."""
         with self.read() as conn:

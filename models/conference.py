@@ -186,7 +186,7 @@ class ConferenceService:
         offset, limit = (query.page - 1) * query.per_page, query.per_page
         # One statement answers the counts and the first part of the page; the past part follows only
         # when the page runs past the last upcoming conference.
-        with self.db.read() as conn:
+        with self.db.read_cursor() as conn:
             if query.when == "past":
                 [(total, n_up, n_items, items)] = head_past.rows(conn, {**params, "b_limit": limit,
                                                                         "b_offset": offset})
@@ -582,32 +582,30 @@ class ConferenceService:
 # ---- helpers ---------------------------------------------------------------------------------------------
 
 class _Prepared:
-    """A SELECT compiled once for a dialect and run on the driver's own cursor.
+    """A SELECT compiled once for a dialect and run on a driver cursor (`Database.read_cursor`).
 
     The history list is the app's hottest read: SQLAlchemy's per-execution work (cache key, parameter
-    processing, Row objects) cost as much as the two queries themselves. Rows come back as plain tuples
-    (SQLite booleans as 0/1); driver errors are raised as SQLAlchemy's, like any other query's.
+    processing, Row objects, connection events) cost as much as the query itself. Driver errors are
+    raised as SQLAlchemy's, like any other query's.
     """
 
     def __init__(self, statement, dialect):
+        self.dialect = dialect
         self.compiled = statement.compile(dialect=dialect)
         self.sql = self.compiled.string
         self.names = self.compiled.positiontup if self.compiled.positional else None
 
-    def rows(self, conn, params: dict) -> list[tuple]:
-        """Every row of the statement with these parameters, inside the connection's transaction."""
+    def rows(self, cursor, params: dict) -> list[tuple]:
+        """Every row of the statement with these parameters, inside the cursor's transaction."""
         values = self.compiled.construct_params(params)
         args = tuple(values[name] for name in self.names) if self.names is not None else values
-        dbapi = conn.dialect.loaded_dbapi
-        cursor = conn.connection.cursor()
+        dbapi = self.dialect.loaded_dbapi
         try:
             cursor.execute(self.sql, args)
             return cursor.fetchall()
         except dbapi.Error as exc:
             raise sa.exc.DBAPIError.instance(self.sql, None, exc, dbapi.Error, hide_parameters=True,
-                                             dialect=conn.dialect) from exc
-        finally:
-            cursor.close()
+                                             dialect=self.dialect) from exc
 
 
 _statement_cache: dict[tuple, tuple] = {}
