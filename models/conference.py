@@ -659,9 +659,9 @@ def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> 
         where.append(c.search_name.like(sa.bindparam("b_q"), escape="\\"))
     now_ = sa.bindparam("b_now", type_=sa.Integer)
     total = sa.select(sa.func.count()).where(*where).scalar_subquery()
-    upcoming_total = sa.select(sa.func.count()).where(*where, c.ends_at > now_).scalar_subquery()
-    upcoming = _page_part(dialect, [*where, c.ends_at > now_,
-                                    c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer)], descending=False)
+    is_upcoming = [c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer)]
+    upcoming_total = sa.select(sa.func.count()).where(*where, *is_upcoming).scalar_subquery()
+    upcoming = _page_part(dialect, [*where, *is_upcoming], descending=False)
     past = _page_part(dialect, [*where, c.ends_at <= now_, c.starts_at <= now_], descending=True)
     statements = (
         sa.select(total, upcoming_total, upcoming.c.n, upcoming.c.joined),
