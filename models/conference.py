@@ -625,7 +625,9 @@ def _item_json(dialect):
         if name in _JSON_FIELDS:  # JSON text as stored: embedded as JSON, not as a string
             value = sa.cast(column, sa.JSON) if postgres else sa.func.json(column)
         elif isinstance(column.type, sa.Boolean) and not postgres:  # SQLite keeps 0/1
-            value = sa.func.json(sa.case((column, sa.literal_column("'true'")), else_=sa.literal_column("'false'")))
+            # json('true') has constant arguments: SQLite computes it once per statement, not per row.
+            value = sa.case((column, sa.func.json(sa.literal_column("'true'"))),
+                            else_=sa.func.json(sa.literal_column("'false'")))
         else:
             value = column
         pairs += [sa.literal_column(f"'{name}'"), value]
