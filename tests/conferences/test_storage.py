@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from database import conferences, portals, telemost_restrictions
-from models.conference import Actor
+from models.conference import Actor, _Prepared
 from models.errors import ServiceError
 from models.portal import Portal
 from models.schemas import Conference, ConferenceCreate, ConferenceQuery
@@ -118,3 +118,14 @@ def test_list_items_are_the_rows_as_get_answers_them(stored):
     assert json.dumps(page["items"], ensure_ascii=False) == json.dumps(expected, ensure_ascii=False)
     assert [Conference.model_validate(item).id for item in page["items"]] == ids
     assert (page["page"], page["per_page"], page["total"]) == (1, 20, 2)
+
+
+def test_a_failing_list_statement_is_a_sqlalchemy_error(stored):
+    # The list runs prepared statements on a driver cursor: a driver error must still come out as
+    # SQLAlchemy's (the app's handlers and the readiness probe know those), with no parameters in it.
+    services, _actor = stored
+    broken = _Prepared(sa.select(sa.literal_column("no_such_column")).where(sa.bindparam("b_secret") == 1),
+                       services.db.engine.dialect)
+    with pytest.raises(sa.exc.DBAPIError) as caught, services.db.read_cursor() as cursor:
+        broken.rows(cursor, {"b_secret": "token-value"})
+    assert "token-value" not in str(caught.value)
