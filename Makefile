@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format frontend frontend-check test-deps pytest bench bench-bot secrets clean
+.PHONY: setup demo test lint format frontend frontend-check test-deps pytest bench bench-refresh bench-conferences bench-bot secrets clean
 
 setup: $(STAMP)
 
@@ -45,11 +45,17 @@ pytest: setup
 
 test: setup test-deps lint frontend-check pytest
 
-bench: setup
+# Benchmarks print figures and ratios measured in one run (bench/README.md); never part of `make test`.
+bench: bench-refresh bench-conferences bench-bot
+
+bench-refresh: setup
 	$(PY) bench/refresh.py
 
 bench-bot: setup
 	$(PY) bench/bot_ingest.py
+
+bench-conferences: setup
+	$(PY) bench/conferences.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules .pytest_cache .ruff_cache

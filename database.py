@@ -215,7 +215,10 @@ conferences = sa.Table(
     sa.Column("updated_at", sa.Integer, nullable=False),
     sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
 )
-sa.Index("ix_conferences_owner_start", conferences.c.portal_id, conferences.c.owner_id, conferences.c.starts_at)
+# The history list reads pages in (starts_at, id) order and counts by ends_at and status: all four in the
+# index so the count and the filters never visit the table (models/conference.py `_list_statements`).
+sa.Index("ix_conferences_owner_start", conferences.c.portal_id, conferences.c.owner_id, conferences.c.starts_at,
+         conferences.c.id, conferences.c.ends_at, conferences.c.status)
 sa.Index("ix_conferences_type", conferences.c.type)
 sa.Index("ix_conferences_status", conferences.c.status)
 
@@ -398,6 +401,24 @@ class Database:
         with self.engine.connect() as conn:
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def read_cursor(self) -> Iterator:
+        """A driver cursor in a read-only transaction, for the hottest reads (no SQLAlchemy per-call work).
+
+        Statements must be compiled for this dialect beforehand (see models/conference.py `_Prepared`).
+        """
+        dbapi_conn = self.engine.raw_connection()
+        try:
+            cursor = dbapi_conn.cursor()
+            try:
+                if self.is_sqlite:
+                    cursor.execute("BEGIN")  # the driver runs in autocommit mode (see _sqlite_on_connect)
+                yield cursor
+            finally:
+                cursor.close()
+        finally:
+            dbapi_conn.close()  # back to the pool, whose reset rolls the read transaction back
 
     def ping(self) -> None:
         """Raise if the database cannot answer a query or lacks the schema."""

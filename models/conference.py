@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from pydantic_core import from_json
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from database import Database, conferences, now, telemost_restrictions
 from models.bitrix24 import (
@@ -74,7 +76,6 @@ TIMEZONE_CACHE_SECONDS = 3600.0
 FALLBACK_TIMEZONE = "UTC"
 
 _LIST_COLUMNS = [c for c in conferences.c if c.name not in ("search_name", "idempotency_key", "request_hash")]
-_LIST_NAMES = tuple(c.name for c in _LIST_COLUMNS)
 _SELECT_OWNED = sa.select(*_LIST_COLUMNS, conferences.c.idempotency_key, conferences.c.request_hash).where(
     conferences.c.id == sa.bindparam("b_id"), conferences.c.portal_id == sa.bindparam("b_portal"),
     conferences.c.owner_id == sa.bindparam("b_owner"))
@@ -99,7 +100,7 @@ _JSON_FIELDS = ("cohosts", "invitees", "viewers")
 
 
 def _json_list(value: str) -> list:
-    # Most lists are empty: skip the parser for them (the history page converts 50 rows a request).
+    # Most lists are empty: skip the parser for them.
     return [] if value == "[]" else json.loads(value)
 
 
@@ -166,8 +167,13 @@ class ConferenceService:
 
     def list(self, portal_id: int, owner_id: int, query: ConferenceQuery) -> dict:
         """One page of the owner's conferences: upcoming soonest first, past newest first."""
+        return from_json(self.list_json(portal_id, owner_id, query))
+
+    def list_json(self, portal_id: int, owner_id: int, query: ConferenceQuery) -> bytes:
+        """`list()` as the API's JSON body (schemas.ConferencePage), each item written by the database."""
         search = (query.q or "").strip()
-        count, upcoming, past = _list_statements(bool(query.type), bool(query.status), bool(search))
+        head_upcoming, head_past, past = _list_statements(self.db.engine.dialect, bool(query.type),
+                                                          bool(query.status), bool(search))
         ts = now()
         params = {"b_portal": portal_id, "b_owner": owner_id, "b_now": ts, "b_day_ago": ts - 86400}
         if query.type:
@@ -178,22 +184,24 @@ class ConferenceService:
             term = search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["b_q"] = f"%{term}%"
         offset, limit = (query.page - 1) * query.per_page, query.per_page
-        with self.db.read() as conn:
-            total, n_up = conn.execute(count, params).one()
-            n_up = n_up or 0
+        # One statement answers the counts and the first part of the page; the past part follows only
+        # when the page runs past the last upcoming conference.
+        with self.db.read_cursor() as conn:
             if query.when == "past":
-                total, n_up = total - n_up, 0
-            elif query.when == "upcoming":
-                total = n_up
-            rows = []
-            if query.when != "past" and offset < n_up:
-                rows = conn.execute(upcoming, {**params, "b_limit": min(limit, n_up - offset),
-                                               "b_offset": offset}).all()
-            if query.when != "upcoming" and len(rows) < limit and offset + len(rows) < total:
-                rows += conn.execute(past, {**params, "b_limit": limit - len(rows),
-                                            "b_offset": max(0, offset - n_up)}).all()
-        items = [_public(dict(zip(_LIST_NAMES, row, strict=True))) for row in rows]
-        return {"items": items, "page": query.page, "per_page": query.per_page, "total": total}
+                [(total, n_up, n_items, items)] = head_past.rows(conn, {**params, "b_limit": limit,
+                                                                        "b_offset": offset})
+                total -= n_up
+            else:
+                [(total, n_up, n_items, items)] = head_upcoming.rows(conn, {**params, "b_limit": limit,
+                                                                            "b_offset": offset})
+                if query.when == "upcoming":
+                    total = n_up
+                elif n_items < limit and offset + n_items < total:
+                    [(_n, more)] = past.rows(conn, {**params, "b_limit": limit - n_items,
+                                                    "b_offset": max(0, offset - n_up)})
+                    items = f"{items},{more}" if items and more else (items or more)
+        return (f'{{"items":[{items or ""}],"page":{query.page},"per_page":{query.per_page},"total":{total}}}'
+                .encode())
 
     def _row(self, actor: Actor, conference_id: int):
         with self.db.read() as conn:
@@ -573,17 +581,73 @@ class ConferenceService:
 
 # ---- helpers ---------------------------------------------------------------------------------------------
 
+class _Prepared:
+    """A SELECT compiled once for a dialect and run on a driver cursor (`Database.read_cursor`).
+
+    The history list is the app's hottest read: SQLAlchemy's per-execution work (cache key, parameter
+    processing, Row objects, connection events) cost as much as the query itself. Driver errors are
+    raised as SQLAlchemy's, like any other query's.
+    """
+
+    def __init__(self, statement, dialect):
+        self.dialect = dialect
+        self.compiled = statement.compile(dialect=dialect)
+        self.sql = self.compiled.string
+        self.names = self.compiled.positiontup if self.compiled.positional else None
+
+    def rows(self, cursor, params: dict) -> list[tuple]:
+        """Every row of the statement with these parameters, inside the cursor's transaction."""
+        values = self.compiled.construct_params(params)
+        args = tuple(values[name] for name in self.names) if self.names is not None else values
+        dbapi = self.dialect.loaded_dbapi
+        try:
+            cursor.execute(self.sql, args)
+            return cursor.fetchall()
+        except dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(self.sql, None, exc, dbapi.Error, hide_parameters=True,
+                                             dialect=self.dialect) from exc
+
+
 _statement_cache: dict[tuple, tuple] = {}
 
 
-def _list_statements(by_type: bool, by_status: bool, by_name: bool) -> tuple:
-    """(count, upcoming page, past page) for a filter combination, built once: building SQLAlchemy
-    statements per request costs more than running them (the history is the app's hottest read).
+def _item_json(dialect):
+    """One row as the API's JSON object (schemas.Conference, keys in PUBLIC_FIELDS order), as text.
 
-    Upcoming = not over yet; each part is read in index order ((portal, owner, starts_at)) and stops at
-    the page; the bounds on starts_at follow from 5 ≤ duration ≤ 1440 minutes.
+    The database writes it: pulling 28 columns into Python objects, converting them and encoding them
+    again costs more than the query itself (the list is the app's hottest read).
     """
-    key = (by_type, by_status, by_name)
+    c = conferences.c
+    postgres = dialect.name == "postgresql"
+    pairs = []
+    for name in PUBLIC_FIELDS:
+        column = c[name]
+        if name in _JSON_FIELDS:  # JSON text as stored: embedded as JSON, not as a string
+            value = sa.cast(column, sa.JSON) if postgres else sa.func.json(column)
+        elif isinstance(column.type, sa.Boolean) and not postgres:  # SQLite keeps 0/1
+            # json('true') has constant arguments: SQLite computes it once per statement, not per row.
+            value = sa.case((column, sa.func.json(sa.literal_column("'true'"))),
+                            else_=sa.func.json(sa.literal_column("'false'")))
+        else:
+            value = column
+        pairs += [sa.literal_column(f"'{name}'"), value]
+    if postgres:
+        return sa.cast(sa.func.json_build_object(*pairs), sa.Text)
+    return sa.func.json_object(*pairs)
+
+
+def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> tuple:
+    """(upcoming head, past head, past page) for a dialect and filter combination, prepared once: building
+    and compiling SQLAlchemy statements per request costs more than running them.
+
+    A head answers in one row: the number of matching conferences, how many are upcoming (not over yet),
+    and one part of the page as (item count, items joined by commas). A page part is read in the order of
+    ix_conferences_owner_start ((portal, owner, starts_at, id) with ends_at and status alongside, so the
+    counts and the filters never visit the table) and stops at the page; the bounds on starts_at follow
+    from 5 ≤ duration ≤ 1440 minutes. One row, not fifty: each row fetched is a round of the driver
+    releasing and taking back the GIL, which costs most under the threads of a busy worker.
+    """
+    key = (dialect.name, dialect.paramstyle, by_type, by_status, by_name)
     found = _statement_cache.get(key)
     if found is not None:
         return found
@@ -596,16 +660,35 @@ def _list_statements(by_type: bool, by_status: bool, by_name: bool) -> tuple:
     if by_name:
         where.append(c.search_name.like(sa.bindparam("b_q"), escape="\\"))
     now_ = sa.bindparam("b_now", type_=sa.Integer)
-    count = sa.select(sa.func.count(), sa.func.sum(sa.case((c.ends_at > now_, 1), else_=0))).where(*where)
-    page = sa.select(*_LIST_COLUMNS)
-    upcoming = (page.where(*where, c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer))
-                .order_by(c.starts_at.asc(), c.id.asc())
-                .limit(sa.bindparam("b_limit", type_=sa.Integer)).offset(sa.bindparam("b_offset", type_=sa.Integer)))
-    past = (page.where(*where, c.ends_at <= now_, c.starts_at <= now_)
-            .order_by(c.starts_at.desc(), c.id.desc())
-            .limit(sa.bindparam("b_limit", type_=sa.Integer)).offset(sa.bindparam("b_offset", type_=sa.Integer)))
-    _statement_cache[key] = (count, upcoming, past)
+    total = sa.select(sa.func.count()).where(*where).scalar_subquery()
+    is_upcoming = [c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer)]
+    upcoming_total = sa.select(sa.func.count()).where(*where, *is_upcoming).scalar_subquery()
+    upcoming = _page_part(dialect, [*where, *is_upcoming], descending=False)
+    past = _page_part(dialect, [*where, c.ends_at <= now_, c.starts_at <= now_], descending=True)
+    statements = (
+        sa.select(total, upcoming_total, upcoming.c.n, upcoming.c.joined),
+        sa.select(total, upcoming_total, past.c.n, past.c.joined),
+        sa.select(past.c.n, past.c.joined),
+    )
+    _statement_cache[key] = tuple(_Prepared(statement, dialect) for statement in statements)
     return _statement_cache[key]
+
+
+def _page_part(dialect, where: list, *, descending: bool):
+    """(n, items): one part of a page, its items' JSON joined by commas in page order."""
+    c = conferences.c
+    order = [c.starts_at.desc(), c.id.desc()] if descending else [c.starts_at.asc(), c.id.asc()]
+    rows = (sa.select(_item_json(dialect).label("item"), c.starts_at, c.id).where(*where).order_by(*order)
+            .limit(sa.bindparam("b_limit", type_=sa.Integer)).offset(sa.bindparam("b_offset", type_=sa.Integer))
+            .subquery("page_rows"))
+    if dialect.name == "postgresql":
+        keys = [rows.c.starts_at.desc(), rows.c.id.desc()] if descending else [rows.c.starts_at, rows.c.id]
+        joined = sa.func.string_agg(rows.c.item, aggregate_order_by(sa.literal_column("','"), *keys))
+    else:
+        # SQLite aggregates the rows of an ordered, limited subquery in that order (it runs the subquery
+        # as a co-routine); the ordering tests of the list would catch a version that does not.
+        joined = sa.func.group_concat(rows.c.item, sa.literal_column("','"))
+    return sa.select(sa.func.count().label("n"), joined.label("joined")).select_from(rows).subquery("page_part")
 
 
 def _span(start_date, start_time, duration: int, timezone: str | None,

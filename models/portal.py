@@ -2,13 +2,25 @@
 
 Install, set-up, update and uninstall live in `models/install.py`; iframe and session verification in
 `models/identity.py`. Both build on the lookups here.
+
+Every API request checks that its session's portal is still installed (`session_portal`). That answer
+comes from a per-process cache of installed portals kept for `PORTAL_CACHE_SECONDS`, so the hot path
+makes no database round trip. Any write to `portals` committed through this process's engine (uninstall,
+update, re-install, token changes — whoever issues it, models, CLI or tests) empties the cache once the
+connection is back in the pool, i.e. after the commit. A write by another process (another gunicorn
+worker, another host) is seen when the entry expires: an uninstall handled by worker A stops sessions on
+worker B within PORTAL_CACHE_SECONDS at most. Session tokens live 15 minutes, so that is a small window.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.sql.dml import UpdateBase
 
 from database import Database, credentials, now, portals
 from models import forms
@@ -23,6 +35,8 @@ from models.vault import NEEDS_REAUTH, PORTAL_SUBJECT, Vault
 INSTALLED = "installed"
 UNINSTALLED = "uninstalled"
 API_TOKEN_TTL_DAYS = 90  # PORTAL_API_TOKEN_TTL_DAYS
+PORTAL_CACHE_SECONDS = 5.0
+_PORTALS_WRITTEN = "portals_written"  # flag in a pooled connection's info: this transaction wrote `portals`
 
 
 class Rejected(ServiceError):
@@ -85,17 +99,70 @@ def row_to_portal(row) -> Portal:
     )
 
 
+class PortalCache:
+    """Installed portals by id, kept for `ttl` seconds in this process (see the module docstring).
+
+    A lookup that read the database while a write was being committed must not store what it read: the
+    generation counter, bumped by every `clear()`, tells `put()` so.
+    """
+
+    def __init__(self, ttl: float = PORTAL_CACHE_SECONDS, max_items: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.max_items = max_items
+        self.clock = clock
+        self.generation = 0
+        self._items: dict[int, tuple[float, Portal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, portal_id: int) -> Portal | None:
+        """The cached portal, or None when absent or expired."""
+        hit = self._items.get(portal_id)
+        if hit is None or hit[0] <= self.clock():
+            return None
+        return hit[1]
+
+    def put(self, portal: Portal, generation: int) -> None:
+        """Keep a portal read while the cache was at `generation` (dropped if a write came since)."""
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self._items) >= self.max_items:
+                self._items.clear()
+            self._items[portal.id] = (self.clock() + self.ttl, portal)
+
+    def clear(self) -> None:
+        """Forget every portal (a write to `portals` was committed in this process)."""
+        with self._lock:
+            self.generation += 1
+            self._items.clear()
+
+
+def _note_portal_write(conn, statement, *_args) -> None:
+    # INSERT/UPDATE/DELETE on `portals`: mark the pooled connection; its checkin clears the cache.
+    if isinstance(statement, UpdateBase) and statement.table is portals:
+        conn.info[_PORTALS_WRITTEN] = True
+
+
 class PortalService:
     """Portal lookups, the portal's REST client, UI alerts and per-portal API tokens."""
 
     def __init__(self, db: Database, vault: Vault, engine: RefreshEngine, rest: Bitrix24Rest,
-                 settings: PortalSettings, audit: AuditLog):
+                 settings: PortalSettings, audit: AuditLog, cache_seconds: float = PORTAL_CACHE_SECONDS):
         self.db = db
         self.vault = vault
         self.engine = engine
         self.rest = rest
         self.settings = settings
         self.audit = audit
+        self.cache = PortalCache(cache_seconds)
+        sa.event.listen(db.engine, "after_execute", _note_portal_write)
+        # Checkin comes after the commit (or rollback): a reader cannot re-cache the old row after this.
+        sa.event.listen(db.engine, "checkin", self._forget_after_write)
+
+    def _forget_after_write(self, _dbapi_connection, record) -> None:
+        if record is not None and record.info.pop(_PORTALS_WRITTEN, False):
+            self.cache.clear()
 
     # ---- lookups ---------------------------------------------------------------------------------
 
@@ -104,6 +171,18 @@ class PortalService:
         with self.db.read() as conn:
             row = conn.execute(sa.select(portals).where(portals.c.id == portal_id)).first()
         return row_to_portal(row) if row else None
+
+    def session_portal(self, portal_id: int) -> Portal | None:
+        """The installed portal of a session, from the per-process cache when fresh (None if not installed)."""
+        portal = self.cache.get(portal_id)
+        if portal is not None:
+            return portal
+        generation = self.cache.generation
+        portal = self.get(portal_id)
+        if portal is None or not portal.installed:
+            return None
+        self.cache.put(portal, generation)
+        return portal
 
     def get_by_member(self, member_id: str) -> Portal | None:
         """A portal by its member_id."""

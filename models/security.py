@@ -12,6 +12,7 @@ import jwt
 
 SESSION_AUDIENCE = "b24-telemost-ui"
 SESSION_ISSUER = "b24-telemost"
+VERIFIED_CACHE_SIZE = 4096
 
 
 def token_hash(value: str) -> str:
@@ -68,6 +69,10 @@ class SessionSigner:
         self._key = key
         self.ttl = ttl_seconds
         self.issuer = issuer
+        # Tokens already verified, with their expiry: the UI sends the same token with every call for up
+        # to `ttl` seconds, and decoding it again each time is a large share of a cheap request. Same string,
+        # same signature: a hit needs only the expiry check.
+        self._verified: dict[str, tuple[int, Identity]] = {}
 
     def issue(self, identity: Identity, now: float | None = None) -> tuple[str, int]:
         """Return (token, expires_at) for a verified identity."""
@@ -88,6 +93,9 @@ class SessionSigner:
 
     def verify(self, token: str) -> Identity:
         """Return the identity of a valid token or raise InvalidSession."""
+        hit = self._verified.get(token)
+        if hit is not None and time.time() < hit[0]:
+            return hit[1]
         try:
             claims = jwt.decode(
                 token,
@@ -98,7 +106,7 @@ class SessionSigner:
                 options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
             member_id, user_id = claims["sub"].rsplit(":", 1)
-            return Identity(
+            identity = Identity(
                 member_id=member_id,
                 user_id=int(user_id),
                 portal_id=int(claims["pid"]),
@@ -106,5 +114,10 @@ class SessionSigner:
                 name=str(claims.get("name", "")),
                 is_admin=bool(claims.get("adm")),
             )
-        except (jwt.PyJWTError, KeyError, ValueError) as exc:
+            expires_at = int(claims["exp"])
+        except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
             raise InvalidSession(str(exc)) from exc
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # live sessions come back on their next call: cheaper than LRU bookkeeping
+        self._verified[token] = (expires_at, identity)
+        return identity

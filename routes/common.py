@@ -166,8 +166,9 @@ def bearer_required(view):
             identity = services().signer.verify(token.strip())
         except InvalidSession as exc:
             raise ApiError("unauthorized", "the session token is invalid or expired", 401) from exc
-        portal = services().portals.get(identity.portal_id)
-        if portal is None or not portal.installed or portal.member_id != identity.member_id:
+        # Cached per process for a few seconds (models/portal.py): no database round trip per request.
+        portal = services().portals.session_portal(identity.portal_id)
+        if portal is None or portal.member_id != identity.member_id:
             raise ApiError("unauthorized", "the application is no longer installed on this portal", 401)
         g.identity = identity
         g.portal = portal

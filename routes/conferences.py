@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 from pydantic import ValidationError
 
 from models import openapi
@@ -70,7 +70,8 @@ def openapi_document():
 def list_conferences():
     """The user's conferences: filters, search and pages."""
     query = ConferenceQuery.model_validate(request.args.to_dict())
-    return jsonify(services().conferences.list(g.portal.id, g.identity.user_id, query))
+    body = services().conferences.list_json(g.portal.id, g.identity.user_id, query)
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.post("/api/conferences")

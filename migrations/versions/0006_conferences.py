@@ -53,7 +53,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Integer, nullable=False),
         sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
     )
-    op.create_index("ix_conferences_owner_start", "conferences", ["portal_id", "owner_id", "starts_at"])
+    # Covering for the history list: pages in (starts_at, id) order, count and filters on ends_at and status.
+    op.create_index("ix_conferences_owner_start", "conferences",
+                    ["portal_id", "owner_id", "starts_at", "id", "ends_at", "status"])
     op.create_index("ix_conferences_type", "conferences", ["type"])
     op.create_index("ix_conferences_status", "conferences", ["status"])
     op.create_table(

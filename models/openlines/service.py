@@ -344,7 +344,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             self._finish_row(row, owner, status="pending", error="database_error",
                              retry_in=self.config.backoff_seconds)
             return
-        except Exception:  # noqa: BLE001 - one bad row must not stop the inbox
+        except Exception:
             log.exception("bot event %s of portal %s failed", row.id, row.portal_id)
             report.failed += 1
             self._finish_row(row, owner, status="failed", error="internal_error")
@@ -786,7 +786,7 @@ class InboxWorker:
                     report = self.service.process_ready(trigger="worker")
                     if not report.done and not report.failed:
                         break  # nothing new, or only retries: those wait for their backoff and cron
-            except Exception:  # noqa: BLE001 - the worker must survive; cron picks up what is left
+            except Exception:
                 log.exception("bot inbox worker pass failed")
             if not self._wake.is_set():
                 self._idle.set()

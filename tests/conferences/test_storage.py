@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -9,10 +10,10 @@ import sqlalchemy as sa
 
 from app import create_app
 from database import conferences, portals, telemost_restrictions
-from models.conference import Actor
+from models.conference import Actor, _Prepared
 from models.errors import ServiceError
 from models.portal import Portal
-from models.schemas import ConferenceCreate, ConferenceQuery
+from models.schemas import Conference, ConferenceCreate, ConferenceQuery
 
 
 @pytest.fixture
@@ -93,3 +94,38 @@ def test_restriction_flag_follows_the_credential(stored):
         assert len(conn.execute(sa.select(telemost_restrictions)).all()) == 1
     services.conferences._clear_restricted(OrganizerToken("a", cred_id, "x", False, restricted=True))
     assert services.integrations.organizer_token(actor.portal.id, actor.user_id).restricted is False
+
+
+def test_list_items_are_the_rows_as_get_answers_them(stored):
+    # The list's items are written by the database (json_object / json_build_object): they must be exactly
+    # what the one-row read gives, on both databases, for every kind of value.
+    services, actor = stored
+    ts = int(time.time())
+    with services.db.write() as conn:
+        ids = [conn.execute(sa.insert(conferences).values(
+            portal_id=actor.portal.id, owner_id=actor.user_id, owner_name=None, name='Планёрка "A" \\ 😀',
+            search_name="планёрка", type="broadcast", description="line 1\nline 2\t\x01", start_date="2030-03-04",
+            start_time="10:00", duration_minutes=90, timezone="Europe/Moscow", starts_at=ts + hours * 3600,
+            ends_at=ts + hours * 3600 + 5400, cohosts='["a@corp.example", "b@corp.example"]',
+            create_calendar_event=flag, invite_users=not flag, invitees="[3, 4]", viewers="[]",
+            live_stream_title="Трансляция", waiting_room_level="ADMINS", telemost_id="123", link="https://t.example/j/1",
+            calendar_event_id=77 if flag else None, status="incomplete", failed_step="notifications",
+            failure_code=None, created_at=ts, updated_at=ts + 1)).inserted_primary_key[0]
+            for hours, flag in ((5, True), (-5, False))]
+    page = services.conferences.list(actor.portal.id, actor.user_id, ConferenceQuery())
+    # Compared as JSON text: 1 == True in Python, but not in the answer.
+    expected = [services.conferences.get(actor, conference_id) for conference_id in ids]
+    assert json.dumps(page["items"], ensure_ascii=False) == json.dumps(expected, ensure_ascii=False)
+    assert [Conference.model_validate(item).id for item in page["items"]] == ids
+    assert (page["page"], page["per_page"], page["total"]) == (1, 20, 2)
+
+
+def test_a_failing_list_statement_is_a_sqlalchemy_error(stored):
+    # The list runs prepared statements on a driver cursor: a driver error must still come out as
+    # SQLAlchemy's (the app's handlers and the readiness probe know those), with no parameters in it.
+    services, _actor = stored
+    broken = _Prepared(sa.select(sa.literal_column("no_such_column")).where(sa.bindparam("b_secret") == 1),
+                       services.db.engine.dialect)
+    with pytest.raises(sa.exc.DBAPIError) as caught, services.db.read_cursor() as cursor:
+        broken.rows(cursor, {"b_secret": "token-value"})
+    assert "token-value" not in str(caught.value)
