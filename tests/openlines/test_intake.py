@@ -1,6 +1,7 @@
-"""Group commit of the webhook's inbox rows (models/openlines/intake.py): events that arrive while another
-commit runs share one transaction; each request returns only after its row is committed; a refusal or a
-database error in the batch is its own request's (or every request's) answer, never a 200."""
+"""Group commit of the webhook's inbox rows (models/openlines/intake.py), on SQLite and PostgreSQL: events
+that arrive while another commit runs share one transaction; each request returns only after its row is
+committed; a refusal or a database error in the batch is its own request's (or every request's) answer,
+never a 200."""
 
 import contextlib
 import threading
@@ -15,8 +16,8 @@ from tests.openlines.helpers import bot_inbox, count, lines_event, make_portal, 
 
 
 @pytest.fixture
-def services(bot_app):
-    return bot_app.extensions["services"]
+def services(bot_app_any_db):
+    return bot_app_any_db.extensions["services"]
 
 
 def counting_writes(services, monkeypatch) -> list[int]:
