@@ -97,13 +97,13 @@ class Delivery:
     """One event on its way into the inbox, and what became of it."""
 
     member_id: str
-    application_token: str
+    application_token: str = field(repr=False)  # a secret: never in a log line or a traceback's locals dump
     event: str
     key: str
     received_at: float
     fresh: bool  # its ts is within the accepted window
-    payload: str  # the inbox payload with content (the bot switched on)
-    routing_payload: object  # callable → the payload without content (the bot switched off)
+    payload: str = field(repr=False)  # the inbox payload with content (the bot switched on)
+    routing_payload: object = field(repr=False)  # callable → the payload without content (the bot switched off)
     portal_id: int | None = None
     duplicate: bool = False
     refusal: str | None = None  # a Rejected code: nothing was written for this event
