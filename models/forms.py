@@ -2,15 +2,58 @@
 
 from __future__ import annotations
 
+import codecs
+import functools
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 _KEY_PARTS = re.compile(r"[^\[\]]+")
 MAX_DEPTH = 8
+KEEP_ESCAPES = "forms.keep_escapes"
+
+
+def _keep_escapes(exc: UnicodeDecodeError) -> tuple[str, int]:
+    # Bytes that are not UTF-8 stay as their %XX text, as werkzeug's form parser keeps them: a bad token is
+    # then refused as a wrong token (403), not as a crash.
+    bad = exc.object[exc.start:exc.end]
+    return "".join(f"%{b:02X}" for b in bad), exc.end
+
+
+codecs.register_error(KEEP_ESCAPES, _keep_escapes)
 
 
 class MalformedForm(ValueError):
     """The form cannot be read as Bitrix24 sends it."""
+
+
+@functools.lru_cache(maxsize=2048)
+def _name(raw: str) -> str:
+    # Field names repeat from one event to the next (the same ~90 bracket keys), so each is decoded once.
+    return unquote(raw.replace("+", " "), errors=KEEP_ESCAPES)
+
+
+def parse_urlencoded(body: bytes) -> list[tuple[str, str]]:
+    """An application/x-www-form-urlencoded body as (name, value) pairs, read as werkzeug reads it
+    (blank values kept, `+` is a space, undecodable escapes kept as text) but faster on Bitrix24's
+    ~90-field events: names are decoded once per process and plain values are not decoded at all.
+
+    Raises UnicodeDecodeError when the body itself is not UTF-8 (werkzeug does the same).
+    """
+    pairs = []
+    for part in body.decode().split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in value or "+" in value:
+            value = unquote(value.replace("+", " "), errors=KEEP_ESCAPES)
+        pairs.append((_name(name), value))
+    return pairs
+
+
+@functools.lru_cache(maxsize=2048)
+def _key_parts(raw_key: str) -> tuple[str, ...]:
+    return tuple(_KEY_PARTS.findall(raw_key))
 
 
 def unflatten(items: Iterable[tuple[str, str]]) -> dict:
@@ -21,7 +64,7 @@ def unflatten(items: Iterable[tuple[str, str]]) -> dict:
     """
     out: dict = {}
     for raw_key, value in items:
-        parts = _KEY_PARTS.findall(raw_key)
+        parts = _key_parts(raw_key)
         if not parts:
             continue
         if len(parts) > MAX_DEPTH:

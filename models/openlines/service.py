@@ -44,6 +44,7 @@ from models.errors import ServiceError
 from models.openlines import events as ev
 from models.openlines.history import parse_history
 from models.openlines.hours import is_open, timezone
+from models.openlines.intake import Delivery, InboxIntake
 from models.openlines.queries import DialogQueries
 from models.openlines.settings import BotSettingsStore
 
@@ -129,19 +130,6 @@ class ProcessReport:
         return dict(self.__dict__)
 
 
-_SELECT_ENABLED = sa.select(bot_settings.c.enabled).where(bot_settings.c.portal_id == sa.bindparam("b_portal"))
-_INBOX_INSERTS: dict[str, object] = {}
-
-
-def _inbox_insert(conn):
-    """INSERT … ON CONFLICT DO NOTHING into the inbox for this connection's database (built once)."""
-    name = conn.dialect.name
-    if name not in _INBOX_INSERTS:
-        _INBOX_INSERTS[name] = _insert(conn)(bot_inbox).on_conflict_do_nothing(
-            index_elements=["portal_id", "event_key"])
-    return _INBOX_INSERTS[name]
-
-
 def _insert(conn):
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
@@ -164,6 +152,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         self._pass = threading.local()
         self._last_request = 0.0
         self._worker_lock = threading.Lock()
+        self._intake = InboxIntake(db)
 
     # ---- request path ----------------------------------------------------------------------------
 
@@ -171,25 +160,25 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         """Authenticate a bot event and write it to the inbox; raises Rejected (403) on a forged one."""
         from models.portal import Rejected
 
-        portal = self.portals.authenticate_event(payload)
-        if not portal.installed:
-            raise Rejected("not_installed", status=403)
+        auth = payload.get("auth") if isinstance(payload.get("auth"), dict) else {}
         ts = forms.integer(payload, "ts")
         current = time.time()
-        if ts is None or ts < current - self.config.max_age or ts > current + 300:
-            raise Rejected("stale_event", status=403)
-        key = ev.event_key(event, payload)
         self._last_request = time.monotonic()
-        # The one write of the request path, with statements built once (building them costs more than running
-        # them): the switch is read in the same transaction, so an event never outruns a switch-off.
-        with self.db.write() as conn:
-            enabled = conn.execute(_SELECT_ENABLED, {"b_portal": portal.id}).scalar()
-            stored = json.dumps(ev.inbox_payload(event, payload, keep_content=enabled is not False),
-                                ensure_ascii=False)
-            result = conn.execute(_inbox_insert(conn), {
-                "portal_id": portal.id, "event_key": key, "event": event, "status": "pending", "attempts": 0,
-                "payload": stored, "next_attempt_at": current, "received_at": current})
-        return Accepted(event, portal.id, duplicate=result.rowcount != 1)
+        # Everything that needs no database is done here, outside the shared transaction; the portal and its
+        # switch are read inside it (intake.py), so no lookup is cached that an uninstall could leave stale
+        # and an event never outruns a switch-off.
+        delivery = self._intake.submit(Delivery(
+            member_id=forms.text(auth, "member_id", 64), application_token=forms.text(auth, "application_token"),
+            event=event, key=ev.event_key(event, payload), received_at=current,
+            fresh=ts is not None and current - self.config.max_age <= ts <= current + 300,
+            payload=json.dumps(ev.inbox_payload(event, payload, keep_content=True), ensure_ascii=False),
+            routing_payload=lambda: json.dumps(ev.inbox_payload(event, payload, keep_content=False),
+                                               ensure_ascii=False)))
+        if delivery.error is not None:
+            raise delivery.error
+        if delivery.refusal:
+            raise Rejected(delivery.refusal, status=403)
+        return Accepted(event, delivery.portal_id, duplicate=delivery.duplicate)
 
     def wake(self) -> None:
         """Nudge this process's worker (started on first use, after any fork) to process the inbox."""

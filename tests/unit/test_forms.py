@@ -49,3 +49,39 @@ def test_field_helpers():
     assert text({"a": "y" * 600}, "a") == ""
     assert integer({"a": "12"}, "a") == 12
     assert integer({"a": "x"}, "a", 5) == 5
+
+
+FORM_BODIES = [
+    "a=1&&b=&c&e+f=g+h&k=%E2%82%AC&=v&x==y&m=%&n=%zz",
+    "auth%5Bmember_id%5D=%ED%A0%80&auth%5Bapplication_token%5D=abc",  # not UTF-8 once unquoted: kept as text
+    "a%5Bb%5D%5Bc%5D=1;b=2",
+    "",
+]
+
+
+@pytest.mark.parametrize("body", FORM_BODIES, ids=range(len(FORM_BODIES)))
+def test_fast_form_parser_reads_what_werkzeug_reads(body):
+    from urllib.parse import parse_qsl
+
+    import werkzeug.urls  # noqa: F401 - registers the error handler werkzeug's form parser uses
+
+    from models.forms import parse_urlencoded
+
+    expected = parse_qsl(body, keep_blank_values=True, errors="werkzeug.url_quote")
+    assert parse_urlencoded(body.encode()) == expected
+
+
+def test_fast_form_parser_reads_the_bitrix24_event():
+    from urllib.parse import urlencode
+
+    from models.forms import parse_urlencoded
+
+    payload = load_fixture("event-ONIMBOTMESSAGEADD-openlines.json")["payload"]
+    assert unflatten(parse_urlencoded(urlencode(payload).encode())) == unflatten(payload.items())
+
+
+def test_fast_form_parser_refuses_a_body_that_is_not_utf8():
+    from models.forms import parse_urlencoded
+
+    with pytest.raises(UnicodeDecodeError):
+        parse_urlencoded(b"a=\xff")
