@@ -192,7 +192,7 @@ class InboxIntake:
                         "status": "pending", "attempts": 0, "payload": stored,
                         "next_attempt_at": delivery.received_at, "received_at": delivery.received_at}) != 1
                     delivery.portal_id = portal.id
-        except BaseException as exc:  # noqa: BLE001 - every waiting request hears about it, none answers 200
+        except BaseException as exc:  # every waiting request hears about it, none answers 200
             for delivery in batch:
                 delivery.error = exc
                 delivery.portal_id = None
