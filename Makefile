@@ -26,8 +26,9 @@ demo: setup .env ## the app inside the local sandbox portal; prints the URL to o
 test-deps: ## what the tests need besides Python packages (Chromium for the browser tests)
 	bash scripts/install_test_deps.sh
 
-lint: setup
+lint: setup ## ruff check (unused noqa flagged: RUF100) and the house format
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: setup
 	$(VENV)/bin/ruff format .

@@ -58,7 +58,7 @@ class PrefixMiddleware:
         elif self.base_path:
             path = environ.get("PATH_INFO", "")
             if path == self.base_path or path.startswith(self.base_path + "/"):
-                environ["PATH_INFO"] = path[len(self.base_path):] or "/"
+                environ["PATH_INFO"] = path[len(self.base_path) :] or "/"
             environ["SCRIPT_NAME"] = self.base_path
         return self.wsgi_app(environ, start_response)
 
@@ -151,9 +151,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     from routes.common import register_error_handlers
 
     app.extensions["metrics_registry"] = build_registry(app.extensions["services"])
-    app.extensions["auth_throttle"] = AuthThrottle(db, int(app.config["AUTH_THROTTLE_ATTEMPTS"]),
-                                                   int(app.config["AUTH_THROTTLE_WINDOW_SECONDS"]),
-                                                   app.extensions["services"].audit.record)
+    app.extensions["auth_throttle"] = AuthThrottle(
+        db,
+        int(app.config["AUTH_THROTTLE_ATTEMPTS"]),
+        int(app.config["AUTH_THROTTLE_WINDOW_SECONDS"]),
+        app.extensions["services"].audit.record,
+    )
 
     for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp, conferences.bp, bot.bp, dialogs.bp):
         app.register_blueprint(blueprint)
@@ -177,8 +180,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         import click
 
         db.check_connection()
-        click.echo(f"configuration ok: APP_ENV={app.config['APP_ENV']}, database={db.engine.dialect.name}, "
-                   f"public_url={config.display_url(app.config['PUBLIC_URL']) or '(not set)'}")
+        click.echo(
+            f"configuration ok: APP_ENV={app.config['APP_ENV']}, database={db.engine.dialect.name}, "
+            f"public_url={config.display_url(app.config['PUBLIC_URL']) or '(not set)'}"
+        )
 
     @app.after_request
     def _security_headers(response):

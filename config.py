@@ -176,8 +176,7 @@ def legacy_aliases(environ: Mapping[str, str]) -> tuple[dict, list[tuple[str, st
         current = environ.get(new)
         if current is not None and current.strip() != "":
             if _alias_value(old, current) != value:
-                raise ConfigError(f"{old} (old name) and {new} are both set, to different values: "
-                                  f"keep only {new}")
+                raise ConfigError(f"{old} (old name) and {new} are both set, to different values: keep only {new}")
             used.append((old, new))
             continue
         out[new] = value
@@ -187,12 +186,16 @@ def legacy_aliases(environ: Mapping[str, str]) -> tuple[dict, list[tuple[str, st
         prefix = out.get("BASE_PATH") or (environ.get("BASE_PATH") or "").strip()
         implied = _public_url_from_redirect(redirect, prefix)
         if urlsplit(redirect).scheme not in ("http", "https") or not urlsplit(redirect).netloc:
-            raise ConfigError(f"{YANDEX_REDIRECT_ALIAS} (old name) must be a full URL, e.g. "
-                              f"https://apps.example.com{YANDEX_CALLBACK_PATH}")
+            raise ConfigError(
+                f"{YANDEX_REDIRECT_ALIAS} (old name) must be a full URL, e.g. "
+                f"https://apps.example.com{YANDEX_CALLBACK_PATH}"
+            )
         current = (environ.get("PUBLIC_URL") or "").strip()
         if current and urlsplit(current).netloc.lower() != urlsplit(implied).netloc.lower():
-            raise ConfigError(f"{YANDEX_REDIRECT_ALIAS} (old name) and PUBLIC_URL name different hosts: keep only "
-                              "PUBLIC_URL (the Yandex callback is PUBLIC_URL + /auth/yandex/callback)")
+            raise ConfigError(
+                f"{YANDEX_REDIRECT_ALIAS} (old name) and PUBLIC_URL name different hosts: keep only "
+                "PUBLIC_URL (the Yandex callback is PUBLIC_URL + /auth/yandex/callback)"
+            )
         if not current:
             out["PUBLIC_URL"] = implied
         used.append((YANDEX_REDIRECT_ALIAS, "PUBLIC_URL"))
@@ -203,8 +206,12 @@ def log_aliases(cfg: Mapping) -> None:
     """One start-up line per old setting in use, naming the new one (never the value)."""
     for old, new in cfg.get("LEGACY_ALIASES") or ():
         if old == YANDEX_REDIRECT_ALIAS:
-            log.warning("setting %s is an old name: the app now reads PUBLIC_URL and calls Yandex back at "
-                        "PUBLIC_URL%s (register that Callback URI at oauth.yandex.ru)", old, YANDEX_CALLBACK_PATH)
+            log.warning(
+                "setting %s is an old name: the app now reads PUBLIC_URL and calls Yandex back at "
+                "PUBLIC_URL%s (register that Callback URI at oauth.yandex.ru)",
+                old,
+                YANDEX_CALLBACK_PATH,
+            )
         else:
             log.warning("setting %s is an old name: read as %s (rename it in .env)", old, new)
 

@@ -93,9 +93,7 @@ credential_history = sa.Table(
     "credential_history",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("access_token_enc", sa.Text, nullable=False),
     sa.Column("refresh_token_enc", sa.Text),
@@ -217,8 +215,15 @@ conferences = sa.Table(
 )
 # The history list reads pages in (starts_at, id) order and counts by ends_at and status: all four in the
 # index so the count and the filters never visit the table (models/conference.py `_list_statements`).
-sa.Index("ix_conferences_owner_start", conferences.c.portal_id, conferences.c.owner_id, conferences.c.starts_at,
-         conferences.c.id, conferences.c.ends_at, conferences.c.status)
+sa.Index(
+    "ix_conferences_owner_start",
+    conferences.c.portal_id,
+    conferences.c.owner_id,
+    conferences.c.starts_at,
+    conferences.c.id,
+    conferences.c.ends_at,
+    conferences.c.status,
+)
 sa.Index("ix_conferences_type", conferences.c.type)
 sa.Index("ix_conferences_status", conferences.c.status)
 
@@ -381,8 +386,9 @@ class Database:
             sa.event.listen(self.engine, "connect", _sqlite_on_connect)
             sa.event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                                           hide_parameters=True)
+            self.engine = sa.create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+            )
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -473,21 +479,38 @@ def _sqlite_on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
-def record_task_run(db: Database, run_id: str, task: str, trigger: str, started: float, *,
-                    provider: str | None = None, finished: float | None = None, duration_ms: int | None = None,
-                    report: dict | None = None) -> None:
+def record_task_run(
+    db: Database,
+    run_id: str,
+    task: str,
+    trigger: str,
+    started: float,
+    *,
+    provider: str | None = None,
+    finished: float | None = None,
+    duration_ms: int | None = None,
+    report: dict | None = None,
+) -> None:
     """Write a cron task's run to `task_runs` (start, then again with its end and report)."""
     import json
 
     with db.write() as conn:
         if finished is None:
-            conn.execute(sa.insert(task_runs).values(run_id=run_id, task=task, trigger=trigger, provider=provider,
-                                                     started_at=started))
+            conn.execute(
+                sa.insert(task_runs).values(
+                    run_id=run_id, task=task, trigger=trigger, provider=provider, started_at=started
+                )
+            )
         else:
-            conn.execute(sa.update(task_runs).where(task_runs.c.run_id == run_id).values(
-                finished_at=finished,
-                duration_ms=duration_ms if duration_ms is not None else int((finished - started) * 1000),
-                report=json.dumps(report) if report is not None else None))
+            conn.execute(
+                sa.update(task_runs)
+                .where(task_runs.c.run_id == run_id)
+                .values(
+                    finished_at=finished,
+                    duration_ms=duration_ms if duration_ms is not None else int((finished - started) * 1000),
+                    report=json.dumps(report) if report is not None else None,
+                )
+            )
 
 
 def now() -> int:

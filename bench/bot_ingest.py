@@ -72,17 +72,32 @@ def ensure_wrk() -> str:
 
 def event_form(member_id: str, app_token: str, bot_id: int, domain: str) -> dict[str, str]:
     """An Open Lines ONIMBOTMESSAGEADD (the documented envelope) with __CHAT__/__TS__ placeholders."""
-    form = {k: v for k, v in load_fixture("event-ONIMBOTMESSAGEADD-group.json")["payload"].items()
-            if not k.startswith(("data[BOT]", "data[PARAMS][MENTIONED_LIST]"))}
-    form.update({
-        "ts": "__TS__", "auth[member_id]": member_id, "auth[application_token]": app_token, "auth[domain]": domain,
-        "data[PARAMS][CHAT_ENTITY_TYPE]": "LINES", "data[PARAMS][CHAT_ENTITY_ID]": "livechat|1|__CHAT__|777",
-        "data[PARAMS][CHAT_ENTITY_DATA_2]": "LEAD|1|COMPANY|0|CONTACT|0|DEAL|0", "data[PARAMS][CHAT_ID]": "__CHAT__",
-        "data[PARAMS][DIALOG_ID]": "chat__CHAT__", "data[PARAMS][TO_CHAT_ID]": "__CHAT__",
-        "data[PARAMS][MESSAGE_ID]": "__CHAT__", "data[PARAMS][MESSAGE]": "Здравствуйте, нужна помощь",
-        "data[PARAMS][BOT_ID]": str(bot_id), "data[PARAMS][CHAT_TYPE]": "L", "data[USER][ID]": "777",
-        "data[USER][IS_CONNECTOR]": "Y", f"data[BOT][{bot_id}][BOT_ID]": str(bot_id),
-    })
+    form = {
+        k: v
+        for k, v in load_fixture("event-ONIMBOTMESSAGEADD-group.json")["payload"].items()
+        if not k.startswith(("data[BOT]", "data[PARAMS][MENTIONED_LIST]"))
+    }
+    form.update(
+        {
+            "ts": "__TS__",
+            "auth[member_id]": member_id,
+            "auth[application_token]": app_token,
+            "auth[domain]": domain,
+            "data[PARAMS][CHAT_ENTITY_TYPE]": "LINES",
+            "data[PARAMS][CHAT_ENTITY_ID]": "livechat|1|__CHAT__|777",
+            "data[PARAMS][CHAT_ENTITY_DATA_2]": "LEAD|1|COMPANY|0|CONTACT|0|DEAL|0",
+            "data[PARAMS][CHAT_ID]": "__CHAT__",
+            "data[PARAMS][DIALOG_ID]": "chat__CHAT__",
+            "data[PARAMS][TO_CHAT_ID]": "__CHAT__",
+            "data[PARAMS][MESSAGE_ID]": "__CHAT__",
+            "data[PARAMS][MESSAGE]": "Здравствуйте, нужна помощь",
+            "data[PARAMS][BOT_ID]": str(bot_id),
+            "data[PARAMS][CHAT_TYPE]": "L",
+            "data[USER][ID]": "777",
+            "data[USER][IS_CONNECTOR]": "Y",
+            f"data[BOT][{bot_id}][BOT_ID]": str(bot_id),
+        }
+    )
     return form
 
 
@@ -106,17 +121,24 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int, script: Path | 
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency("50"),
-            "p99": latency("99"), "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
 
 
 def set_aside(db: Database) -> int:
     """Mark the pending inbox rows no worker holds as done (the wrk phase's backlog); how many."""
     with db.write() as conn:
-        return conn.execute(sa.update(bot_inbox).where(bot_inbox.c.status == "pending",
-                                                       bot_inbox.c.lease_owner.is_(None))
-                            .values(status="done", last_error="bench_set_aside")).rowcount
+        return conn.execute(
+            sa.update(bot_inbox)
+            .where(bot_inbox.c.status == "pending", bot_inbox.c.lease_owner.is_(None))
+            .values(status="done", last_error="bench_set_aside")
+        ).rowcount
 
 
 def wait_drained(db: Database, timeout: float = 240) -> float:
@@ -124,8 +146,9 @@ def wait_drained(db: Database, timeout: float = 240) -> float:
     start = time.time()
     while time.time() - start < timeout:
         with db.read() as conn:
-            left = conn.execute(sa.select(sa.func.count()).select_from(bot_inbox)
-                                .where(bot_inbox.c.status == "pending")).scalar()
+            left = conn.execute(
+                sa.select(sa.func.count()).select_from(bot_inbox).where(bot_inbox.c.status == "pending")
+            ).scalar()
         if not left:
             break
         time.sleep(0.2)
@@ -143,8 +166,12 @@ def steady(stack: Stack, forms: dict[str, dict[str, str]], rate: int, seconds: i
     def post(chat: int, name: str) -> None:
         """One event of a new chat; remembers when its answer came."""
         data = bodies[name].replace("__CHAT__", str(chat)).replace("__TS__", str(int(time.time())))
-        response = requests.post(f"{stack.app_url}/python_bot/", data=data, timeout=30,
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        response = requests.post(
+            f"{stack.app_url}/python_bot/",
+            data=data,
+            timeout=30,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         with lock:
             if response.status_code == 200:
                 sent[chat] = time.time()
@@ -163,8 +190,13 @@ def steady(stack: Stack, forms: dict[str, dict[str, str]], rate: int, seconds: i
     while time.time() < deadline and len(done) < len(sent):
         for name in names:
             state = stack.control("GET", f"/_sandbox/portals/{name}/state", expect=200)
-            done.update({int(a["chat_id"]): a["time"] for a in state["openlines"]
-                         if a["action"] == "operator" and int(a["chat_id"]) in sent})
+            done.update(
+                {
+                    int(a["chat_id"]): a["time"]
+                    for a in state["openlines"]
+                    if a["action"] == "operator" and int(a["chat_id"]) in sent
+                }
+            )
         time.sleep(0.5)
     return sorted(done[c] - sent[c] for c in done)
 
@@ -182,8 +214,12 @@ def main() -> None:
     portal_count = args.portals or max(1, (args.rate + 1) // 2)
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-bot-"))
-    stack = Stack(database_path=str(workdir / "app.db"), portals=portal_count, log_dir=workdir,
-                  extra_app_env={"LOG_LEVEL": "WARNING"})
+    stack = Stack(
+        database_path=str(workdir / "app.db"),
+        portals=portal_count,
+        log_dir=workdir,
+        extra_app_env={"LOG_LEVEL": "WARNING"},
+    )
     db = Database(make_url("", stack.database_path), pool_size=2)
     try:
         forms = {}
@@ -195,8 +231,9 @@ def main() -> None:
             stack.control("POST", f"/_sandbox/portals/{name}/limits", {"bucket": 1_000_000, "drain": 1_000_000.0})
             info = stack.control("GET", f"/_sandbox/portals/{name}", expect=200)
             with db.read() as conn:
-                bot_id = conn.execute(sa.text("select bot_id from portals where member_id = :m"),
-                                      {"m": info["member_id"]}).scalar()
+                bot_id = conn.execute(
+                    sa.text("select bot_id from portals where member_id = :m"), {"m": info["member_id"]}
+                ).scalar()
             forms[name] = event_form(info["member_id"], info["application_token"], int(bot_id), info["domain"])
         form = forms["portal1"]
         script = workdir / "event.lua"
@@ -212,18 +249,26 @@ def main() -> None:
         aside += set_aside(db)
         delays = steady(stack, forms, args.rate, args.steady_seconds, first_chat=900_000_000)
 
-        print(f"hello-world GET /health : {hello['rps']:8.0f} req/s  p50 {hello['p50']:6.2f} ms  "
-              f"p99 {hello['p99']:6.2f} ms  (c={args.connections}, {args.duration}s)")
-        print(f"webhook POST /python_bot/: {hook['rps']:8.0f} req/s  p50 {hook['p50']:6.2f} ms  "
-              f"p99 {hook['p99']:6.2f} ms  non-2xx {hook['non2xx']}  {hook['socket_errors']}")
-        print(f"  events stored {stored} (wrk counted {hook['requests']} answers); waited {drain:.1f}s for the inbox "
-              f"to drain, then set {aside} still pending aside (REST paced at 2 calls/s per portal)")
+        print(
+            f"hello-world GET /health : {hello['rps']:8.0f} req/s  p50 {hello['p50']:6.2f} ms  "
+            f"p99 {hello['p99']:6.2f} ms  (c={args.connections}, {args.duration}s)"
+        )
+        print(
+            f"webhook POST /python_bot/: {hook['rps']:8.0f} req/s  p50 {hook['p50']:6.2f} ms  "
+            f"p99 {hook['p99']:6.2f} ms  non-2xx {hook['non2xx']}  {hook['socket_errors']}"
+        )
+        print(
+            f"  events stored {stored} (wrk counted {hook['requests']} answers); waited {drain:.1f}s for the inbox "
+            f"to drain, then set {aside} still pending aside (REST paced at 2 calls/s per portal)"
+        )
         print(f"ratio webhook/hello req/s : {hook['rps'] / hello['rps']:.2f}   (goal >= 0.6)")
         print(f"ratio webhook/hello p99   : {hook['p99'] / hello['p99']:.2f}   (goal <= 1.5)")
         if delays:
             p99 = delays[min(len(delays) - 1, int(round(0.99 * (len(delays) - 1))))]
-            print(f"event-to-transfer at {args.rate} ev/s over {portal_count} portals: p50 "
-                  f"{statistics.median(delays) * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  ({len(delays)} transfers)")
+            print(
+                f"event-to-transfer at {args.rate} ev/s over {portal_count} portals: p50 "
+                f"{statistics.median(delays) * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  ({len(delays)} transfers)"
+            )
         else:
             print("event-to-transfer: no transfer recorded")
     finally:

@@ -67,12 +67,19 @@ def wrk(binary: str, url: str, seconds: int, connections: int, headers: dict | N
 def app_in_process(stack: Stack):
     """The app's models on the stack's database (to seed rows and credentials)."""
     env = stack.app_env()
-    return create_app({
-        "APP_ENV": "testing", "SESSION_SIGNING_KEY": env["SESSION_SIGNING_KEY"],
-        "TOKEN_ENCRYPTION_KEY": env["TOKEN_ENCRYPTION_KEY"], "DATABASE_PATH": stack.database_path,
-        "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"], "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
-        "ALLOW_LOOPBACK_PORTALS": True, "AUTO_MIGRATE": False, "LOG_LEVEL": "WARNING",
-    })
+    return create_app(
+        {
+            "APP_ENV": "testing",
+            "SESSION_SIGNING_KEY": env["SESSION_SIGNING_KEY"],
+            "TOKEN_ENCRYPTION_KEY": env["TOKEN_ENCRYPTION_KEY"],
+            "DATABASE_PATH": stack.database_path,
+            "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"],
+            "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
+            "ALLOW_LOOPBACK_PORTALS": True,
+            "AUTO_MIGRATE": False,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
 
 
 def seed(stack: Stack, member_id: str, user_id: int, count: int) -> None:
@@ -82,20 +89,40 @@ def seed(stack: Stack, member_id: str, user_id: int, count: int) -> None:
     portal_id = services.portals.get_by_member(member_id).id
     pair = stack.control("POST", "/_sandbox/oauth/tokens", {"provider": "yandex"}, expect=200)["tokens"][0]
     ts = int(time.time())
-    services.vault.store("yandex", str(pair["user_id"]), ACCOUNT_SUBJECT,
-                         TokenSet(pair["access_token"], pair["refresh_token"], ts + 10**6, ts + 10**7),
-                         portal_id=portal_id, label=pair["login"])
+    services.vault.store(
+        "yandex",
+        str(pair["user_id"]),
+        ACCOUNT_SUBJECT,
+        TokenSet(pair["access_token"], pair["refresh_token"], ts + 10**6, ts + 10**7),
+        portal_id=portal_id,
+        label=pair["login"],
+    )
     with services.db.write() as conn:
         rows = []
         for n in range(count):
             starts = ts + (n - count // 2) * 3600
-            rows.append({"portal_id": portal_id, "owner_id": user_id, "owner_name": "Bench", "name": f"Встреча {n}",
-                         "search_name": f"встреча {n}", "type": "broadcast" if n % 5 == 0 else "conference",
-                         "duration_minutes": 60, "starts_at": starts, "ends_at": starts + 3600,
-                         "cohosts": '["a@corp.example"]', "invitees": "[3, 4, 5]", "viewers": "[]",
-                         "waiting_room_level": "PUBLIC", "telemost_id": str(10**11 + n),
-                         "link": f"https://telemost.yandex.ru/j/{10**11 + n}", "status": "scheduled",
-                         "created_at": ts, "updated_at": ts})
+            rows.append(
+                {
+                    "portal_id": portal_id,
+                    "owner_id": user_id,
+                    "owner_name": "Bench",
+                    "name": f"Встреча {n}",
+                    "search_name": f"встреча {n}",
+                    "type": "broadcast" if n % 5 == 0 else "conference",
+                    "duration_minutes": 60,
+                    "starts_at": starts,
+                    "ends_at": starts + 3600,
+                    "cohosts": '["a@corp.example"]',
+                    "invitees": "[3, 4, 5]",
+                    "viewers": "[]",
+                    "waiting_room_level": "PUBLIC",
+                    "telemost_id": str(10**11 + n),
+                    "link": f"https://telemost.yandex.ru/j/{10**11 + n}",
+                    "status": "scheduled",
+                    "created_at": ts,
+                    "updated_at": ts,
+                }
+            )
         conn.execute(sa.insert(conferences), rows)
     app.extensions["db"].dispose()
 
@@ -112,8 +139,7 @@ def iframe_open(stack: Stack, portal: dict, samples: int) -> tuple[float, float]
     The two take turns, and every token is minted before its timer starts.
     """
     for server in ("portal", "oauth"):
-        stack.control("POST", "/_sandbox/faults", {"server": server, "mode": "latency", "value": LATENCY},
-                      expect=201)
+        stack.control("POST", "/_sandbox/faults", {"server": server, "mode": "latency", "value": LATENCY}, expect=201)
     opens, trips = [], []
     portal_http = requests.Session()  # keep-alive, like the app's pooled connections: the shorter trip
     try:
@@ -139,17 +165,28 @@ def iframe_open(stack: Stack, portal: dict, samples: int) -> tuple[float, float]
 def create_round_trips(stack: Stack, auth: dict) -> list[str]:
     """Top-level portal calls (a batch counts once) of one create with 30 invitees, calendar, notifications."""
     stack.control("DELETE", "/_sandbox/portals/portal1/calls", expect=200)
-    created = requests.post(f"{stack.app_url}/api/conferences", headers=auth, timeout=60, json={
-        "name": "Bench", "start_date": "2030-01-10", "start_time": "10:00", "create_calendar_event": True,
-        "invite_users": True, "invitees": list(range(10, 40))})
+    created = requests.post(
+        f"{stack.app_url}/api/conferences",
+        headers=auth,
+        timeout=60,
+        json={
+            "name": "Bench",
+            "start_date": "2030-01-10",
+            "start_time": "10:00",
+            "create_calendar_event": True,
+            "invite_users": True,
+            "invitees": list(range(10, 40)),
+        },
+    )
     if created.status_code != 201 or created.json()["failed_step"]:
         raise SystemExit(f"create failed: {created.status_code} {created.text[:300]}")
     calls = stack.control("GET", "/_sandbox/portals/portal1/calls", expect=200)
     return [c["method"] for c in calls if c["batch"] is None]
 
 
-def throughput(binary: str, targets: dict[str, tuple[str, dict | None]], seconds: int, rounds: int,
-               connections: int) -> dict[str, list[float]]:
+def throughput(
+    binary: str, targets: dict[str, tuple[str, dict | None]], seconds: int, rounds: int, connections: int
+) -> dict[str, list[float]]:
     """req/s of each target per round; the targets take turns (round 1: a, b, c; round 2: a, b, c …)."""
     figures: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(rounds):
@@ -168,8 +205,13 @@ def main() -> int:
     args = parser.parse_args()
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-conferences-"))
-    stack = Stack(database_path=str(workdir / "app.db"), portals=1, workers=2, log_dir=workdir,
-                  extra_app_env={"LOG_LEVEL": "WARNING"})
+    stack = Stack(
+        database_path=str(workdir / "app.db"),
+        portals=1,
+        workers=2,
+        log_dir=workdir,
+        extra_app_env={"LOG_LEVEL": "WARNING"},
+    )
     try:
         installed = stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"}, expect=200)
         if installed.get("status") != 200:
@@ -188,27 +230,41 @@ def main() -> int:
 
         # 1. the list and the authenticated path against a hello-world route, same server, same run.
         per_run = max(1, args.seconds // max(1, args.rounds))
-        figures = throughput(binary, {
-            "health": (f"{stack.app_url}/health", None),
-            "list": (f"{stack.app_url}/api/conferences?per_page=50", auth),
-            "current_user": (f"{stack.app_url}/api/current-user", auth),
-        }, per_run, args.rounds, args.connections)
+        figures = throughput(
+            binary,
+            {
+                "health": (f"{stack.app_url}/health", None),
+                "list": (f"{stack.app_url}/api/conferences?per_page=50", auth),
+                "current_user": (f"{stack.app_url}/api/current-user", auth),
+            },
+            per_run,
+            args.rounds,
+            args.connections,
+        )
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     hello, listing, me = (statistics.mean(figures[k]) for k in ("health", "list", "current_user"))
     list_rounds = [lst / h for h, lst in zip(figures["health"], figures["list"], strict=True)]
     me_rounds = [m / h for h, m in zip(figures["health"], figures["current_user"], strict=True)]
-    print(f"GET /api/conferences (1000 rows, page of 50): {listing:.0f} req/s; /health: {hello:.0f} req/s; "
-          f"ratio {statistics.median(list_rounds):.2f} (goal ≥ 0.4; median of the rounds "
-          f"{', '.join(f'{r:.2f}' for r in list_rounds)}; ratio of the means {listing / hello:.2f})")
-    print(f"GET /api/current-user: {me:.0f} req/s; ratio {statistics.median(me_rounds):.2f} against /health "
-          f"(rounds {', '.join(f'{r:.2f}' for r in me_rounds)})")
-    print(f"portal round trips for a create with 30 invitees + calendar + notifications: {len(trips)} "
-          f"({', '.join(trips)}) (goal ≤ 2)")
-    print(f"iframe open with {LATENCY * 1000:.0f} ms per Bitrix24 call: {open_ms:.0f} ms; one round trip: "
-          f"{trip_ms:.0f} ms; {open_ms / trip_ms:.2f} × one round trip (goal ≤ 1.3; "
-          f"{open_ms / (LATENCY * 1000):.2f} × the bare {LATENCY * 1000:.0f} ms)")
+    print(
+        f"GET /api/conferences (1000 rows, page of 50): {listing:.0f} req/s; /health: {hello:.0f} req/s; "
+        f"ratio {statistics.median(list_rounds):.2f} (goal ≥ 0.4; median of the rounds "
+        f"{', '.join(f'{r:.2f}' for r in list_rounds)}; ratio of the means {listing / hello:.2f})"
+    )
+    print(
+        f"GET /api/current-user: {me:.0f} req/s; ratio {statistics.median(me_rounds):.2f} against /health "
+        f"(rounds {', '.join(f'{r:.2f}' for r in me_rounds)})"
+    )
+    print(
+        f"portal round trips for a create with 30 invitees + calendar + notifications: {len(trips)} "
+        f"({', '.join(trips)}) (goal ≤ 2)"
+    )
+    print(
+        f"iframe open with {LATENCY * 1000:.0f} ms per Bitrix24 call: {open_ms:.0f} ms; one round trip: "
+        f"{trip_ms:.0f} ms; {open_ms / trip_ms:.2f} × one round trip (goal ≤ 1.3; "
+        f"{open_ms / (LATENCY * 1000):.2f} × the bare {LATENCY * 1000:.0f} ms)"
+    )
     return 0
 
 

@@ -43,27 +43,34 @@ class ReauthNotifier:
             log.info("user credential %s needs a fresh open of the app by its user", cred.id)
             return
         if cred.portal_id is None:
-            log.warning("credential %s needs re-authorisation and belongs to no portal: admin status shows it",
-                        cred.id)
+            log.warning("credential %s needs re-authorisation and belongs to no portal: admin status shows it", cred.id)
             return
         portal = self.portals.get(cred.portal_id)
         if portal is None or not portal.installed or not portal.admin_user_id:
             return
-        candidates = [c for c in self.portals.vault.for_portal(portal.id, "bitrix24")
-                      if c.status == ACTIVE and c.id != cred.id]
+        candidates = [
+            c for c in self.portals.vault.for_portal(portal.id, "bitrix24") if c.status == ACTIVE and c.id != cred.id
+        ]
         candidates.sort(key=lambda c: (c.user_id != portal.admin_user_id, c.subject != "portal"))
         lang = (portal.language or "ru")[:2].lower()  # the catalog falls back to English for other languages
         name = self.translate(f"provider.{cred.provider}", lang, default=cred.provider)
         message = self.translate(MESSAGE_KEY, lang, provider=name, error=error)
         for candidate in candidates:
             try:
-                self.portals.client(portal, candidate.id).call("im.notify.system.add", {
-                    "USER_ID": portal.admin_user_id,
-                    "MESSAGE": message,
-                    "TAG": f"telemost_reauth_{cred.provider}",
-                })
-                log.info("told admin %s of portal %s that %s needs re-authorisation",
-                         portal.admin_user_id, portal.member_id, cred.provider)
+                self.portals.client(portal, candidate.id).call(
+                    "im.notify.system.add",
+                    {
+                        "USER_ID": portal.admin_user_id,
+                        "MESSAGE": message,
+                        "TAG": f"telemost_reauth_{cred.provider}",
+                    },
+                )
+                log.info(
+                    "told admin %s of portal %s that %s needs re-authorisation",
+                    portal.admin_user_id,
+                    portal.member_id,
+                    cred.provider,
+                )
                 return
             except Bitrix24Error as exc:
                 log.warning("notification through credential %s failed: %s", candidate.id, exc.code)

@@ -22,7 +22,10 @@ class AuditLog:
     def record(self, actor: str, action: str, target: str, detail: dict | None = None, *, conn=None) -> None:
         """Write one entry (inside `conn`'s transaction when given, else in its own)."""
         statement = sa.insert(audit_log).values(
-            at=now(), actor=str(actor)[:128], action=action[:64], target=str(target)[:255],
+            at=now(),
+            actor=str(actor)[:128],
+            action=action[:64],
+            target=str(target)[:255],
             detail=json.dumps(detail or {}, ensure_ascii=False),
         )
         if conn is not None:

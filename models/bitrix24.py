@@ -86,14 +86,27 @@ class Bitrix24PortalDeleted(Bitrix24Error):
 
 
 _SYSTEM_ERRORS: dict[str, type[Bitrix24Error]] = {
-    **dict.fromkeys(("expired_token", "invalid_token", "NO_AUTH_FOUND", "authorization_error",
-                     "APPLICATION_NOT_FOUND", "ERROR_OAUTH", "METHOD_CONFIRM_WAITING"), Bitrix24AuthError),
-    **dict.fromkeys(("insufficient_scope", "ACCESS_DENIED", "INVALID_CREDENTIALS", "user_access_error",
-                     "WRONG_AUTH_TYPE"), Bitrix24AccessDenied),
+    **dict.fromkeys(
+        (
+            "expired_token",
+            "invalid_token",
+            "NO_AUTH_FOUND",
+            "authorization_error",
+            "APPLICATION_NOT_FOUND",
+            "ERROR_OAUTH",
+            "METHOD_CONFIRM_WAITING",
+        ),
+        Bitrix24AuthError,
+    ),
+    **dict.fromkeys(
+        ("insufficient_scope", "ACCESS_DENIED", "INVALID_CREDENTIALS", "user_access_error", "WRONG_AUTH_TYPE"),
+        Bitrix24AccessDenied,
+    ),
     **dict.fromkeys(("QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "OVERLOAD_LIMIT"), Bitrix24RateLimited),
     "PAYMENT_REQUIRED": Bitrix24PaymentRequired,
-    **dict.fromkeys(("INVALID_REQUEST", "ERROR_BATCH_LENGTH_EXCEEDED", "ERROR_BATCH_METHOD_NOT_ALLOWED"),
-                    Bitrix24BadRequest),
+    **dict.fromkeys(
+        ("INVALID_REQUEST", "ERROR_BATCH_LENGTH_EXCEEDED", "ERROR_BATCH_METHOD_NOT_ALLOWED"), Bitrix24BadRequest
+    ),
     "ERROR_METHOD_NOT_FOUND": Bitrix24MethodNotFound,
     **dict.fromkeys(("INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"), Bitrix24ServerError),
     "PORTAL_DELETED": Bitrix24PortalDeleted,
@@ -117,8 +130,13 @@ class RestResult:
 class Pacer:
     """Process-local leaky bucket per portal: +1 a call, drains `drain`/s, waits instead of exceeding `burst`."""
 
-    def __init__(self, drain: float = PACE_DRAIN_PER_SECOND, burst: int = PACE_BURST,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        drain: float = PACE_DRAIN_PER_SECOND,
+        burst: int = PACE_BURST,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.drain = drain
         self.burst = burst
         self._clock = clock
@@ -148,8 +166,15 @@ class Pacer:
 class Bitrix24Rest:
     """Low-level calls with an explicit token (install and iframe verification use this)."""
 
-    def __init__(self, session: requests.Session, timeout: float, rate_limit_retries: int = 3,
-                 sleep=time.sleep, allow_loopback: bool = False, pacer: Pacer | None = None):
+    def __init__(
+        self,
+        session: requests.Session,
+        timeout: float,
+        rate_limit_retries: int = 3,
+        sleep=time.sleep,
+        allow_loopback: bool = False,
+        pacer: Pacer | None = None,
+    ):
         self.session = session
         self.timeout = timeout
         self.rate_limit_retries = rate_limit_retries
@@ -165,8 +190,9 @@ class Bitrix24Rest:
         for attempt in range(self.rate_limit_retries + 1):
             self.pacer.wait(pace_key)
             try:
-                response = self.session.post(url, json=body, timeout=self.timeout, allow_redirects=False,
-                                             headers={"Accept": "application/json"})
+                response = self.session.post(
+                    url, json=body, timeout=self.timeout, allow_redirects=False, headers={"Accept": "application/json"}
+                )
             except InvalidHost as exc:  # the pinned transport (models/http.py) refused the portal's address
                 raise Bitrix24Error("PORTAL_ADDRESS_REFUSED", str(exc), 400) from None
             except requests.RequestException as exc:
@@ -232,8 +258,10 @@ class PortalClient:
         """
         if len(commands) > MAX_BATCH:
             raise ValueError("a batch holds at most 50 calls")
-        cmd = {key: f"{method}?{urlencode(_flatten(params))}" if params else method
-               for key, (method, params) in commands.items()}
+        cmd = {
+            key: f"{method}?{urlencode(_flatten(params))}" if params else method
+            for key, (method, params) in commands.items()
+        }
         result = self.call("batch", {"halt": 1 if halt else 0, "cmd": cmd}).result or {}
         if not isinstance(result, dict):
             raise Bitrix24Unavailable("bad_response", "batch result is not an object")

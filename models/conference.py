@@ -77,8 +77,10 @@ FALLBACK_TIMEZONE = "UTC"
 
 _LIST_COLUMNS = [c for c in conferences.c if c.name not in ("search_name", "idempotency_key", "request_hash")]
 _SELECT_OWNED = sa.select(*_LIST_COLUMNS, conferences.c.idempotency_key, conferences.c.request_hash).where(
-    conferences.c.id == sa.bindparam("b_id"), conferences.c.portal_id == sa.bindparam("b_portal"),
-    conferences.c.owner_id == sa.bindparam("b_owner"))
+    conferences.c.id == sa.bindparam("b_id"),
+    conferences.c.portal_id == sa.bindparam("b_portal"),
+    conferences.c.owner_id == sa.bindparam("b_owner"),
+)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,34 @@ class Actor:
 
 
 PUBLIC_FIELDS = (
-    "id", "name", "type", "description", "start_date", "start_time", "duration_minutes", "timezone", "cohosts",
-    "create_calendar_event", "invite_users", "invitees", "viewers", "live_stream_title", "live_stream_description",
-    "waiting_room_level", "link", "watch_url", "telemost_id", "calendar_event_id", "status", "failed_step",
-    "failure_code", "owner_id", "owner_name", "starts_at", "created_at", "updated_at",
+    "id",
+    "name",
+    "type",
+    "description",
+    "start_date",
+    "start_time",
+    "duration_minutes",
+    "timezone",
+    "cohosts",
+    "create_calendar_event",
+    "invite_users",
+    "invitees",
+    "viewers",
+    "live_stream_title",
+    "live_stream_description",
+    "waiting_room_level",
+    "link",
+    "watch_url",
+    "telemost_id",
+    "calendar_event_id",
+    "status",
+    "failed_step",
+    "failure_code",
+    "owner_id",
+    "owner_name",
+    "starts_at",
+    "created_at",
+    "updated_at",
 )
 _JSON_FIELDS = ("cohosts", "invitees", "viewers")
 
@@ -152,8 +178,15 @@ class _TtlCache:
 class ConferenceService:
     """Create, list, change, delete and finish conferences for verified users."""
 
-    def __init__(self, db: Database, vault: Vault, engine: RefreshEngine, portals: PortalService,
-                 integrations: Integrations, telemost: TelemostApi):
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        engine: RefreshEngine,
+        portals: PortalService,
+        integrations: Integrations,
+        telemost: TelemostApi,
+    ):
         self.db = db
         self.vault = vault
         self.engine = engine
@@ -172,8 +205,9 @@ class ConferenceService:
     def list_json(self, portal_id: int, owner_id: int, query: ConferenceQuery) -> bytes:
         """`list()` as the API's JSON body (schemas.ConferencePage), each item written by the database."""
         search = (query.q or "").strip()
-        head_upcoming, head_past, past = _list_statements(self.db.engine.dialect, bool(query.type),
-                                                          bool(query.status), bool(search))
+        head_upcoming, head_past, past = _list_statements(
+            self.db.engine.dialect, bool(query.type), bool(query.status), bool(search)
+        )
         ts = now()
         params = {"b_portal": portal_id, "b_owner": owner_id, "b_now": ts, "b_day_ago": ts - 86400}
         if query.type:
@@ -188,25 +222,26 @@ class ConferenceService:
         # when the page runs past the last upcoming conference.
         with self.db.read_cursor() as conn:
             if query.when == "past":
-                [(total, n_up, n_items, items)] = head_past.rows(conn, {**params, "b_limit": limit,
-                                                                        "b_offset": offset})
+                [(total, n_up, n_items, items)] = head_past.rows(conn, {**params, "b_limit": limit, "b_offset": offset})
                 total -= n_up
             else:
-                [(total, n_up, n_items, items)] = head_upcoming.rows(conn, {**params, "b_limit": limit,
-                                                                            "b_offset": offset})
+                [(total, n_up, n_items, items)] = head_upcoming.rows(
+                    conn, {**params, "b_limit": limit, "b_offset": offset}
+                )
                 if query.when == "upcoming":
                     total = n_up
                 elif n_items < limit and offset + n_items < total:
-                    [(_n, more)] = past.rows(conn, {**params, "b_limit": limit - n_items,
-                                                    "b_offset": max(0, offset - n_up)})
+                    [(_n, more)] = past.rows(
+                        conn, {**params, "b_limit": limit - n_items, "b_offset": max(0, offset - n_up)}
+                    )
                     items = f"{items},{more}" if items and more else (items or more)
-        return (f'{{"items":[{items or ""}],"page":{query.page},"per_page":{query.per_page},"total":{total}}}'
-                .encode())
+        return f'{{"items":[{items or ""}],"page":{query.page},"per_page":{query.per_page},"total":{total}}}'.encode()
 
     def _row(self, actor: Actor, conference_id: int):
         with self.db.read() as conn:
-            row = conn.execute(_SELECT_OWNED, {"b_id": conference_id, "b_portal": actor.portal.id,
-                                               "b_owner": actor.user_id}).first()
+            row = conn.execute(
+                _SELECT_OWNED, {"b_id": conference_id, "b_portal": actor.portal.id, "b_owner": actor.user_id}
+            ).first()
         if row is None or row.status == CREATING:
             # Another user's or another portal's conference is indistinguishable from a missing one.
             raise ServiceError("conference_not_found", status=404)
@@ -224,19 +259,35 @@ class ConferenceService:
             organizer = self.integrations.organizer_token(actor.portal.id, actor.user_id)
         except ServiceError as exc:
             if exc.code == "yandex_reconnect_required":
-                return {"connected": True, "personal": bool(exc.params.get("personal")), "account": None,
-                        "restricted": False, "needs_reconnect": True}
+                return {
+                    "connected": True,
+                    "personal": bool(exc.params.get("personal")),
+                    "account": None,
+                    "restricted": False,
+                    "needs_reconnect": True,
+                }
             if exc.code == "yandex_not_connected":
-                return {"connected": False, "personal": False, "account": None, "restricted": False,
-                        "needs_reconnect": False}
+                return {
+                    "connected": False,
+                    "personal": False,
+                    "account": None,
+                    "restricted": False,
+                    "needs_reconnect": False,
+                }
             raise
-        return {"connected": True, "personal": organizer.personal, "account": organizer.account,
-                "restricted": organizer.restricted, "needs_reconnect": False}
+        return {
+            "connected": True,
+            "personal": organizer.personal,
+            "account": organizer.account,
+            "restricted": organizer.restricted,
+            "needs_reconnect": False,
+        }
 
     def _telemost(self, actor: Actor) -> TelemostClient:
         organizer = self.integrations.organizer_token(actor.portal.id, actor.user_id)
-        return TelemostClient(self.telemost, organizer, refresh=self._refresh_yandex,
-                              on_restricted=self._mark_restricted)
+        return TelemostClient(
+            self.telemost, organizer, refresh=self._refresh_yandex, on_restricted=self._mark_restricted
+        )
 
     def _refresh_yandex(self, credential_id: int) -> str | None:
         cred = self.vault.get(credential_id)
@@ -247,17 +298,24 @@ class ConferenceService:
         if organizer.credential_id is None or organizer.restricted:
             return
         with self.db.write() as conn:
-            exists = conn.execute(sa.select(telemost_restrictions.c.credential_id).where(
-                telemost_restrictions.c.credential_id == organizer.credential_id)).first()
+            exists = conn.execute(
+                sa.select(telemost_restrictions.c.credential_id).where(
+                    telemost_restrictions.c.credential_id == organizer.credential_id
+                )
+            ).first()
             if exists is None:
-                conn.execute(sa.insert(telemost_restrictions).values(
-                    credential_id=organizer.credential_id, restricted_at=now()))
+                conn.execute(
+                    sa.insert(telemost_restrictions).values(credential_id=organizer.credential_id, restricted_at=now())
+                )
 
     def _clear_restricted(self, organizer: OrganizerToken) -> None:
         if organizer.credential_id is not None and organizer.restricted:
             with self.db.write() as conn:
-                conn.execute(sa.delete(telemost_restrictions).where(
-                    telemost_restrictions.c.credential_id == organizer.credential_id))
+                conn.execute(
+                    sa.delete(telemost_restrictions).where(
+                        telemost_restrictions.c.credential_id == organizer.credential_id
+                    )
+                )
 
     def _portal_client(self, actor: Actor, own_only: bool = False) -> PortalClient:
         """The user's own Bitrix24 credential (stored at iframe open), else (unless `own_only`) the portal's.
@@ -275,8 +333,9 @@ class ConferenceService:
 
     # ---- create --------------------------------------------------------------------------------------
 
-    def create(self, actor: Actor, data: ConferenceCreate, texts: Texts,
-               idempotency_key: str | None = None) -> tuple[dict, bool]:
+    def create(
+        self, actor: Actor, data: ConferenceCreate, texts: Texts, idempotency_key: str | None = None
+    ) -> tuple[dict, bool]:
         """Make the meeting, the row, the calendar event and the invitations; returns (conference, replayed)."""
         telemost = self._telemost(actor)
         timezone = data.timezone
@@ -290,8 +349,9 @@ class ConferenceService:
             if first is not None:
                 return first, True
         try:
-            meeting = telemost.create(waiting_room_level=data.waiting_room_level, cohosts=data.cohosts,
-                                      live_stream=stream)
+            meeting = telemost.create(
+                waiting_room_level=data.waiting_room_level, cohosts=data.cohosts, live_stream=stream
+            )
         except BaseException:
             if reserved_id is not None:
                 with self.db.write() as conn:
@@ -302,8 +362,12 @@ class ConferenceService:
         ts = now()
         values = {
             **_stored_fields(data, timezone, starts_at, ends_at),
-            "telemost_id": meeting.id, "link": meeting.join_url, "watch_url": meeting.watch_url,
-            "status": SCHEDULED, "pending_notifications": json.dumps(pending), "updated_at": ts,
+            "telemost_id": meeting.id,
+            "link": meeting.join_url,
+            "watch_url": meeting.watch_url,
+            "status": SCHEDULED,
+            "pending_notifications": json.dumps(pending),
+            "updated_at": ts,
         }
         try:
             with self.db.write() as conn:
@@ -311,9 +375,15 @@ class ConferenceService:
                     conn.execute(sa.update(conferences).where(conferences.c.id == reserved_id).values(**values))
                     conference_id = reserved_id
                 else:
-                    conference_id = conn.execute(sa.insert(conferences).values(
-                        portal_id=actor.portal.id, owner_id=actor.user_id, owner_name=actor.user_name[:255],
-                        created_at=ts, **values)).inserted_primary_key[0]
+                    conference_id = conn.execute(
+                        sa.insert(conferences).values(
+                            portal_id=actor.portal.id,
+                            owner_id=actor.user_id,
+                            owner_name=actor.user_name[:255],
+                            created_at=ts,
+                            **values,
+                        )
+                    ).inserted_primary_key[0]
         except sa.exc.SQLAlchemyError:
             # Never a meeting the app forgot: take it back where Telemost allows (best effort).
             log.exception("conference row for telemost %s could not be written", meeting.id)
@@ -322,8 +392,7 @@ class ConferenceService:
             except TelemostError:
                 log.warning("telemost %s could not be taken back", meeting.id)
             raise
-        log.info("conference %s created (telemost %s) on portal %s", conference_id, meeting.id,
-                 actor.portal.member_id)
+        log.info("conference %s created (telemost %s) on portal %s", conference_id, meeting.id, actor.portal.member_id)
         row = self._row(actor, conference_id)
         if data.create_calendar_event or pending:
             row = self._portal_steps(actor, row, "add" if data.create_calendar_event else None, texts)
@@ -335,18 +404,33 @@ class ConferenceService:
         c = conferences.c
         while True:
             with self.db.write() as conn:
-                row = conn.execute(sa.select(*_LIST_COLUMNS, c.request_hash).where(
-                    c.portal_id == actor.portal.id, c.owner_id == actor.user_id, c.idempotency_key == key)).first()
+                row = conn.execute(
+                    sa.select(*_LIST_COLUMNS, c.request_hash).where(
+                        c.portal_id == actor.portal.id, c.owner_id == actor.user_id, c.idempotency_key == key
+                    )
+                ).first()
                 if row is None:
                     ts = now()
                     try:
                         with conn.begin_nested():
-                            new_id = conn.execute(sa.insert(conferences).values(
-                                portal_id=actor.portal.id, owner_id=actor.user_id,
-                                owner_name=actor.user_name[:255], name="", search_name="", type="conference",
-                                duration_minutes=0, starts_at=ts, ends_at=ts, status=CREATING,
-                                idempotency_key=key, request_hash=digest, created_at=ts, updated_at=ts,
-                            )).inserted_primary_key[0]
+                            new_id = conn.execute(
+                                sa.insert(conferences).values(
+                                    portal_id=actor.portal.id,
+                                    owner_id=actor.user_id,
+                                    owner_name=actor.user_name[:255],
+                                    name="",
+                                    search_name="",
+                                    type="conference",
+                                    duration_minutes=0,
+                                    starts_at=ts,
+                                    ends_at=ts,
+                                    status=CREATING,
+                                    idempotency_key=key,
+                                    request_hash=digest,
+                                    created_at=ts,
+                                    updated_at=ts,
+                                )
+                            ).inserted_primary_key[0]
                         return None, new_id
                     except sa.exc.IntegrityError:
                         continue
@@ -390,21 +474,24 @@ class ConferenceService:
         timezone = data.timezone or old["timezone"]
         if data.start_date and not timezone:
             timezone = self._user_timezone(actor, self._portal_client(actor))
-        starts_at, ends_at = _span(data.start_date, data.start_time, data.duration_minutes, timezone,
-                                   default_start=row.created_at)
+        starts_at, ends_at = _span(
+            data.start_date, data.start_time, data.duration_minutes, timezone, default_start=row.created_at
+        )
         if row.telemost_id:
             telemost = self._telemost(actor)
             stream = _stream(data) if data.type == "broadcast" else None
             stream_changed = stream is not None and (
                 data.live_stream_title != old["live_stream_title"]
-                or data.live_stream_description != old["live_stream_description"])
+                or data.live_stream_description != old["live_stream_description"]
+            )
             level = data.waiting_room_level if data.waiting_room_level != old["waiting_room_level"] else None
             # Cohosts first: unknown addresses are the likeliest refusal, and then nothing has changed yet.
             if data.cohosts != old["cohosts"]:
                 telemost.replace_cohosts(row.telemost_id, data.cohosts)
             if level or stream_changed:
-                telemost.update(row.telemost_id, waiting_room_level=level,
-                                live_stream=stream if stream_changed else None)
+                telemost.update(
+                    row.telemost_id, waiting_room_level=level, live_stream=stream if stream_changed else None
+                )
         moved = starts_at != row.starts_at or ends_at != row.ends_at
         pending = json.loads(row.pending_notifications)
         if data.invite_users:
@@ -413,8 +500,13 @@ class ConferenceService:
             pending += [n for n in fresh if n["user_id"] not in already]
             if moved:
                 pending += [{"user_id": n["user_id"], "kind": RESCHEDULED} for n in fresh if n["user_id"] in already]
-        calendar_changed = (moved or data.name != old["name"] or data.description != old["description"]
-                            or data.invitees != old["invitees"] or timezone != old["timezone"])
+        calendar_changed = (
+            moved
+            or data.name != old["name"]
+            or data.description != old["description"]
+            or data.invitees != old["invitees"]
+            or timezone != old["timezone"]
+        )
         if data.create_calendar_event and row.calendar_event_id is None:
             calendar = "add"
         elif data.create_calendar_event and (calendar_changed or row.failed_step == STEP_CALENDAR):
@@ -427,9 +519,16 @@ class ConferenceService:
         # Nothing left to do on the portal (say the calendar was switched off after it failed): settled.
         settled = {} if calendar or pending else {"failed_step": None, "failure_code": None, "status": SCHEDULED}
         with self.db.write() as conn:
-            conn.execute(sa.update(conferences).where(conferences.c.id == row.id).values(
-                **_stored_fields(data, timezone, starts_at, ends_at), pending_notifications=json.dumps(pending),
-                updated_at=now(), **settled))
+            conn.execute(
+                sa.update(conferences)
+                .where(conferences.c.id == row.id)
+                .values(
+                    **_stored_fields(data, timezone, starts_at, ends_at),
+                    pending_notifications=json.dumps(pending),
+                    updated_at=now(),
+                    **settled,
+                )
+            )
         row = self._row(actor, conference_id)
         if calendar or pending:
             row = self._portal_steps(actor, row, calendar, texts)
@@ -447,13 +546,24 @@ class ConferenceService:
             pending = []
             if row.invite_users:
                 data = {"invitees": json.loads(row.invitees), "viewers": json.loads(row.viewers)}
-                pending = [{"user_id": uid, "kind": CANCELLED_NOTE}
-                           for uid in dict.fromkeys(data["invitees"] + data["viewers"]) if uid != actor.user_id]
+                pending = [
+                    {"user_id": uid, "kind": CANCELLED_NOTE}
+                    for uid in dict.fromkeys(data["invitees"] + data["viewers"])
+                    if uid != actor.user_id
+                ]
             with self.db.write() as conn:
-                conn.execute(sa.update(conferences).where(conferences.c.id == row.id).values(
-                    status=CANCELLED, pending_notifications=json.dumps(pending), failed_step=None,
-                    # Without a Telemost id the row says the meeting itself is gone upstream.
-                    telemost_id=None if outcome == DELETED else row.telemost_id, updated_at=now()))
+                conn.execute(
+                    sa.update(conferences)
+                    .where(conferences.c.id == row.id)
+                    .values(
+                        status=CANCELLED,
+                        pending_notifications=json.dumps(pending),
+                        failed_step=None,
+                        # Without a Telemost id the row says the meeting itself is gone upstream.
+                        telemost_id=None if outcome == DELETED else row.telemost_id,
+                        updated_at=now(),
+                    )
+                )
             row = self._row(actor, conference_id)
         return self._finish_delete(actor, row, texts)
 
@@ -477,8 +587,9 @@ class ConferenceService:
             return "conference", public(row)
         calendar = None
         if row.create_calendar_event:
-            calendar = "add" if row.calendar_event_id is None else (
-                "update" if row.failed_step == STEP_CALENDAR else None)
+            calendar = (
+                "add" if row.calendar_event_id is None else ("update" if row.failed_step == STEP_CALENDAR else None)
+            )
         elif row.calendar_event_id is not None:
             calendar = "delete"
         return "conference", public(self._portal_steps(actor, row, calendar, texts))
@@ -508,13 +619,15 @@ class ConferenceService:
                 commands.append((f"n{note['user_id']}_{note['kind']}", _notify_command(row, note, texts)))
             left = list(notes)
             for start in range(0, len(commands), MAX_BATCH):
-                chunk = dict(commands[start:start + MAX_BATCH])
+                chunk = dict(commands[start : start + MAX_BATCH])
                 try:
                     answer = client.batch(chunk)
                 except Bitrix24Error as exc:
                     failed = failed or (STEP_CALENDAR if "calendar" in chunk else STEP_NOTIFICATIONS)
-                    failure = failure or ("bitrix_unavailable" if isinstance(exc, Bitrix24Unavailable)
-                                          else f"bitrix_{exc.code}")[:64]
+                    failure = (
+                        failure
+                        or ("bitrix_unavailable" if isinstance(exc, Bitrix24Unavailable) else f"bitrix_{exc.code}")[:64]
+                    )
                     continue
                 errors = command_errors(answer)
                 results = answer.get("result") or {}
@@ -539,8 +652,13 @@ class ConferenceService:
         if failed is None and notes:
             failed = STEP_NOTIFICATIONS
         status = row.status if row.status == CANCELLED else (INCOMPLETE if failed else SCHEDULED)
-        values.update(failed_step=failed, failure_code=failure if failed else None, status=status,
-                      pending_notifications=json.dumps(notes), updated_at=now())
+        values.update(
+            failed_step=failed,
+            failure_code=failure if failed else None,
+            status=status,
+            pending_notifications=json.dumps(notes),
+            updated_at=now(),
+        )
         with self.db.write() as conn:
             conn.execute(sa.update(conferences).where(conferences.c.id == row.id).values(**values))
         if failed:
@@ -560,7 +678,8 @@ class ConferenceService:
             flt["NAME_SEARCH"] = q.strip()
         try:
             answer = self._portal_client(actor).list_page(
-                "user.get", {"FILTER": flt, "sort": "LAST_NAME", "order": "ASC"}, start=(page - 1) * PAGE_SIZE)
+                "user.get", {"FILTER": flt, "sort": "LAST_NAME", "order": "ASC"}, start=(page - 1) * PAGE_SIZE
+            )
         except Bitrix24Unavailable as exc:
             raise ServiceError("bitrix_unavailable", status=503) from exc
         except Bitrix24Error as exc:
@@ -570,9 +689,16 @@ class ConferenceService:
             if not isinstance(user, dict) or not str(user.get("ID", "")).isdigit():
                 continue
             first, last = str(user.get("NAME") or ""), str(user.get("LAST_NAME") or "")
-            items.append({"id": int(user["ID"]), "name": f"{first} {last}".strip() or f"#{user['ID']}",
-                          "first_name": first, "last_name": last, "position": str(user.get("WORK_POSITION") or ""),
-                          "email": str(user.get("EMAIL") or "") or None})
+            items.append(
+                {
+                    "id": int(user["ID"]),
+                    "name": f"{first} {last}".strip() or f"#{user['ID']}",
+                    "first_name": first,
+                    "last_name": last,
+                    "position": str(user.get("WORK_POSITION") or ""),
+                    "email": str(user.get("EMAIL") or "") or None,
+                }
+            )
         total = answer.total if isinstance(answer.total, int) else len(items)
         result = {"items": items, "page": page, "per_page": PAGE_SIZE, "total": total}
         self._users.put(key, result)
@@ -580,6 +706,7 @@ class ConferenceService:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
+
 
 class _Prepared:
     """A SELECT compiled once for a dialect and run on a driver cursor (`Database.read_cursor`).
@@ -604,8 +731,9 @@ class _Prepared:
             cursor.execute(self.sql, args)
             return cursor.fetchall()
         except dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(self.sql, None, exc, dbapi.Error, hide_parameters=True,
-                                             dialect=self.dialect) from exc
+            raise sa.exc.DBAPIError.instance(
+                self.sql, None, exc, dbapi.Error, hide_parameters=True, dialect=self.dialect
+            ) from exc
 
 
 _statement_cache: dict[tuple, tuple] = {}
@@ -626,8 +754,9 @@ def _item_json(dialect):
             value = sa.cast(column, sa.JSON) if postgres else sa.func.json(column)
         elif isinstance(column.type, sa.Boolean) and not postgres:  # SQLite keeps 0/1
             # json('true') has constant arguments: SQLite computes it once per statement, not per row.
-            value = sa.case((column, sa.func.json(sa.literal_column("'true'"))),
-                            else_=sa.func.json(sa.literal_column("'false'")))
+            value = sa.case(
+                (column, sa.func.json(sa.literal_column("'true'"))), else_=sa.func.json(sa.literal_column("'false'"))
+            )
         else:
             value = column
         pairs += [sa.literal_column(f"'{name}'"), value]
@@ -678,9 +807,14 @@ def _page_part(dialect, where: list, *, descending: bool):
     """(n, items): one part of a page, its items' JSON joined by commas in page order."""
     c = conferences.c
     order = [c.starts_at.desc(), c.id.desc()] if descending else [c.starts_at.asc(), c.id.asc()]
-    rows = (sa.select(_item_json(dialect).label("item"), c.starts_at, c.id).where(*where).order_by(*order)
-            .limit(sa.bindparam("b_limit", type_=sa.Integer)).offset(sa.bindparam("b_offset", type_=sa.Integer))
-            .subquery("page_rows"))
+    rows = (
+        sa.select(_item_json(dialect).label("item"), c.starts_at, c.id)
+        .where(*where)
+        .order_by(*order)
+        .limit(sa.bindparam("b_limit", type_=sa.Integer))
+        .offset(sa.bindparam("b_offset", type_=sa.Integer))
+        .subquery("page_rows")
+    )
     if dialect.name == "postgresql":
         keys = [rows.c.starts_at.desc(), rows.c.id.desc()] if descending else [rows.c.starts_at, rows.c.id]
         joined = sa.func.string_agg(rows.c.item, aggregate_order_by(sa.literal_column("','"), *keys))
@@ -691,8 +825,9 @@ def _page_part(dialect, where: list, *, descending: bool):
     return sa.select(sa.func.count().label("n"), joined.label("joined")).select_from(rows).subquery("page_part")
 
 
-def _span(start_date, start_time, duration: int, timezone: str | None,
-          default_start: int | None = None) -> tuple[int, int]:
+def _span(
+    start_date, start_time, duration: int, timezone: str | None, default_start: int | None = None
+) -> tuple[int, int]:
     """(starts_at, ends_at) in UTC seconds; a meeting without a date starts now (or at `default_start`)."""
     if start_date:
         moment = datetime.combine(start_date, start_time or datetime.min.time())
@@ -704,20 +839,32 @@ def _span(start_date, start_time, duration: int, timezone: str | None,
 
 
 def _stream(data: ConferenceCreate) -> dict:
-    return {"title": data.live_stream_title or data.name, "description": data.live_stream_description or "",
-            "access_level": "PUBLIC"}
+    return {
+        "title": data.live_stream_title or data.name,
+        "description": data.live_stream_description or "",
+        "access_level": "PUBLIC",
+    }
 
 
 def _stored_fields(data: ConferenceCreate, timezone: str | None, starts_at: int, ends_at: int) -> dict:
     return {
-        "name": data.name, "search_name": data.name.casefold()[:255], "type": data.type,
-        "description": data.description, "start_date": data.start_date.isoformat() if data.start_date else None,
+        "name": data.name,
+        "search_name": data.name.casefold()[:255],
+        "type": data.type,
+        "description": data.description,
+        "start_date": data.start_date.isoformat() if data.start_date else None,
         "start_time": data.start_time.strftime("%H:%M") if data.start_time else None,
-        "duration_minutes": data.duration_minutes, "timezone": timezone if data.start_date else data.timezone,
-        "starts_at": starts_at, "ends_at": ends_at, "cohosts": json.dumps(data.cohosts),
-        "create_calendar_event": data.create_calendar_event, "invite_users": data.invite_users,
-        "invitees": json.dumps(data.invitees), "viewers": json.dumps(data.viewers),
-        "live_stream_title": data.live_stream_title, "live_stream_description": data.live_stream_description,
+        "duration_minutes": data.duration_minutes,
+        "timezone": timezone if data.start_date else data.timezone,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "cohosts": json.dumps(data.cohosts),
+        "create_calendar_event": data.create_calendar_event,
+        "invite_users": data.invite_users,
+        "invitees": json.dumps(data.invitees),
+        "viewers": json.dumps(data.viewers),
+        "live_stream_title": data.live_stream_title,
+        "live_stream_description": data.live_stream_description,
         "waiting_room_level": data.waiting_room_level,
     }
 
@@ -727,8 +874,9 @@ def _invitations(data: ConferenceCreate, owner_id: int) -> list[dict]:
     notes = [{"user_id": uid, "kind": INVITED} for uid in data.invitees if uid != owner_id]
     speakers = set(data.invitees)
     if data.type == "broadcast":
-        notes += [{"user_id": uid, "kind": INVITED_VIEWER} for uid in data.viewers
-                  if uid != owner_id and uid not in speakers]
+        notes += [
+            {"user_id": uid, "kind": INVITED_VIEWER} for uid in data.viewers if uid != owner_id and uid not in speakers
+        ]
     return notes
 
 
@@ -745,15 +893,22 @@ def _calendar_command(action: str, row, texts: Texts) -> tuple[str, dict]:
     start = datetime.strptime(f"{row.start_date} {row.start_time}", "%Y-%m-%d %H:%M")
     end = start + timedelta(minutes=row.duration_minutes)
     params = {
-        "type": "user", "ownerId": row.owner_id, "name": row.name,
-        "from": start.strftime("%Y-%m-%d %H:%M:%S"), "to": end.strftime("%Y-%m-%d %H:%M:%S"),
-        "timezone_from": zone, "timezone_to": zone,
+        "type": "user",
+        "ownerId": row.owner_id,
+        "name": row.name,
+        "from": start.strftime("%Y-%m-%d %H:%M:%S"),
+        "to": end.strftime("%Y-%m-%d %H:%M:%S"),
+        "timezone_from": zone,
+        "timezone_to": zone,
         "description": "\n\n".join(filter(None, [row.description, texts("calendar.link", link=row.link or "")])),
         "location": row.link or "",
-        "is_meeting": "Y", "attendees": [row.owner_id] + [u for u in json.loads(row.invitees) if u != row.owner_id],
+        "is_meeting": "Y",
+        "attendees": [row.owner_id] + [u for u in json.loads(row.invitees) if u != row.owner_id],
         "meeting": {"notify": "Y", "reinvite": "N", "allow_invite": "N", "hide_guests": "N"},
         "remind": [{"type": "min", "count": REMIND_MINUTES}],
-        "accessibility": "busy", "importance": "normal", "private_event": "N",
+        "accessibility": "busy",
+        "importance": "normal",
+        "private_event": "N",
     }
     if action == "update":
         params["id"] = row.calendar_event_id
@@ -763,9 +918,16 @@ def _calendar_command(action: str, row, texts: Texts) -> tuple[str, dict]:
 
 def _notify_command(row, note: dict, texts: Texts) -> tuple[str, dict]:
     kind = note["kind"]
-    link = row.watch_url if kind == INVITED_VIEWER or (
-        row.type == "broadcast" and note["user_id"] in json.loads(row.viewers)
-        and note["user_id"] not in json.loads(row.invitees)) else row.link
+    link = (
+        row.watch_url
+        if kind == INVITED_VIEWER
+        or (
+            row.type == "broadcast"
+            and note["user_id"] in json.loads(row.viewers)
+            and note["user_id"] not in json.loads(row.invitees)
+        )
+        else row.link
+    )
     params = {"name": row.name, "link": link or "", "when": _when(row), "owner": row.owner_name or ""}
     return "im.notify.system.add", {
         "USER_ID": note["user_id"],

@@ -58,8 +58,16 @@ class ConnectLinks:
         self.db = db
         self.link_ttl = link_ttl
 
-    def issue(self, provider: str, scope: str, *, portal_id: int | None = None, user_id: int | None = None,
-              user_name: str | None = None, lang: str | None = None) -> str:
+    def issue(
+        self,
+        provider: str,
+        scope: str,
+        *,
+        portal_id: int | None = None,
+        user_id: int | None = None,
+        user_name: str | None = None,
+        lang: str | None = None,
+    ) -> str:
         """A new single-use ticket for the start URL (valid LINK_TTL_SECONDS)."""
         if scope not in SCOPES:
             raise ConnectRefused("bad_scope", status=400)
@@ -68,11 +76,20 @@ class ConnectLinks:
         with self.db.write() as conn:
             # Finished and abandoned links are worthless after a day; keeping the table small is enough.
             conn.execute(sa.delete(connect_links).where(_c.expires_at < ts - PURGE_AFTER_SECONDS))
-            conn.execute(sa.insert(connect_links).values(
-                provider=provider, scope=scope, portal_id=portal_id, user_id=user_id,
-                user_name=(user_name or "")[:120] or None, lang=(lang or "")[:8] or None,
-                ticket_hash=token_hash(ticket), stage=ISSUED, created_at=ts, expires_at=ts + self.link_ttl,
-            ))
+            conn.execute(
+                sa.insert(connect_links).values(
+                    provider=provider,
+                    scope=scope,
+                    portal_id=portal_id,
+                    user_id=user_id,
+                    user_name=(user_name or "")[:120] or None,
+                    lang=(lang or "")[:8] or None,
+                    ticket_hash=token_hash(ticket),
+                    stage=ISSUED,
+                    created_at=ts,
+                    expires_at=ts + self.link_ttl,
+                )
+            )
         return ticket
 
     def describe(self, ticket: str, provider: str) -> ConnectLink | None:
@@ -82,30 +99,59 @@ class ConnectLinks:
 
     def open(self, ticket: str, nonce: str, provider: str) -> ConnectLink:
         """Spend the ticket: the first browser to open it gets the confirmation page, bound to `nonce`."""
-        return self._advance(_c.ticket_hash, ticket, provider, ISSUED, OPENED, CONFIRM_TTL_SECONDS,
-                             nonce_hash=token_hash(nonce), bind=True)
+        return self._advance(
+            _c.ticket_hash,
+            ticket,
+            provider,
+            ISSUED,
+            OPENED,
+            CONFIRM_TTL_SECONDS,
+            nonce_hash=token_hash(nonce),
+            bind=True,
+        )
 
     def confirm(self, ticket: str, nonce: str | None, provider: str) -> tuple[ConnectLink, str]:
         """The user pressed "Connect" in the browser that opened the link: a fresh OAuth state for the provider."""
         state = new_secret(32)
-        link = self._advance(_c.ticket_hash, ticket, provider, OPENED, SENT, CONSENT_TTL_SECONDS,
-                             nonce_hash=token_hash(nonce) if nonce else None, state_hash=token_hash(state))
+        link = self._advance(
+            _c.ticket_hash,
+            ticket,
+            provider,
+            OPENED,
+            SENT,
+            CONSENT_TTL_SECONDS,
+            nonce_hash=token_hash(nonce) if nonce else None,
+            state_hash=token_hash(state),
+        )
         return link, state
 
     def finish(self, state: str, nonce: str | None, provider: str) -> ConnectLink:
         """The provider's callback came back to the same browser: the link is done (once)."""
-        return self._advance(_c.state_hash, state, provider, SENT, DONE, 0,
-                             nonce_hash=token_hash(nonce) if nonce else None)
+        return self._advance(
+            _c.state_hash, state, provider, SENT, DONE, 0, nonce_hash=token_hash(nonce) if nonce else None
+        )
 
     def _row(self, column, secret: str, provider: str):
         if not secret or len(secret) > 256:
             return None
         with self.db.read() as conn:
-            return conn.execute(sa.select(connect_links).where(
-                column == token_hash(secret), _c.provider == provider)).first()
+            return conn.execute(
+                sa.select(connect_links).where(column == token_hash(secret), _c.provider == provider)
+            ).first()
 
-    def _advance(self, column, secret: str, provider: str, before: str, after: str, ttl: int, *,
-                 nonce_hash: str | None, bind: bool = False, state_hash: str | None = None) -> ConnectLink:
+    def _advance(
+        self,
+        column,
+        secret: str,
+        provider: str,
+        before: str,
+        after: str,
+        ttl: int,
+        *,
+        nonce_hash: str | None,
+        bind: bool = False,
+        state_hash: str | None = None,
+    ) -> ConnectLink:
         if not secret or len(secret) > 256:
             raise ConnectRefused("link_unknown", status=400)
         ts = now()
@@ -122,8 +168,9 @@ class ConnectLinks:
             values["finished_at"] = ts
         with self.db.write() as conn:
             changed = conn.execute(sa.update(connect_links).where(*where).values(**values)).rowcount
-            row = conn.execute(sa.select(connect_links).where(column == token_hash(secret),
-                                                              _c.provider == provider)).first()
+            row = conn.execute(
+                sa.select(connect_links).where(column == token_hash(secret), _c.provider == provider)
+            ).first()
         if changed == 1:
             return _link(row)
         if row is None:

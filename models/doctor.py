@@ -49,6 +49,7 @@ def _failed(findings: list[Finding]) -> bool:
 
 # ---- configuration and database -------------------------------------------------------------------------
 
+
 def check_config(cfg) -> list[Finding]:
     """Settings that start-up accepts but that still deserve attention."""
     out: list[Finding] = []
@@ -77,14 +78,18 @@ def check_database(db: Database) -> list[Finding]:
     except sa.exc.SQLAlchemyError as exc:
         return [Finding("database", FAIL, "database_unreachable", params={"error": type(exc).__name__})]
     heads = set(ScriptDirectory.from_config(alembic_config(db.url)).get_heads())
-    params = {"dialect": db.engine.dialect.name, "current": ", ".join(sorted(current)) or "-",
-              "head": ", ".join(sorted(heads))}
+    params = {
+        "dialect": db.engine.dialect.name,
+        "current": ", ".join(sorted(current)) or "-",
+        "head": ", ".join(sorted(heads)),
+    }
     if current != heads:
         return [Finding("database", FAIL, "migrations_behind", params=params)]
     return [Finding("database", OK, "database_ok", params=params)]
 
 
 # ---- Bitrix24 ---------------------------------------------------------------------------------------------
+
 
 def check_oauth_server(services) -> list[Finding]:
     """The Bitrix24 OAuth server answers (an unknown token must get a clean refusal, not a 5xx or silence)."""
@@ -95,8 +100,7 @@ def check_oauth_server(services) -> list[Finding]:
         # A clean refusal names an OAuth error; "http_<status>" means no JSON error came back (a wrong URL,
         # a proxy's error page), which is not the OAuth server either.
         if not exc.permanent or exc.code.startswith("http_"):
-            return [Finding("oauth", FAIL, "oauth_server_down", params={"url": oauth.oauth_url,
-                                                                         "error": exc.code})]
+            return [Finding("oauth", FAIL, "oauth_server_down", params={"url": oauth.oauth_url, "error": exc.code})]
     return [Finding("oauth", OK, "oauth_server_ok", params={"url": oauth.oauth_url})]
 
 
@@ -104,8 +108,7 @@ def _credential_finding(area: str, subject: str, cred) -> Finding | None:
     if cred is None:
         return Finding(area, FAIL, f"{area}_credential_missing", subject=subject)
     if cred.status == NEEDS_REAUTH:
-        return Finding(area, FAIL, f"{area}_needs_reauth", subject=subject,
-                       params={"error": cred.last_error or "-"})
+        return Finding(area, FAIL, f"{area}_needs_reauth", subject=subject, params={"error": cred.last_error or "-"})
     if cred.status == BROKEN:
         return Finding(area, FAIL, f"{area}_broken", subject=subject)
     if cred.status != ACTIVE:
@@ -135,17 +138,24 @@ def check_portal(services, portal, *, bot_code: str, public_url: str) -> list[Fi
     except Bitrix24Error as exc:
         return [_rest_failure(subject, exc)]
     out: list[Finding] = []
-    codes = {str(b.get("CODE")) for b in (bots.values() if isinstance(bots, dict) else bots or [])
-             if isinstance(b, dict)}
+    codes = {
+        str(b.get("CODE")) for b in (bots.values() if isinstance(bots, dict) else bots or []) if isinstance(b, dict)
+    }
     if bot_code not in codes:
         out.append(Finding("portal", FAIL, "bot_not_registered", subject=subject, params={"code": bot_code}))
     base = public_url.rstrip("/")
-    have = {(str(h.get("event", "")).upper(), str(h.get("handler", ""))) for h in bound or []
-            if isinstance(h, dict)}
+    have = {(str(h.get("event", "")).upper(), str(h.get("handler", ""))) for h in bound or [] if isinstance(h, dict)}
     missing = [event for event, path in REQUIRED_EVENTS.items() if (event, f"{base}{path}") not in have]
     if missing:
-        out.append(Finding("portal", FAIL, "events_not_bound", subject=subject,
-                           params={"events": ", ".join(missing), "handler": f"{base}/events"}))
+        out.append(
+            Finding(
+                "portal",
+                FAIL,
+                "events_not_bound",
+                subject=subject,
+                params={"events": ", ".join(missing), "handler": f"{base}/events"},
+            )
+        )
     return out or [Finding("portal", OK, "portal_ok", subject=subject)]
 
 
@@ -161,6 +171,7 @@ def check_portals(services, cfg) -> list[Finding]:
 
 
 # ---- Yandex Telemost and outside accounts -------------------------------------------------------------------
+
 
 def check_telemost(services) -> list[Finding]:
     """The Telemost API answers: an unknown token must get a clean 401 (a 404 means a wrong TELEMOST_API_URL)."""
@@ -232,6 +243,7 @@ def check_amocrm_accounts(services) -> list[Finding]:
 
 # ---- cron runs -------------------------------------------------------------------------------------------------
 
+
 def _last_run(db: Database, task: str) -> float | None:
     with db.read() as conn:
         return conn.execute(sa.select(sa.func.max(task_runs.c.started_at)).where(task_runs.c.task == task)).scalar()
@@ -241,8 +253,15 @@ def bot_attached(db: Database) -> bool:
     """True when an installed portal has the bot attached to an Open Lines line (the bot's `bot_lines` table)."""
     with db.read() as conn:
         lines = bot_lines
-        return conn.execute(sa.select(lines.c.portal_id).join(portals, portals.c.id == lines.c.portal_id).where(
-            lines.c.attached_at.is_not(None), portals.c.status == "installed").limit(1)).first() is not None
+        return (
+            conn.execute(
+                sa.select(lines.c.portal_id)
+                .join(portals, portals.c.id == lines.c.portal_id)
+                .where(lines.c.attached_at.is_not(None), portals.c.status == "installed")
+                .limit(1)
+            ).first()
+            is not None
+        )
 
 
 def check_runs(db: Database, *, has_credentials: bool = True, now: float | None = None) -> list[Finding]:

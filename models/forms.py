@@ -16,7 +16,7 @@ KEEP_ESCAPES = "forms.keep_escapes"
 def _keep_escapes(exc: UnicodeDecodeError) -> tuple[str, int]:
     # Bytes that are not UTF-8 stay as their %XX text, as werkzeug's form parser keeps them: a bad token is
     # then refused as a wrong token (403), not as a crash.
-    bad = exc.object[exc.start:exc.end]
+    bad = exc.object[exc.start : exc.end]
     return "".join(f"%{b:02X}" for b in bad), exc.end
 
 

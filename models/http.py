@@ -83,8 +83,7 @@ def _not_connected(exc: requests.ConnectionError) -> bool:
 def portal_session(pool_size: int, *, allow_loopback: bool = False) -> requests.Session:
     """A session for portal REST calls: every request goes through PinnedAdapter, no cookies, no proxies."""
     session = requests.Session()
-    adapter = PinnedAdapter(allow_loopback=allow_loopback, pool_connections=8, pool_maxsize=pool_size,
-                            max_retries=0)
+    adapter = PinnedAdapter(allow_loopback=allow_loopback, pool_connections=8, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "b24-telemost/1.0"

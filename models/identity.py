@@ -27,8 +27,14 @@ log = logging.getLogger(__name__)
 class IdentityService:
     """Verifies iframe POSTs and session renewals; keeps the user's fresh pair."""
 
-    def __init__(self, portals_service: PortalService, install: InstallService, rest: Bitrix24Rest, vault: Vault,
-                 max_parallel: int = 8):
+    def __init__(
+        self,
+        portals_service: PortalService,
+        install: InstallService,
+        rest: Bitrix24Rest,
+        vault: Vault,
+        max_parallel: int = 8,
+    ):
         self.portals = portals_service
         self.install = install
         self.rest = rest
@@ -39,23 +45,29 @@ class IdentityService:
     def verify_frame(self, fields: dict) -> tuple[Identity, Portal]:
         """Verify the iframe POST and return who is looking; stores the user's fresh pair."""
         identity, portal, access_token = self._verify_user(
-            forms.text(fields, "AUTH_ID"), forms.text(fields, "member_id"), forms.text(fields, "DOMAIN"),
-            application_token=forms.text(fields, "APPLICATION_TOKEN"), require_app_token=True,
+            forms.text(fields, "AUTH_ID"),
+            forms.text(fields, "member_id"),
+            forms.text(fields, "DOMAIN"),
+            application_token=forms.text(fields, "APPLICATION_TOKEN"),
+            require_app_token=True,
         )
         refresh_token = forms.text(fields, "REFRESH_ID")
         if refresh_token:
-            self._store_user_pair(portal, identity, access_token, refresh_token,
-                                  forms.integer(fields, "AUTH_EXPIRES", 3600) or 3600)
+            self._store_user_pair(
+                portal, identity, access_token, refresh_token, forms.integer(fields, "AUTH_EXPIRES", 3600) or 3600
+            )
         return identity, portal
 
     def verify_session(self, access_token: str, member_id: str, domain: str) -> tuple[Identity, Portal]:
         """Verify a fresh Bitrix24 auth from the frame SDK (session renewal)."""
-        identity, portal, _ = self._verify_user(access_token, member_id, domain, application_token="",
-                                                require_app_token=False)
+        identity, portal, _ = self._verify_user(
+            access_token, member_id, domain, application_token="", require_app_token=False
+        )
         return identity, portal
 
-    def _verify_user(self, access_token: str, member_id: str, domain: str, *, application_token: str,
-                     require_app_token: bool) -> tuple[Identity, Portal, str]:
+    def _verify_user(
+        self, access_token: str, member_id: str, domain: str, *, application_token: str, require_app_token: bool
+    ) -> tuple[Identity, Portal, str]:
         if not access_token or not member_id or not domain:
             raise Rejected("missing_fields", 401)
         try:
@@ -72,11 +84,14 @@ class IdentityService:
             raise Rejected("bad_application_token", 401)
         # The token goes only to the stored endpoint of this portal, so asking the portal before the
         # OAuth server has answered leaks nothing; the OAuth answer is still checked first.
-        proof = self._pool.submit(self.install.prove, access_token, member_id=portal.member_id,
-                                  domain=portal.domain)
+        proof = self._pool.submit(self.install.prove, access_token, member_id=portal.member_id, domain=portal.domain)
         try:
-            answer = self.rest.call(portal.client_endpoint, access_token, "batch",
-                                    {"halt": 0, "cmd": {"user": "user.current", "profile": "profile"}}).result
+            answer = self.rest.call(
+                portal.client_endpoint,
+                access_token,
+                "batch",
+                {"halt": 0, "cmd": {"user": "user.current", "profile": "profile"}},
+            ).result
             portal_error = None
         except Bitrix24Error as exc:
             answer, portal_error = None, exc
@@ -101,20 +116,39 @@ class IdentityService:
         )
         return identity, portal, access_token
 
-    def _store_user_pair(self, portal: Portal, identity: Identity, access_token: str, refresh_token: str,
-                         expires_in: int) -> None:
+    def _store_user_pair(
+        self, portal: Portal, identity: Identity, access_token: str, refresh_token: str, expires_in: int
+    ) -> None:
         ts = now()
-        tokens = TokenSet(access_token, refresh_token, ts + max(60, min(expires_in, 86400)),
-                          ts + BITRIX_REFRESH_LIFETIME)
+        tokens = TokenSet(
+            access_token, refresh_token, ts + max(60, min(expires_in, 86400)), ts + BITRIX_REFRESH_LIFETIME
+        )
         portal_cred = self.vault.find("bitrix24", portal.member_id, PORTAL_SUBJECT)
         if identity.is_admin and (portal_cred is None or portal_cred.status != ACTIVE):
             # Self-healing: the portal credential is dead and an admin is here with a fresh pair.
             # The pair goes to the portal credential only (never to two rows: each row would spend it).
-            self.vault.store("bitrix24", portal.member_id, PORTAL_SUBJECT, tokens, portal_id=portal.id,
-                             user_id=identity.user_id, endpoint=portal.server_endpoint, reason="reauth",
-                             label=portal.domain)
+            self.vault.store(
+                "bitrix24",
+                portal.member_id,
+                PORTAL_SUBJECT,
+                tokens,
+                portal_id=portal.id,
+                user_id=identity.user_id,
+                endpoint=portal.server_endpoint,
+                reason="reauth",
+                label=portal.domain,
+            )
             log.info("portal %s credential restored from admin %s", portal.member_id, identity.user_id)
             return
-        self.vault.store("bitrix24", portal.member_id, user_subject(identity.user_id), tokens,
-                         portal_id=portal.id, user_id=identity.user_id, endpoint=portal.server_endpoint,
-                         reason="frame", label=identity.name, used=False)
+        self.vault.store(
+            "bitrix24",
+            portal.member_id,
+            user_subject(identity.user_id),
+            tokens,
+            portal_id=portal.id,
+            user_id=identity.user_id,
+            endpoint=portal.server_endpoint,
+            reason="frame",
+            label=identity.name,
+            used=False,
+        )

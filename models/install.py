@@ -90,9 +90,18 @@ def _section(payload: dict, name: str) -> dict:
 class InstallService:
     """The install lifecycle of Bitrix24 portals."""
 
-    def __init__(self, db: Database, portals_service: PortalService, vault: Vault, engine: RefreshEngine,
-                 oauth: Bitrix24OAuth, rest: Bitrix24Rest, settings: PortalSettings, audit: AuditLog,
-                 translate: Translate | None = None):
+    def __init__(
+        self,
+        db: Database,
+        portals_service: PortalService,
+        vault: Vault,
+        engine: RefreshEngine,
+        oauth: Bitrix24OAuth,
+        rest: Bitrix24Rest,
+        settings: PortalSettings,
+        audit: AuditLog,
+        translate: Translate | None = None,
+    ):
         self.db = db
         # The bot's profile text is shown in the portal: its words come from the route layer's catalog.
         self.translate = translate or (lambda key, lang=None, default=None, **params: default or "")
@@ -124,8 +133,10 @@ class InstallService:
             raise Rejected("member_mismatch", 403)
         try:
             trusted_domain = self.portals.host(str(install.get("domain") or ""))
-            endpoint = normalize_endpoint(str(install.get("client_endpoint") or f"https://{trusted_domain}/rest/"),
-                                          allow_loopback=self.settings.allow_loopback)
+            endpoint = normalize_endpoint(
+                str(install.get("client_endpoint") or f"https://{trusted_domain}/rest/"),
+                allow_loopback=self.settings.allow_loopback,
+            )
             if domain is not None and self.portals.host(domain) != trusted_domain:
                 raise Rejected("domain_mismatch", 403)
         except InvalidHost as exc:
@@ -134,8 +145,14 @@ class InstallService:
         if endpoint_host(endpoint) != trusted_domain:
             raise Rejected("endpoint_mismatch", 403)
         user_id = forms.integer(info, "user_id")
-        return TrustedAuth(trusted_member, trusted_domain, endpoint, user_id, str(info.get("scope") or ""),
-                           str(install.get("status") or info.get("status") or ""))
+        return TrustedAuth(
+            trusted_member,
+            trusted_domain,
+            endpoint,
+            user_id,
+            str(info.get("scope") or ""),
+            str(install.get("status") or info.get("status") or ""),
+        )
 
     def is_admin(self, endpoint: str, access_token: str) -> bool:
         """Whether the token's user is a portal admin (`profile.ADMIN`)."""
@@ -165,11 +182,17 @@ class InstallService:
         app_token = forms.text(auth, "application_token")
         if not app_token or not refresh_token:
             raise Rejected("missing_fields", 400)
-        trusted = self.prove(access_token, member_id=forms.text(auth, "member_id") or None,
-                             domain=forms.text(auth, "domain") or None)
+        trusted = self.prove(
+            access_token, member_id=forms.text(auth, "member_id") or None, domain=forms.text(auth, "domain") or None
+        )
         return self._install(
-            trusted, access_token, refresh_token, forms.integer(auth, "expires_in", 3600) or 3600, app_token,
-            server_endpoint=forms.text(auth, "server_endpoint"), version=forms.text(data, "VERSION"),
+            trusted,
+            access_token,
+            refresh_token,
+            forms.integer(auth, "expires_in", 3600) or 3600,
+            app_token,
+            server_endpoint=forms.text(auth, "server_endpoint"),
+            version=forms.text(data, "VERSION"),
             language=forms.text(data, "LANGUAGE_ID"),
         )
 
@@ -180,21 +203,38 @@ class InstallService:
         app_token = forms.text(fields, "APPLICATION_TOKEN")
         if not access_token or not refresh_token or not app_token:
             raise Rejected("missing_fields", 400)
-        trusted = self.prove(access_token, member_id=forms.text(fields, "member_id") or None,
-                             domain=forms.text(fields, "DOMAIN") or "")
+        trusted = self.prove(
+            access_token, member_id=forms.text(fields, "member_id") or None, domain=forms.text(fields, "DOMAIN") or ""
+        )
         return self._install(
-            trusted, access_token, refresh_token, forms.integer(fields, "AUTH_EXPIRES", 3600) or 3600, app_token,
-            server_endpoint=forms.text(fields, "SERVER_ENDPOINT"), version=None,
+            trusted,
+            access_token,
+            refresh_token,
+            forms.integer(fields, "AUTH_EXPIRES", 3600) or 3600,
+            app_token,
+            server_endpoint=forms.text(fields, "SERVER_ENDPOINT"),
+            version=None,
             language=forms.text(fields, "LANG"),
         )
 
-    def _install(self, trusted: TrustedAuth, access_token: str, refresh_token: str, expires_in: int,
-                 app_token: str, *, server_endpoint: str, version: str | None, language: str | None) -> InstallResult:
+    def _install(
+        self,
+        trusted: TrustedAuth,
+        access_token: str,
+        refresh_token: str,
+        expires_in: int,
+        app_token: str,
+        *,
+        server_endpoint: str,
+        version: str | None,
+        language: str | None,
+    ) -> InstallResult:
         if not self.is_admin(trusted.client_endpoint, access_token):
             raise Rejected("not_admin", 403)
         ts = now()
-        tokens = TokenSet(access_token, refresh_token, ts + max(60, min(expires_in, 86400)),
-                          ts + BITRIX_REFRESH_LIFETIME)
+        tokens = TokenSet(
+            access_token, refresh_token, ts + max(60, min(expires_in, 86400)), ts + BITRIX_REFRESH_LIFETIME
+        )
         values = {
             "domain": trusted.domain,
             "client_endpoint": trusted.client_endpoint,
@@ -219,11 +259,25 @@ class InstallService:
         with self.db.write() as conn:
             portal_id = self._upsert_portal(conn, trusted.member_id, ts, values)
             self.portals.clear_api_tokens(portal_id, conn=conn)  # a re-install starts without old API tokens
-            self.vault.store("bitrix24", trusted.member_id, PORTAL_SUBJECT, tokens, portal_id=portal_id,
-                             user_id=trusted.user_id, endpoint=values["server_endpoint"], reason="install",
-                             label=trusted.domain, conn=conn)
-            self.audit.record(f"bitrix24:user:{trusted.user_id}", "portal_installed", trusted.member_id,
-                              {"domain": trusted.domain, "version": version}, conn=conn)
+            self.vault.store(
+                "bitrix24",
+                trusted.member_id,
+                PORTAL_SUBJECT,
+                tokens,
+                portal_id=portal_id,
+                user_id=trusted.user_id,
+                endpoint=values["server_endpoint"],
+                reason="install",
+                label=trusted.domain,
+                conn=conn,
+            )
+            self.audit.record(
+                f"bitrix24:user:{trusted.user_id}",
+                "portal_installed",
+                trusted.member_id,
+                {"domain": trusted.domain, "version": version},
+                conn=conn,
+            )
         portal = self.portals.get(portal_id)
         log.info("portal %s (%s) installed", portal.member_id, portal.domain)
         return self.setup(portal)
@@ -260,8 +314,11 @@ class InstallService:
             log.warning("setup of portal %s failed: %s", portal.member_id, exc.code)
             return InstallResult(portal, ok=False, error="setup_failed", params={"upstream": exc.code})
         with self.db.write() as conn:
-            conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(
-                setup_version=portal.version, updated_at=now()))
+            conn.execute(
+                sa.update(portals)
+                .where(portals.c.id == portal.id)
+                .values(setup_version=portal.version, updated_at=now())
+            )
         return InstallResult(self.portals.get(portal.id), ok=True, bot_id=bot)
 
     # ---- events after install -----------------------------------------------------------------------
@@ -311,16 +368,30 @@ class InstallService:
             if refresh:
                 expires_in = max(60, min(forms.integer(auth, "expires_in", 3600) or 3600, 86400))
                 tokens = TokenSet(access, refresh, ts + expires_in, ts + BITRIX_REFRESH_LIFETIME)
-                self.vault.store("bitrix24", portal.member_id, PORTAL_SUBJECT, tokens, portal_id=portal.id,
-                                 user_id=trusted.user_id, reason="update", conn=conn)
+                self.vault.store(
+                    "bitrix24",
+                    portal.member_id,
+                    PORTAL_SUBJECT,
+                    tokens,
+                    portal_id=portal.id,
+                    user_id=trusted.user_id,
+                    reason="update",
+                    conn=conn,
+                )
             # Claiming the version in the same statement that checks it: two deliveries of one update
             # cannot both run set-up.
-            claimed = version is not None and conn.execute(
-                sa.update(portals)
-                .where(portals.c.id == portal.id,
-                       sa.or_(portals.c.setup_version.is_(None), portals.c.setup_version != version))
-                .values(setup_version=version)
-            ).rowcount == 1
+            claimed = (
+                version is not None
+                and conn.execute(
+                    sa.update(portals)
+                    .where(
+                        portals.c.id == portal.id,
+                        sa.or_(portals.c.setup_version.is_(None), portals.c.setup_version != version),
+                    )
+                    .values(setup_version=version)
+                ).rowcount
+                == 1
+            )
         updated = self.portals.get(portal.id)
         if version is not None and not claimed:
             log.info("portal %s: version %s is already set up", portal.member_id, version)
@@ -328,8 +399,11 @@ class InstallService:
         result = self.setup(updated)
         if not result.ok and version is not None:
             with self.db.write() as conn:  # let the next delivery of this version try again
-                conn.execute(sa.update(portals).where(portals.c.id == portal.id, portals.c.setup_version == version)
-                             .values(setup_version=None))
+                conn.execute(
+                    sa.update(portals)
+                    .where(portals.c.id == portal.id, portals.c.setup_version == version)
+                    .values(setup_version=None)
+                )
         return result
 
     # ---- uninstall ------------------------------------------------------------------------------------
@@ -359,8 +433,7 @@ class InstallService:
         if verdict == UNKNOWN:
             self._mark_pending(portal, clean)
             self.audit.record(actor, "uninstall_pending", portal.member_id, detail)
-            log.warning("uninstall of portal %s pending: the OAuth server gave no definite answer",
-                        portal.member_id)
+            log.warning("uninstall of portal %s pending: the OAuth server gave no definite answer", portal.member_id)
             return UninstallResult(self.portals.get(portal.id), "pending")
         self._clear_pending(portal)
         self.audit.record(actor, "uninstall_refused", portal.member_id, detail)
@@ -404,8 +477,11 @@ class InstallService:
         A user's pair comes from an iframe POST, where only the access token is proven ours: the refresh
         token beside it may belong to another portal (one where the app is gone, answering NOT_INSTALLED).
         """
-        creds = [c for c in self.vault.for_portal(portal.id, "bitrix24")
-                 if c.status == ACTIVE and c.subject == PORTAL_SUBJECT]
+        creds = [
+            c
+            for c in self.vault.for_portal(portal.id, "bitrix24")
+            if c.status == ACTIVE and c.subject == PORTAL_SUBJECT
+        ]
         return creds[0] if creds else None
 
     def _ask(self, portal: Portal, access_token: str) -> str:
@@ -416,8 +492,10 @@ class InstallService:
                 return GONE
             return _STALE if exc.permanent else UNKNOWN
         install = _section(info, "install")
-        if str(info.get("client_id") or "") != self.settings.client_id \
-                or str(install.get("member_id") or "") != portal.member_id:
+        if (
+            str(info.get("client_id") or "") != self.settings.client_id
+            or str(install.get("member_id") or "") != portal.member_id
+        ):
             return UNKNOWN
         installed = install.get("installed")
         if installed is True or str(installed).lower() in ("true", "1", "y"):
@@ -430,15 +508,21 @@ class InstallService:
         # Several pending events: data is deleted only if every one of them asked for it.
         keep_clean = clean if portal.uninstall_pending_at is None else (clean and portal.uninstall_pending_clean)
         with self.db.write() as conn:
-            conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(
-                uninstall_pending_at=portal.uninstall_pending_at or now(), uninstall_pending_clean=keep_clean))
+            conn.execute(
+                sa.update(portals)
+                .where(portals.c.id == portal.id)
+                .values(uninstall_pending_at=portal.uninstall_pending_at or now(), uninstall_pending_clean=keep_clean)
+            )
 
     def _clear_pending(self, portal: Portal) -> None:
         if portal.uninstall_pending_at is None:
             return
         with self.db.write() as conn:
-            conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(
-                uninstall_pending_at=None, uninstall_pending_clean=False))
+            conn.execute(
+                sa.update(portals)
+                .where(portals.c.id == portal.id)
+                .values(uninstall_pending_at=None, uninstall_pending_clean=False)
+            )
 
     def _uninstall(self, portal: Portal, clean: bool, actor: str) -> Portal:
         ts = now()
@@ -447,8 +531,15 @@ class InstallService:
             self.portals.clear_api_tokens(portal.id, conn=conn)
             if clean:  # the bot's dialogs, inbox and settings go with the portal's data
                 openlines.OpenLinesService.delete_data(conn, portal.id)
-            values = {"status": UNINSTALLED, "uninstalled_at": ts, "updated_at": ts, "bot_id": None,
-                      "setup_version": None, "uninstall_pending_at": None, "uninstall_pending_clean": False}
+            values = {
+                "status": UNINSTALLED,
+                "uninstalled_at": ts,
+                "updated_at": ts,
+                "bot_id": None,
+                "setup_version": None,
+                "uninstall_pending_at": None,
+                "uninstall_pending_clean": False,
+            }
             conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(**values))
             self.audit.record(actor, "portal_uninstalled", portal.member_id, {"clean": clean}, conn=conn)
         log.info("portal %s uninstalled (clean=%s)", portal.member_id, clean)
@@ -458,8 +549,10 @@ class InstallService:
         """Installed portals with an uninstall event still waiting for proof, oldest first."""
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.select(portals).where(portals.c.uninstall_pending_at.is_not(None), portals.c.status == INSTALLED)
-                .order_by(portals.c.uninstall_pending_at).limit(limit)
+                sa.select(portals)
+                .where(portals.c.uninstall_pending_at.is_not(None), portals.c.status == INSTALLED)
+                .order_by(portals.c.uninstall_pending_at)
+                .limit(limit)
             ).all()
         return [row_to_portal(r) for r in rows]
 

@@ -29,8 +29,15 @@ def _subject_for(provider: str) -> str:
 class Integrations:
     """Yandex and amoCRM accounts in the vault, and valid access tokens for other services."""
 
-    def __init__(self, vault: Vault, engine: RefreshEngine, yandex: YandexOAuth, amocrm: AmoCRMOAuth,
-                 env_yandex_token: str = "", audit: AuditLog | None = None):
+    def __init__(
+        self,
+        vault: Vault,
+        engine: RefreshEngine,
+        yandex: YandexOAuth,
+        amocrm: AmoCRMOAuth,
+        env_yandex_token: str = "",
+        audit: AuditLog | None = None,
+    ):
         self.audit = audit
         self.vault = vault
         self.engine = engine
@@ -87,8 +94,7 @@ class Integrations:
         for old in self._portal_yandex(portal_id):
             if old.account != account:
                 self.vault.delete(old.id)
-        self.vault.store("yandex", account, ACCOUNT_SUBJECT, tokens, portal_id=portal_id, label=label,
-                         reason="connect")
+        self.vault.store("yandex", account, ACCOUNT_SUBJECT, tokens, portal_id=portal_id, label=label, reason="connect")
         self._audit(actor, "yandex_connected", str(portal_id), {"account": label})
         return {"connected": True, "account": label, "status": ACTIVE}
 
@@ -98,13 +104,26 @@ class Integrations:
         subject = user_subject(user_id)
         # Check and store in one write transaction, so two users cannot both take the account at once.
         with self.vault.db.write() as conn:
-            holders = conn.execute(sa.select(credentials.c.portal_id, credentials.c.subject).where(
-                credentials.c.provider == "yandex", credentials.c.account == account,
-                credentials.c.subject.like("user:%"))).all()
+            holders = conn.execute(
+                sa.select(credentials.c.portal_id, credentials.c.subject).where(
+                    credentials.c.provider == "yandex",
+                    credentials.c.account == account,
+                    credentials.c.subject.like("user:%"),
+                )
+            ).all()
             if any((row.portal_id, row.subject) != (portal_id, subject) for row in holders):
                 raise IntegrationError("account_in_use_personal", status=409)
-            kept = self.vault.store("yandex", account, subject, tokens, portal_id=portal_id, user_id=user_id,
-                                    label=label, reason="connect", conn=conn)
+            kept = self.vault.store(
+                "yandex",
+                account,
+                subject,
+                tokens,
+                portal_id=portal_id,
+                user_id=user_id,
+                label=label,
+                reason="connect",
+                conn=conn,
+            )
         for old in self._personal_yandex(portal_id, user_id):
             if old.id != kept:
                 self.vault.delete(old.id)
@@ -158,16 +177,31 @@ class Integrations:
             raise ServiceError("yandex_reconnect_required", status=409, personal=bool(personal))
         self.vault.mark_used(cred.id, cred.last_used_at)
         with self.vault.db.read() as conn:
-            restricted = conn.execute(sa.select(telemost_restrictions.c.credential_id).where(
-                telemost_restrictions.c.credential_id == cred.id)).first() is not None
-        return OrganizerToken(cred.access_token, cred.id, cred.label or cred.account, personal=bool(personal),
-                              restricted=restricted)
+            restricted = (
+                conn.execute(
+                    sa.select(telemost_restrictions.c.credential_id).where(
+                        telemost_restrictions.c.credential_id == cred.id
+                    )
+                ).first()
+                is not None
+            )
+        return OrganizerToken(
+            cred.access_token, cred.id, cred.label or cred.account, personal=bool(personal), restricted=restricted
+        )
 
     # ---- amoCRM --------------------------------------------------------------------------------------
 
-    def register_amocrm(self, subdomain: str, *, code: str | None = None, access_token: str | None = None,
-                        refresh_token: str | None = None, expires_in: int | None = None,
-                        portal_id: int | None = None, actor: str | None = None) -> dict:
+    def register_amocrm(
+        self,
+        subdomain: str,
+        *,
+        code: str | None = None,
+        access_token: str | None = None,
+        refresh_token: str | None = None,
+        expires_in: int | None = None,
+        portal_id: int | None = None,
+        actor: str | None = None,
+    ) -> dict:
         """Register an amoCRM account from an authorization code or an initial token pair."""
         subdomain = (subdomain or "").strip().lower()
         if not SUBDOMAIN.match(subdomain):
@@ -189,12 +223,14 @@ class Integrations:
             ttl = int(expires_in) if expires_in else 86400
             if not 0 < ttl <= 5 * 366 * 86400:
                 raise IntegrationError("bad_tokens", status=400)
-            tokens = TokenSet(access_token, refresh_token or None, now + ttl,
-                              now + AMOCRM_REFRESH_LIFETIME if refresh_token else None)
+            tokens = TokenSet(
+                access_token, refresh_token or None, now + ttl, now + AMOCRM_REFRESH_LIFETIME if refresh_token else None
+            )
         else:
             raise IntegrationError("missing_fields", status=400)
-        cred_id = self.vault.store("amocrm", subdomain, ACCOUNT_SUBJECT, tokens, portal_id=portal_id,
-                                   label=subdomain, reason="register")
+        cred_id = self.vault.store(
+            "amocrm", subdomain, ACCOUNT_SUBJECT, tokens, portal_id=portal_id, label=subdomain, reason="register"
+        )
         self._audit(actor, "amocrm_registered", subdomain)
         return self.describe(cred_id)
 
@@ -244,10 +280,14 @@ class Integrations:
             raise IntegrationError("not_found", status=404)
         if cred.status == BROKEN:  # quarantined: no configured key decrypts it (words: routes/i18n/keeper.py)
             raise IntegrationError("credential_broken", status=409)
-        if cred.status == ACTIVE and cred.refresh_token and (self.engine.is_due(cred)
-                                                              or cred.expires_at - time.time() < 300):
-            self.engine.refresh(cred.id, force=cred.expires_at - time.time() < 300,
-                                seen_version=cred.version, wait_for_peer=True)
+        if (
+            cred.status == ACTIVE
+            and cred.refresh_token
+            and (self.engine.is_due(cred) or cred.expires_at - time.time() < 300)
+        ):
+            self.engine.refresh(
+                cred.id, force=cred.expires_at - time.time() < 300, seen_version=cred.version, wait_for_peer=True
+            )
             self.engine.flush()
             cred = self.vault.get(cred.id)
         if cred is None or cred.status != ACTIVE:
@@ -257,8 +297,13 @@ class Integrations:
                 raise IntegrationError("needs_reauth", status=409, long_lived=True)
             raise IntegrationError("unavailable", status=503)
         self.vault.mark_used(cred.id, cred.last_used_at)
-        return {"provider": provider, "account": account, "access_token": cred.access_token,
-                "expires_at": cred.expires_at, "version": cred.version}
+        return {
+            "provider": provider,
+            "account": account,
+            "access_token": cred.access_token,
+            "expires_at": cred.expires_at,
+            "version": cred.version,
+        }
 
     def credential_portal(self, provider: str, account: str) -> int | None:
         """The portal a credential belongs to (for per-portal admin tokens)."""
@@ -268,12 +313,34 @@ class Integrations:
     def describe(self, credential_id: int) -> dict:
         """Public facts about a credential."""
         cred = self.vault.get(credential_id)
-        return {"id": cred.id, "provider": cred.provider, "account": cred.account, "status": cred.status,
-                "expires_at": cred.expires_at, "refresh_expires_at": cred.refresh_expires_at,
-                "version": cred.version, "last_error": cred.last_error, "portal_id": cred.portal_id}
+        return {
+            "id": cred.id,
+            "provider": cred.provider,
+            "account": cred.account,
+            "status": cred.status,
+            "expires_at": cred.expires_at,
+            "refresh_expires_at": cred.refresh_expires_at,
+            "version": cred.version,
+            "last_error": cred.last_error,
+            "portal_id": cred.portal_id,
+        }
 
     @staticmethod
     def _public(row: dict) -> dict:
-        keys = ("id", "provider", "account", "subject", "portal_id", "label", "status", "expires_at",
-                "refresh_expires_at", "version", "failure_count", "last_error", "refreshed_at", "last_used_at")
+        keys = (
+            "id",
+            "provider",
+            "account",
+            "subject",
+            "portal_id",
+            "label",
+            "status",
+            "expires_at",
+            "refresh_expires_at",
+            "version",
+            "failure_count",
+            "last_error",
+            "refreshed_at",
+            "last_used_at",
+        )
         return {k: row.get(k) for k in keys}

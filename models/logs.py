@@ -36,8 +36,10 @@ REDACTED = "[REDACTED]"
 _PAIR = re.compile(r"(?<![^\s?&;,{(\[])(?P<name>[^\s&?=;,'\"{}()<>]{1,200})=(?P<value>[^&\s,;'\"}?]*)")
 # "name": "value" and 'name': 'value' (JSON, Python reprs), or a bare value ("code": 123456); the name
 # may use JSON escapes (\u0074oken).
-_QUOTED = re.compile(r"""(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\]|\\.){1,80})(?P=q)\s*:\s*"""
-                     r"""(?:(?P<vq>['"])(?P<value>(?:(?!(?P=vq))[^\\]|\\.){0,8192})(?P=vq)|(?P<bare>[^\s,}\]'"]+))""")
+_QUOTED = re.compile(
+    r"""(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\]|\\.){1,80})(?P=q)\s*:\s*"""
+    r"""(?:(?P<vq>['"])(?P<value>(?:(?!(?P=vq))[^\\]|\\.){0,8192})(?P=vq)|(?P<bare>[^\s,}\]'"]+))"""
+)
 # Header lines and reprs (`X-Cron-Token: …`, `authorization: bearer …`): HTTP header names and auth
 # schemes are case-insensitive, and curl -v or a proxy's debug log prints them in any case.
 _AUTH_HEADER = re.compile(

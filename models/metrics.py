@@ -103,8 +103,9 @@ class DatabaseCollector:
 
         services = self.services
         summary = services.vault.summary()
-        credentials = GaugeMetricFamily(f"{PREFIX}credentials", "Stored credentials by provider and status.",
-                                        labels=["provider", "status"])
+        credentials = GaugeMetricFamily(
+            f"{PREFIX}credentials", "Stored credentials by provider and status.", labels=["provider", "status"]
+        )
         for provider in services.engine.providers:
             for status in STATUSES:
                 credentials.add_metric([provider, status], summary.get(provider, {}).get(status, 0))
@@ -117,10 +118,12 @@ class DatabaseCollector:
             yield _counter(f"{PREFIX}{name}", HELP.get(name, name), by_name[name])
 
         runs = last_runs(services.db, limit=1)
-        duration = GaugeMetricFamily(f"{PREFIX}refresh_last_run_duration_seconds",
-                                     "Duration of the newest finished refresh run.")
-        age = GaugeMetricFamily(f"{PREFIX}refresh_last_run_age_seconds",
-                                "Seconds since the newest refresh run started.")
+        duration = GaugeMetricFamily(
+            f"{PREFIX}refresh_last_run_duration_seconds", "Duration of the newest finished refresh run."
+        )
+        age = GaugeMetricFamily(
+            f"{PREFIX}refresh_last_run_age_seconds", "Seconds since the newest refresh run started."
+        )
         if runs:
             duration.add_metric([], round((runs[0]["duration_ms"] or 0) / 1000, 3))
             age.add_metric([], round(time.time() - runs[0]["started_at"]))

@@ -31,18 +31,32 @@ YANDEX_RENEW_PERIOD = 90 * 24 * 3600  # Yandex recommends refreshing long-lived 
 KNOWN_BITRIX_OAUTH_HOSTS = {"oauth.bitrix.info", "oauth.bitrix24.tech"}
 
 BITRIX_PERMANENT = {
-    "invalid_grant", "invalid_client", "invalid_request", "wrong_client", "NOT_INSTALLED", "NO_AUTH_FOUND",
-    "PAYMENT_REQUIRED", "APPLICATION_NOT_FOUND", "ERROR_OAUTH", "authorization_error", "invalid_scope",
-    "insufficient_scope", "bad_verification_code", "unsupported_grant_type", "unauthorized_client",
-    "expired_token", "invalid_token",
+    "invalid_grant",
+    "invalid_client",
+    "invalid_request",
+    "wrong_client",
+    "NOT_INSTALLED",
+    "NO_AUTH_FOUND",
+    "PAYMENT_REQUIRED",
+    "APPLICATION_NOT_FOUND",
+    "ERROR_OAUTH",
+    "authorization_error",
+    "invalid_scope",
+    "insufficient_scope",
+    "bad_verification_code",
+    "unsupported_grant_type",
+    "unauthorized_client",
+    "expired_token",
+    "invalid_token",
 }
 
 
 class OAuthError(Exception):
     """A provider answered with an error or did not answer usefully."""
 
-    def __init__(self, code: str, kind: str, *, status: int | None = None, description: str = "",
-                 unconfirmed: bool = False):
+    def __init__(
+        self, code: str, kind: str, *, status: int | None = None, description: str = "", unconfirmed: bool = False
+    ):
         super().__init__(f"{code} ({kind}, HTTP {status}): {description}".strip())
         self.code = code
         self.kind = kind
@@ -112,8 +126,9 @@ def _seconds(value, default: int) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise OAuthError("bad_response", TRANSIENT, status=200, description="lifetime is not a number",
-                         unconfirmed=True) from None
+        raise OAuthError(
+            "bad_response", TRANSIENT, status=200, description="lifetime is not a number", unconfirmed=True
+        ) from None
 
 
 def make_session(pool_size: int) -> requests.Session:
@@ -157,8 +172,9 @@ class Bitrix24OAuth(Provider):
 
     name = "bitrix24"
 
-    def __init__(self, session, timeout, *, client_id: str, client_secret: str, oauth_url: str,
-                 http_method: str = "GET"):
+    def __init__(
+        self, session, timeout, *, client_id: str, client_secret: str, oauth_url: str, http_method: str = "GET"
+    ):
         super().__init__(session, timeout)
         self.client_id = client_id
         self.client_secret = client_secret
@@ -208,9 +224,13 @@ class Bitrix24OAuth(Provider):
 
     @staticmethod
     def _raise(code, kind, response, body, unconfirmed=False):
-        raise OAuthError(code, kind, status=response.status_code,
-                         description=str((body or {}).get("error_description", ""))[:200],
-                         unconfirmed=unconfirmed)
+        raise OAuthError(
+            code,
+            kind,
+            status=response.status_code,
+            description=str((body or {}).get("error_description", ""))[:200],
+            unconfirmed=unconfirmed,
+        )
 
     def refresh(self, credential: Credential) -> TokenSet:
         """Refresh a portal or user credential."""
@@ -232,8 +252,9 @@ class Bitrix24OAuth(Provider):
             return body["result"]
         error = (body or {}).get("error") or f"http_{response.status_code}"
         kind = _status_kind(response.status_code) or PERMANENT
-        raise OAuthError(error, kind, status=response.status_code,
-                         description=str((body or {}).get("error_description", ""))[:200])
+        raise OAuthError(
+            error, kind, status=response.status_code, description=str((body or {}).get("error_description", ""))[:200]
+        )
 
 
 class YandexOAuth(Provider):
@@ -252,15 +273,21 @@ class YandexOAuth(Provider):
         """The page the user is sent to for consent."""
         from urllib.parse import urlencode
 
-        query = urlencode({"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
-                           "state": state, "force_confirm": "yes"})
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.client_id,
+                "redirect_uri": redirect_uri,
+                "state": state,
+                "force_confirm": "yes",
+            }
+        )
         return f"{self.oauth_url}/authorize?{query}"
 
     def _token_request(self, data: dict) -> TokenSet:
         if not self.client_id or not self.client_secret:
             raise OAuthError("invalid_client", PERMANENT, description="YANDEX_CLIENT_ID/SECRET are not set")
-        response = self._send("POST", f"{self.oauth_url}/token", data=data,
-                              auth=(self.client_id, self.client_secret))
+        response = self._send("POST", f"{self.oauth_url}/token", data=data, auth=(self.client_id, self.client_secret))
         body = _json(response)
         if response.status_code == 200 and body and body.get("access_token"):
             now = int(time.time())
@@ -275,9 +302,13 @@ class YandexOAuth(Provider):
         # A 200 without a usable pair may have rotated the token server-side: retry, remembering that.
         unconfirmed = (response.status_code == 200 and not error) or _maybe_processed(response.status_code)
         kind = _status_kind(response.status_code) or (TRANSIENT if unconfirmed else PERMANENT)
-        raise OAuthError(error or f"http_{response.status_code}", kind, status=response.status_code,
-                         description=str((body or {}).get("error_description", ""))[:200],
-                         unconfirmed=unconfirmed)
+        raise OAuthError(
+            error or f"http_{response.status_code}",
+            kind,
+            status=response.status_code,
+            description=str((body or {}).get("error_description", ""))[:200],
+            unconfirmed=unconfirmed,
+        )
 
     def refresh(self, credential: Credential) -> TokenSet:
         """Refresh a Yandex credential (the access token may come back unchanged)."""
@@ -291,13 +322,18 @@ class YandexOAuth(Provider):
 
     def user_info(self, access_token: str) -> dict:
         """The Yandex account behind a token (id, login, default_email)."""
-        response = self._send("GET", f"{self.login_url}/info", params={"format": "json"},
-                              headers={"Authorization": f"OAuth {access_token}"})
+        response = self._send(
+            "GET",
+            f"{self.login_url}/info",
+            params={"format": "json"},
+            headers={"Authorization": f"OAuth {access_token}"},
+        )
         body = _json(response)
         if response.status_code == 200 and body and body.get("id"):
             return body
-        raise OAuthError("userinfo_failed", _status_kind(response.status_code) or PERMANENT,
-                         status=response.status_code)
+        raise OAuthError(
+            "userinfo_failed", _status_kind(response.status_code) or PERMANENT, status=response.status_code
+        )
 
 
 AMO_PERMANENT_HINTS = {
@@ -318,8 +354,17 @@ class AmoCRMOAuth(Provider):
 
     name = "amocrm"
 
-    def __init__(self, session, timeout, *, client_id: str, client_secret: str, redirect_uri: str,
-                 base_url: str, authorize_url: str):
+    def __init__(
+        self,
+        session,
+        timeout,
+        *,
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        base_url: str,
+        authorize_url: str,
+    ):
         super().__init__(session, timeout)
         self.client_id = client_id
         self.client_secret = client_secret
@@ -335,14 +380,14 @@ class AmoCRMOAuth(Provider):
         """amoCRM's consent page."""
         from urllib.parse import urlencode
 
-        return f"{self.authorize_base}?" + urlencode({"client_id": self.client_id, "state": state,
-                                                       "mode": "post_message"})
+        return f"{self.authorize_base}?" + urlencode(
+            {"client_id": self.client_id, "state": state, "mode": "post_message"}
+        )
 
     def _token_request(self, subdomain: str, payload: dict) -> TokenSet:
         if not self.client_id or not self.client_secret:
             raise OAuthError("invalid_client", PERMANENT, description="AMOCRM_CLIENT_ID/SECRET are not set")
-        body = dict(payload, client_id=self.client_id, client_secret=self.client_secret,
-                    redirect_uri=self.redirect_uri)
+        body = dict(payload, client_id=self.client_id, client_secret=self.client_secret, redirect_uri=self.redirect_uri)
         response = self._send("POST", f"{self.account_url(subdomain)}/oauth2/access_token", json=body)
         data = _json(response)
         if response.status_code == 200 and data and data.get("access_token"):
@@ -363,15 +408,21 @@ class AmoCRMOAuth(Provider):
         elif kind is None:
             kind = PERMANENT
             code = code or ("invalid_grant" if response.status_code == 401 else f"http_{response.status_code}")
-        raise OAuthError(code or f"http_{response.status_code}", kind, status=response.status_code,
-                         description=hint[:200], unconfirmed=unconfirmed)
+        raise OAuthError(
+            code or f"http_{response.status_code}",
+            kind,
+            status=response.status_code,
+            description=hint[:200],
+            unconfirmed=unconfirmed,
+        )
 
     def refresh(self, credential: Credential) -> TokenSet:
         """Refresh an account's pair (single-use refresh token)."""
         if not credential.refresh_token:
             raise OAuthError("no_refresh_token", PERMANENT)
-        return self._token_request(credential.account,
-                                   {"grant_type": "refresh_token", "refresh_token": credential.refresh_token})
+        return self._token_request(
+            credential.account, {"grant_type": "refresh_token", "refresh_token": credential.refresh_token}
+        )
 
     def exchange_code(self, subdomain: str, code: str) -> TokenSet:
         """Exchange an authorization code for the account's first pair."""
@@ -379,10 +430,10 @@ class AmoCRMOAuth(Provider):
 
     def account_info(self, subdomain: str, access_token: str) -> dict:
         """GET /api/v4/account: proves the token works and names the account."""
-        response = self._send("GET", f"{self.account_url(subdomain)}/api/v4/account",
-                              headers={"Authorization": f"Bearer {access_token}"})
+        response = self._send(
+            "GET", f"{self.account_url(subdomain)}/api/v4/account", headers={"Authorization": f"Bearer {access_token}"}
+        )
         data = _json(response)
         if response.status_code == 200 and data:
             return data
-        raise OAuthError("account_failed", _status_kind(response.status_code) or PERMANENT,
-                         status=response.status_code)
+        raise OAuthError("account_failed", _status_kind(response.status_code) or PERMANENT, status=response.status_code)

@@ -90,11 +90,20 @@ class PortalSettings:
 def row_to_portal(row) -> Portal:
     """A Portal from a `portals` row."""
     return Portal(
-        id=row.id, member_id=row.member_id, domain=row.domain, client_endpoint=row.client_endpoint,
-        server_endpoint=row.server_endpoint, status=row.status, admin_user_id=row.admin_user_id,
-        bot_id=row.bot_id, version=row.version, language=row.language,
-        application_token_hash=row.application_token_hash, admin_token_hash=row.admin_token_hash,
-        setup_version=row.setup_version, uninstall_pending_at=row.uninstall_pending_at,
+        id=row.id,
+        member_id=row.member_id,
+        domain=row.domain,
+        client_endpoint=row.client_endpoint,
+        server_endpoint=row.server_endpoint,
+        status=row.status,
+        admin_user_id=row.admin_user_id,
+        bot_id=row.bot_id,
+        version=row.version,
+        language=row.language,
+        application_token_hash=row.application_token_hash,
+        admin_token_hash=row.admin_token_hash,
+        setup_version=row.setup_version,
+        uninstall_pending_at=row.uninstall_pending_at,
         uninstall_pending_clean=bool(row.uninstall_pending_clean),
     )
 
@@ -106,8 +115,9 @@ class PortalCache:
     generation counter, bumped by every `clear()`, tells `put()` so.
     """
 
-    def __init__(self, ttl: float = PORTAL_CACHE_SECONDS, max_items: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, ttl: float = PORTAL_CACHE_SECONDS, max_items: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ):
         self.ttl = ttl
         self.max_items = max_items
         self.clock = clock
@@ -147,8 +157,16 @@ def _note_portal_write(conn, statement, *_args) -> None:
 class PortalService:
     """Portal lookups, the portal's REST client, UI alerts and per-portal API tokens."""
 
-    def __init__(self, db: Database, vault: Vault, engine: RefreshEngine, rest: Bitrix24Rest,
-                 settings: PortalSettings, audit: AuditLog, cache_seconds: float = PORTAL_CACHE_SECONDS):
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        engine: RefreshEngine,
+        rest: Bitrix24Rest,
+        settings: PortalSettings,
+        audit: AuditLog,
+        cache_seconds: float = PORTAL_CACHE_SECONDS,
+    ):
         self.db = db
         self.vault = vault
         self.engine = engine
@@ -231,7 +249,8 @@ class PortalService:
         with self.db.read() as conn:
             rows = conn.execute(
                 sa.select(credentials.c.provider, credentials.c.subject, credentials.c.last_error).where(
-                    credentials.c.portal_id == portal_id, credentials.c.status == NEEDS_REAUTH,
+                    credentials.c.portal_id == portal_id,
+                    credentials.c.status == NEEDS_REAUTH,
                     credentials.c.subject.in_([PORTAL_SUBJECT, "account"]),
                 )
             ).all()
@@ -243,22 +262,36 @@ class PortalService:
         ts = now()
         expires_at = ts + max(1, int(ttl_days)) * 86400
         with self.db.write() as conn:
-            conn.execute(sa.update(portals).where(portals.c.id == portal_id).values(
-                admin_token_hash=token_hash(token), admin_token_issued_at=ts, admin_token_expires_at=expires_at,
-                updated_at=ts))
+            conn.execute(
+                sa.update(portals)
+                .where(portals.c.id == portal_id)
+                .values(
+                    admin_token_hash=token_hash(token),
+                    admin_token_issued_at=ts,
+                    admin_token_expires_at=expires_at,
+                    updated_at=ts,
+                )
+            )
         self._audit_token(portal_id, actor, "admin_token_issued", {"expires_at": expires_at})
         return {"token": token, "issued_at": ts, "expires_at": expires_at}
 
     def admin_token_status(self, portal_id: int) -> dict:
         """The portal's API token for the admin card, never its value: issued, issued_at, expires_at, expired."""
         with self.db.read() as conn:
-            row = conn.execute(sa.select(portals.c.admin_token_hash, portals.c.admin_token_issued_at,
-                                         portals.c.admin_token_expires_at).where(portals.c.id == portal_id)).first()
+            row = conn.execute(
+                sa.select(
+                    portals.c.admin_token_hash, portals.c.admin_token_issued_at, portals.c.admin_token_expires_at
+                ).where(portals.c.id == portal_id)
+            ).first()
         if row is None or not row.admin_token_hash:
             return {"issued": False, "issued_at": None, "expires_at": None, "expired": False}
         expires_at = row.admin_token_expires_at
-        return {"issued": True, "issued_at": row.admin_token_issued_at, "expires_at": expires_at,
-                "expired": expires_at is None or expires_at <= now()}
+        return {
+            "issued": True,
+            "issued_at": row.admin_token_issued_at,
+            "expires_at": expires_at,
+            "expired": expires_at is None or expires_at <= now(),
+        }
 
     def revoke_admin_token(self, portal_id: int, *, actor: str) -> bool:
         """Revoke the portal's API token at once; False when it had none."""
@@ -273,9 +306,14 @@ class PortalService:
         if conn is None:
             with self.db.write() as c:
                 return self.clear_api_tokens(portal_id, conn=c)
-        return conn.execute(sa.update(portals).where(portals.c.id == portal_id, portals.c.admin_token_hash.isnot(None))
-                            .values(admin_token_hash=None, admin_token_issued_at=None,
-                                    admin_token_expires_at=None)).rowcount == 1
+        return (
+            conn.execute(
+                sa.update(portals)
+                .where(portals.c.id == portal_id, portals.c.admin_token_hash.isnot(None))
+                .values(admin_token_hash=None, admin_token_issued_at=None, admin_token_expires_at=None)
+            ).rowcount
+            == 1
+        )
 
     def _audit_token(self, portal_id: int, actor: str, action: str, detail: dict | None = None) -> None:
         portal = self.get(portal_id)
@@ -295,6 +333,13 @@ class PortalService:
 
     def describe(self, portal: Portal) -> dict:
         """Public facts about a portal (no secrets)."""
-        return {"id": portal.id, "member_id": portal.member_id, "domain": portal.domain, "status": portal.status,
-                "version": portal.version, "bot_id": portal.bot_id, "admin_user_id": portal.admin_user_id,
-                "uninstall_pending": portal.uninstall_pending_at is not None}
+        return {
+            "id": portal.id,
+            "member_id": portal.member_id,
+            "domain": portal.domain,
+            "status": portal.status,
+            "version": portal.version,
+            "bot_id": portal.bot_id,
+            "admin_user_id": portal.admin_user_id,
+            "uninstall_pending": portal.uninstall_pending_at is not None,
+        }

@@ -207,8 +207,9 @@ class RefreshEngine:
             if not settled:
                 self.vault.release_lease(credential_id, owner)
 
-    def _refresh_claimed(self, row, owner: str, deadline: float, committer: GroupCommitter,
-                         http_slots: threading.Semaphore) -> RefreshOutcome:
+    def _refresh_claimed(
+        self, row, owner: str, deadline: float, committer: GroupCommitter, http_slots: threading.Semaphore
+    ) -> RefreshOutcome:
         """A run's worker: the lease is already ours (claimed with its chunk); the row is still encrypted."""
         settled = False
         try:
@@ -219,8 +220,7 @@ class RefreshEngine:
                 return RefreshOutcome(row.id, BROKEN_RESULT, error=UNDECRYPTABLE)
             if not self.is_due(cred):  # a peer refreshed it between the due query and our claim
                 return RefreshOutcome(cred.id, FRESH)
-            outcome = self._attempt(cred, owner, deadline, reread=False, committer=committer,
-                                    http_slots=http_slots)
+            outcome = self._attempt(cred, owner, deadline, reread=False, committer=committer, http_slots=http_slots)
             settled = True
             return outcome
         finally:
@@ -232,9 +232,15 @@ class RefreshEngine:
             return seen_version is not None and cred.version != seen_version
         return not self.is_due(cred)
 
-    def _attempt(self, cred: Credential, owner: str, deadline: float | None, reread: bool = True,
-                 committer: GroupCommitter | None = None,
-                 http_slots: threading.Semaphore | None = None) -> RefreshOutcome:
+    def _attempt(
+        self,
+        cred: Credential,
+        owner: str,
+        deadline: float | None,
+        reread: bool = True,
+        committer: GroupCommitter | None = None,
+        http_slots: threading.Semaphore | None = None,
+    ) -> RefreshOutcome:
         provider = self.providers.get(cred.provider)
         if provider is None:
             self.vault.release_lease(cred.id, owner)
@@ -251,8 +257,7 @@ class RefreshEngine:
                     else:
                         started = self.vault.start_attempt(cred.id, owner, self.settings.lease_seconds)
                     if started is None:
-                        log.warning("lease on credential %s lapsed before the request; left to its new holder",
-                                    cred.id)
+                        log.warning("lease on credential %s lapsed before the request; left to its new holder", cred.id)
                         return RefreshOutcome(cred.id, LOCKED)
                     self._count("refresh_attempts_total", provider=cred.provider)
                     tokens = provider.refresh(cred)
@@ -306,10 +311,14 @@ class RefreshEngine:
             # stored refresh token is spent and no retry can bring the new one back.
             code = LOST_RESPONSE
         if error.permanent:
-            self._count("refresh_failures_total", provider=cred.provider,
-                        error_class=LOST_RESPONSE if lost else "permanent")
+            self._count(
+                "refresh_failures_total", provider=cred.provider, error_class=LOST_RESPONSE if lost else "permanent"
+            )
         status = self.vault.record_failure(
-            cred.id, owner, cred.version, code,
+            cred.id,
+            owner,
+            cred.version,
+            code,
             permanent=error.permanent,
             unconfirmed=unconfirmed and not error.permanent,
             threshold=self.settings.failures_before_reauth,
@@ -317,12 +326,19 @@ class RefreshEngine:
         )
         if status is None:  # a peer stored a newer pair meanwhile: not our failure
             return RefreshOutcome(cred.id, FRESH, credential=self.vault.get(cred.id))
-        log.warning("refresh of credential %s (%s) failed: error=%s kind=%s status=%s",
-                    cred.id, cred.provider, code, error.kind, status)
+        log.warning(
+            "refresh of credential %s (%s) failed: error=%s kind=%s status=%s",
+            cred.id,
+            cred.provider,
+            code,
+            error.kind,
+            status,
+        )
         if status == NEEDS_REAUTH:
             self._count("credentials_needs_reauth_total", provider=cred.provider)
-            log.error("credential %s (%s %s) needs re-authorisation after %s", cred.id, cred.provider,
-                      cred.account, code)
+            log.error(
+                "credential %s (%s %s) needs re-authorisation after %s", cred.id, cred.provider, cred.account, code
+            )
             if self.notifier is not None:
                 try:
                     self.notifier(cred, code)
@@ -372,8 +388,13 @@ class RefreshEngine:
     def after_expired_token(self, cred: Credential) -> Credential | None:
         """A REST call said expired_token for this version: refresh once (or take a peer's result)."""
         current = self.vault.get(cred.id)
-        if (current is not None and current.version == cred.version and current.failure_count
-                and current.last_error_at and time.time() - current.last_error_at < 10):
+        if (
+            current is not None
+            and current.version == cred.version
+            and current.failure_count
+            and current.last_error_at
+            and time.time() - current.last_error_at < 10
+        ):
             # A refresh of this very pair failed moments ago (often in ensure_fresh of the same call):
             # don't spend a second attempt, which would count towards re-auth again.
             return None
@@ -394,8 +415,14 @@ class RefreshEngine:
 
     # ---- the cron run ------------------------------------------------------------------------------
 
-    def run(self, *, provider: str | None = None, limit: int | None = None, budget_s: float | None = None,
-            trigger: str = "cli") -> RunReport:
+    def run(
+        self,
+        *,
+        provider: str | None = None,
+        limit: int | None = None,
+        budget_s: float | None = None,
+        trigger: str = "cli",
+    ) -> RunReport:
         """Refresh everything due, in batches with bounded concurrency, within a time budget."""
         started = time.time()
         budget = self.settings.budget_seconds if budget_s is None else budget_s
@@ -427,12 +454,13 @@ class RefreshEngine:
         workers = self.settings.concurrency * 2
         # Exit order is the reverse of entry: the pool (which waits for every worker, even when the
         # loop below raises) closes before the committer, so no worker is left waiting on a commit.
-        with GroupCommitter(self.vault) as committer, \
-                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool:
+        with (
+            GroupCommitter(self.vault) as committer,
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh") as pool,
+        ):
             stop = False
             while not stop:
-                page = self.vault.due_page(now_ts=int(started), after=after, limit=self.settings.batch_size,
-                                           **due_args)
+                page = self.vault.due_page(now_ts=int(started), after=after, limit=self.settings.batch_size, **due_args)
                 if not page:
                     break
                 after = page[-1]
@@ -445,7 +473,7 @@ class RefreshEngine:
                         report.budget_exhausted = time.time() >= deadline
                         stop = True
                         break
-                    chunk = ids[offset:offset + self.settings.concurrency]
+                    chunk = ids[offset : offset + self.settings.concurrency]
                     if limit is not None:
                         chunk = chunk[: limit - submitted]
                     submitted += len(chunk)
@@ -453,8 +481,7 @@ class RefreshEngine:
                     claimed = self.vault.claim_many(chunk, owner, self.settings.lease_seconds)
                     report.skipped_locked += len(chunk) - len(claimed)
                     for cred in claimed:
-                        in_flight.add(pool.submit(self._refresh_claimed, cred, owner, deadline, committer,
-                                                  http_slots))
+                        in_flight.add(pool.submit(self._refresh_claimed, cred, owner, deadline, committer, http_slots))
                 if len(page) < self.settings.batch_size:
                     break
             done, _ = wait(in_flight)
@@ -464,15 +491,27 @@ class RefreshEngine:
         self._count("refresh_runs_total", trigger=trigger)
         self.flush()
         self._record_run_end(report, started)
-        log.info("refresh run %s: due=%s refreshed=%s failed=%s needs_reauth=%s locked=%s left=%s in %sms",
-                 report.run_id, report.due, report.refreshed, report.failed, report.needs_reauth,
-                 report.skipped_locked, report.left, report.duration_ms)
+        log.info(
+            "refresh run %s: due=%s refreshed=%s failed=%s needs_reauth=%s locked=%s left=%s in %sms",
+            report.run_id,
+            report.due,
+            report.refreshed,
+            report.failed,
+            report.needs_reauth,
+            report.skipped_locked,
+            report.left,
+            report.duration_ms,
+        )
         return report
 
     def _due_args(self, provider: str | None) -> dict:
         s = self.settings
-        return {"ahead_seconds": s.ahead_seconds, "recent_use_seconds": s.recent_use_seconds,
-                "renew_before_seconds": s.renew_before_seconds, "provider": provider}
+        return {
+            "ahead_seconds": s.ahead_seconds,
+            "recent_use_seconds": s.recent_use_seconds,
+            "renew_before_seconds": s.renew_before_seconds,
+            "provider": provider,
+        }
 
     def due_count(self, provider: str | None = None) -> int:
         """How many credentials are due now."""
@@ -482,8 +521,16 @@ class RefreshEngine:
         record_task_run(self.vault.db, run_id, "refresh", trigger, started, provider=provider)
 
     def _record_run_end(self, report: RunReport, started: float) -> None:
-        record_task_run(self.vault.db, report.run_id, "refresh", "", started, finished=time.time(),
-                        duration_ms=report.duration_ms, report=report.as_dict())
+        record_task_run(
+            self.vault.db,
+            report.run_id,
+            "refresh",
+            "",
+            started,
+            finished=time.time(),
+            duration_ms=report.duration_ms,
+            report=report.as_dict(),
+        )
 
 
 class GroupCommitter:

@@ -64,14 +64,17 @@ class ConferenceFields(BaseModel):
     start_time: time | None = Field(None, description="HH:MM, in `timezone`")
     duration_minutes: Annotated[int, Field(ge=5, le=1440)] | None = None
     timezone: Annotated[str, Field(max_length=64)] | None = Field(
-        None, description="IANA name; default the user's Bitrix24 profile TIME_ZONE")
+        None, description="IANA name; default the user's Bitrix24 profile TIME_ZONE"
+    )
     cohosts: Annotated[list[str], Field(max_length=MAX_COHOSTS)] | None = Field(None, description="e-mails")
     create_calendar_event: bool | None = None
     invite_users: bool | None = None
     invitees: Annotated[list[UserId], Field(max_length=MAX_INVITEES)] | None = Field(
-        None, description="Bitrix24 user ids (speakers for a broadcast)")
+        None, description="Bitrix24 user ids (speakers for a broadcast)"
+    )
     viewers: Annotated[list[UserId], Field(max_length=MAX_VIEWERS)] | None = Field(
-        None, description="Bitrix24 user ids that get the watch link (broadcasts)")
+        None, description="Bitrix24 user ids that get the watch link (broadcasts)"
+    )
     live_stream_title: Annotated[str, Field(max_length=1024)] | None = None
     live_stream_description: Annotated[str, Field(max_length=2048)] | None = None
     waiting_room_level: WaitingRoomLevel | None = None

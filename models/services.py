@@ -57,37 +57,74 @@ def build(cfg, db: Database, translate: Translate | None = None) -> Services:
     vault = Vault(db, Cipher(fernet_keys(cfg["TOKEN_ENCRYPTION_KEY"])), int(cfg["TOKEN_HISTORY_KEEP"]))
     audit = AuditLog(db)
     metrics = Metrics(db)
-    bitrix_oauth = Bitrix24OAuth(session, timeout, client_id=cfg["BITRIX24_CLIENT_ID"],
-                                 client_secret=cfg["BITRIX24_CLIENT_SECRET"], oauth_url=cfg["BITRIX24_OAUTH_URL"],
-                                 http_method=cfg["BITRIX24_OAUTH_METHOD"])
-    yandex = YandexOAuth(session, timeout, client_id=cfg["YANDEX_CLIENT_ID"],
-                         client_secret=cfg["YANDEX_CLIENT_SECRET"], oauth_url=cfg["YANDEX_OAUTH_URL"],
-                         login_url=cfg["YANDEX_LOGIN_URL"])
-    amocrm = AmoCRMOAuth(session, timeout, client_id=cfg["AMOCRM_CLIENT_ID"],
-                         client_secret=cfg["AMOCRM_CLIENT_SECRET"], redirect_uri=cfg["AMOCRM_REDIRECT_URI"],
-                         base_url=cfg["AMOCRM_BASE_URL"], authorize_url=cfg["AMOCRM_AUTHORIZE_URL"])
-    engine = RefreshEngine(vault, {"bitrix24": bitrix_oauth, "yandex": yandex, "amocrm": amocrm},
-                           refresh_settings, metrics=metrics)
+    bitrix_oauth = Bitrix24OAuth(
+        session,
+        timeout,
+        client_id=cfg["BITRIX24_CLIENT_ID"],
+        client_secret=cfg["BITRIX24_CLIENT_SECRET"],
+        oauth_url=cfg["BITRIX24_OAUTH_URL"],
+        http_method=cfg["BITRIX24_OAUTH_METHOD"],
+    )
+    yandex = YandexOAuth(
+        session,
+        timeout,
+        client_id=cfg["YANDEX_CLIENT_ID"],
+        client_secret=cfg["YANDEX_CLIENT_SECRET"],
+        oauth_url=cfg["YANDEX_OAUTH_URL"],
+        login_url=cfg["YANDEX_LOGIN_URL"],
+    )
+    amocrm = AmoCRMOAuth(
+        session,
+        timeout,
+        client_id=cfg["AMOCRM_CLIENT_ID"],
+        client_secret=cfg["AMOCRM_CLIENT_SECRET"],
+        redirect_uri=cfg["AMOCRM_REDIRECT_URI"],
+        base_url=cfg["AMOCRM_BASE_URL"],
+        authorize_url=cfg["AMOCRM_AUTHORIZE_URL"],
+    )
+    engine = RefreshEngine(
+        vault, {"bitrix24": bitrix_oauth, "yandex": yandex, "amocrm": amocrm}, refresh_settings, metrics=metrics
+    )
     # Portal hosts come from outside: their calls go through the pinned transport (models/http.py).
-    portal_http = portal_session(max(8, refresh_settings.concurrency + 4),
-                                 allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]))
+    portal_http = portal_session(
+        max(8, refresh_settings.concurrency + 4), allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"])
+    )
     rest = Bitrix24Rest(portal_http, timeout, allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]))
-    portal_settings = PortalSettings(client_id=cfg["BITRIX24_CLIENT_ID"], public_url=cfg["PUBLIC_URL"],
-                                     allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]),
-                                     oauth_url=cfg["BITRIX24_OAUTH_URL"], bot_code=cfg["BOT_CODE"],
-                                     bot_name=cfg["BOT_NAME"])
+    portal_settings = PortalSettings(
+        client_id=cfg["BITRIX24_CLIENT_ID"],
+        public_url=cfg["PUBLIC_URL"],
+        allow_loopback=bool(cfg["ALLOW_LOOPBACK_PORTALS"]),
+        oauth_url=cfg["BITRIX24_OAUTH_URL"],
+        bot_code=cfg["BOT_CODE"],
+        bot_name=cfg["BOT_NAME"],
+    )
     portals = PortalService(db, vault, engine, rest, portal_settings, audit)
     install = InstallService(db, portals, vault, engine, bitrix_oauth, rest, portal_settings, audit, translate)
     identity = IdentityService(portals, install, rest, vault)
     engine.notifier = ReauthNotifier(portals, translate)
-    signer = SessionSigner(cfg["SESSION_SIGNING_KEY"], int(cfg["SESSION_TTL_SECONDS"]),
-                           issuer=cfg["PUBLIC_URL"] or "b24-telemost")
-    integrations = Integrations(vault, engine, yandex, amocrm, env_yandex_token=cfg["YANDEX_OAUTH_TOKEN"],
-                                audit=audit)
+    signer = SessionSigner(
+        cfg["SESSION_SIGNING_KEY"], int(cfg["SESSION_TTL_SECONDS"]), issuer=cfg["PUBLIC_URL"] or "b24-telemost"
+    )
+    integrations = Integrations(vault, engine, yandex, amocrm, env_yandex_token=cfg["YANDEX_OAUTH_TOKEN"], audit=audit)
     telemost = TelemostApi(session, cfg["TELEMOST_API_URL"], timeout)
     conference_service = ConferenceService(db, vault, engine, portals, integrations, telemost)
     openlines = OpenLinesService(db, portals, BotConfig.from_config(cfg), audit)
-    return Services(db=db, vault=vault, audit=audit, metrics=metrics, engine=engine, portals=portals,
-                    install=install, identity=identity, signer=signer, bitrix_oauth=bitrix_oauth, yandex=yandex,
-                    amocrm=amocrm, integrations=integrations, connect=ConnectLinks(db), telemost=telemost,
-                    conferences=conference_service, openlines=openlines)
+    return Services(
+        db=db,
+        vault=vault,
+        audit=audit,
+        metrics=metrics,
+        engine=engine,
+        portals=portals,
+        install=install,
+        identity=identity,
+        signer=signer,
+        bitrix_oauth=bitrix_oauth,
+        yandex=yandex,
+        amocrm=amocrm,
+        integrations=integrations,
+        connect=ConnectLinks(db),
+        telemost=telemost,
+        conferences=conference_service,
+        openlines=openlines,
+    )

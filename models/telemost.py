@@ -47,8 +47,16 @@ DELETE_UNSUPPORTED = "cancelled_locally"
 class TelemostError(ServiceError):
     """The Telemost API refused or failed a call; `request_id` is Yandex's id for support."""
 
-    def __init__(self, code: str, status: int, *, request_id: str | None = None, upstream: str = "",
-                 http_status: int | None = None, **params):
+    def __init__(
+        self,
+        code: str,
+        status: int,
+        *,
+        request_id: str | None = None,
+        upstream: str = "",
+        http_status: int | None = None,
+        **params,
+    ):
         super().__init__(code, status=status, request_id=request_id or "", **params)
         self.request_id = request_id
         self.upstream = upstream
@@ -69,9 +77,13 @@ class Conference:
     def from_json(cls, body: dict) -> Conference:
         """Read a create/GET/PATCH answer."""
         stream = body.get("live_stream") if isinstance(body.get("live_stream"), dict) else None
-        return cls(id=str(body["id"]), join_url=str(body["join_url"]),
-                   watch_url=str(stream["watch_url"]) if stream and stream.get("watch_url") else None,
-                   waiting_room_level=body.get("waiting_room_level"), live_stream=stream)
+        return cls(
+            id=str(body["id"]),
+            join_url=str(body["join_url"]),
+            watch_url=str(stream["watch_url"]) if stream and stream.get("watch_url") else None,
+            waiting_room_level=body.get("waiting_room_level"),
+            live_stream=stream,
+        )
 
 
 def cohost_list(emails: list[str]) -> list[dict]:
@@ -108,8 +120,16 @@ def _classify(status: int, body: dict, request_id: str | None) -> TelemostError:
 class TelemostApi:
     """Low-level calls with an explicit token."""
 
-    def __init__(self, session: requests.Session, base_url: str, timeout: float, *, retries: int = 3,
-                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        timeout: float,
+        *,
+        retries: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -117,8 +137,9 @@ class TelemostApi:
         self.backoff = backoff
         self._sleep = sleep
 
-    def request(self, token: str, method: str, path: str, *, json: dict | None = None,
-                params: dict | None = None) -> tuple[int, dict]:
+    def request(
+        self, token: str, method: str, path: str, *, json: dict | None = None, params: dict | None = None
+    ) -> tuple[int, dict]:
         """One logical call: (status, JSON body or {}); raises TelemostError on an error answer."""
         request_id = uuid.uuid4().hex
         headers = {"Authorization": f"OAuth {token}", "X-Request-ID": request_id, "Accept": "application/json"}
@@ -126,15 +147,23 @@ class TelemostApi:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = self.session.request(method, f"{self.base_url}{path}", json=json, params=params,
-                                                headers=headers, timeout=self.timeout, allow_redirects=False)
+                response = self.session.request(
+                    method,
+                    f"{self.base_url}{path}",
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 # A POST whose request may have reached Yandex is not repeated: a second meeting
                 # could be made. A refused connection never reached it.
                 reached = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
                 if last or (reached and not idempotent):
-                    log.warning("telemost %s %s failed: %s (X-Request-ID %s)", method, path,
-                                type(exc).__name__, request_id)
+                    log.warning(
+                        "telemost %s %s failed: %s (X-Request-ID %s)", method, path, type(exc).__name__, request_id
+                    )
                     raise TelemostError(UNAVAILABLE, 503, request_id=None, upstream=type(exc).__name__) from None
                 self._pause(attempt, None)
                 continue
@@ -148,8 +177,14 @@ class TelemostApi:
                 body = None
             if response.status_code >= 400:
                 error = _classify(response.status_code, body if isinstance(body, dict) else {}, upstream_id)
-                log.warning("telemost %s %s → %s %s (Yandex-Cloud-Request-ID %s)", method, path,
-                            response.status_code, error.upstream or "-", upstream_id)
+                log.warning(
+                    "telemost %s %s → %s %s (Yandex-Cloud-Request-ID %s)",
+                    method,
+                    path,
+                    response.status_code,
+                    error.upstream or "-",
+                    upstream_id,
+                )
                 raise error
             if body is None or not isinstance(body, dict):
                 raise TelemostError(UNAVAILABLE, 503, request_id=upstream_id, upstream="bad_json")
@@ -182,9 +217,13 @@ class OrganizerToken:
 class TelemostClient:
     """Telemost calls for one organiser account, with request-time refresh through the token keeper."""
 
-    def __init__(self, api: TelemostApi, organizer: OrganizerToken,
-                 refresh: Callable[[int], str | None] | None = None,
-                 on_restricted: Callable[[OrganizerToken], None] | None = None):
+    def __init__(
+        self,
+        api: TelemostApi,
+        organizer: OrganizerToken,
+        refresh: Callable[[int], str | None] | None = None,
+        on_restricted: Callable[[OrganizerToken], None] | None = None,
+    ):
         self.api = api
         self.organizer = organizer
         self._token = organizer.access_token
@@ -210,8 +249,9 @@ class TelemostClient:
 
     # ---- conferences -------------------------------------------------------------------------------
 
-    def create(self, *, waiting_room_level: str = "PUBLIC", cohosts: list[str] | None = None,
-               live_stream: dict | None = None) -> Conference:
+    def create(
+        self, *, waiting_room_level: str = "PUBLIC", cohosts: list[str] | None = None, live_stream: dict | None = None
+    ) -> Conference:
         """POST /conferences; a `live_stream` ({title, description, access_level}) makes a broadcast."""
         body: dict = {"waiting_room_level": waiting_room_level}
         if cohosts:
@@ -228,8 +268,14 @@ class TelemostClient:
         _, answer = self._call("GET", f"/conferences/{_safe(conference_id)}")
         return Conference.from_json(answer)
 
-    def update(self, conference_id: str, *, waiting_room_level: str | None = None,
-               live_stream: dict | None = None, cohosts: list[str] | None = None) -> Conference | None:
+    def update(
+        self,
+        conference_id: str,
+        *,
+        waiting_room_level: str | None = None,
+        live_stream: dict | None = None,
+        cohosts: list[str] | None = None,
+    ) -> Conference | None:
         """PATCH /conferences/{id} with only the fields given (None = unchanged)."""
         body: dict = {}
         if waiting_room_level is not None:
@@ -259,8 +305,9 @@ class TelemostClient:
         """GET /conferences/{id}/cohosts, every page."""
         emails: list[str] = []
         while True:
-            _, answer = self._call("GET", f"/conferences/{_safe(conference_id)}/cohosts",
-                                   params={"offset": len(emails), "limit": 256})
+            _, answer = self._call(
+                "GET", f"/conferences/{_safe(conference_id)}/cohosts", params={"offset": len(emails), "limit": 256}
+            )
             page = [str(c.get("email")) for c in answer.get("cohosts") or [] if isinstance(c, dict)]
             emails.extend(page)
             if len(page) < 256:
@@ -273,15 +320,15 @@ class TelemostClient:
     def add_cohosts(self, conference_id: str, emails: list[str]) -> None:
         """PATCH: add these, keep the others."""
         if emails:
-            self._call("PATCH", f"/conferences/{_safe(conference_id)}/cohosts",
-                       json={"cohosts": cohost_list(emails)})
+            self._call("PATCH", f"/conferences/{_safe(conference_id)}/cohosts", json={"cohosts": cohost_list(emails)})
 
     def remove_cohosts(self, conference_id: str, emails: list[str]) -> None:
         """DELETE ?cohost_emails=a,b (≤ 30 a call)."""
         for start in range(0, len(emails), MAX_COHOSTS):
-            chunk = emails[start:start + MAX_COHOSTS]
-            self._call("DELETE", f"/conferences/{_safe(conference_id)}/cohosts",
-                       params={"cohost_emails": ",".join(chunk)})
+            chunk = emails[start : start + MAX_COHOSTS]
+            self._call(
+                "DELETE", f"/conferences/{_safe(conference_id)}/cohosts", params={"cohost_emails": ",".join(chunk)}
+            )
 
 
 def _safe(conference_id: str) -> str:

@@ -78,14 +78,19 @@ class AuthThrottle:
             insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             stmt = insert(auth_failures).values(scope=scope, client=client, window_start=at, failures=1)
             # One statement, so two workers counting the same client at once cannot lose a failure.
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["scope", "client"],
-                set_={"failures": sa.case((stale, 1), else_=auth_failures.c.failures + 1),
-                      "window_start": sa.case((stale, at), else_=auth_failures.c.window_start)},
-            ))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["scope", "client"],
+                    set_={
+                        "failures": sa.case((stale, 1), else_=auth_failures.c.failures + 1),
+                        "window_start": sa.case((stale, at), else_=auth_failures.c.window_start),
+                    },
+                )
+            )
             failures = conn.execute(
-                sa.select(auth_failures.c.failures).where(auth_failures.c.scope == scope,
-                                                          auth_failures.c.client == client)
+                sa.select(auth_failures.c.failures).where(
+                    auth_failures.c.scope == scope, auth_failures.c.client == client
+                )
             ).scalar_one()
             # Ended windows are of no use (the row above was just renewed if its window had ended);
             # pruning here keeps the table small at no cost to requests that succeed.

@@ -50,7 +50,8 @@ _c = credentials.c
 _h = credential_history.c
 _SELECT_ONE = sa.select(credentials).where(_c.id == sa.bindparam("b_id"))
 _SELECT_BY_IDENTITY = sa.select(credentials).where(
-    _c.provider == sa.bindparam("b_provider"), _c.account == sa.bindparam("b_account"),
+    _c.provider == sa.bindparam("b_provider"),
+    _c.account == sa.bindparam("b_account"),
     _c.subject == sa.bindparam("b_subject"),
 )
 # store() reads the row it will replace under a row lock (PostgreSQL), so two pairs arriving at once
@@ -98,8 +99,13 @@ _START_ATTEMPTS = (
 _PUSH_HISTORY = sa.insert(credential_history).from_select(
     ["credential_id", "version", "access_token_enc", "refresh_token_enc", "expires_at", "replaced_at", "reason"],
     sa.select(
-        _c.id, _c.version, _c.access_token_enc, _c.refresh_token_enc, _c.expires_at,
-        sa.cast(sa.bindparam("b_now"), sa.Integer), sa.cast(sa.bindparam("b_reason"), sa.String(32)),
+        _c.id,
+        _c.version,
+        _c.access_token_enc,
+        _c.refresh_token_enc,
+        _c.expires_at,
+        sa.cast(sa.bindparam("b_now"), sa.Integer),
+        sa.cast(sa.bindparam("b_reason"), sa.String(32)),
     ).where(_c.id == sa.bindparam("b_id"), _c.version == sa.bindparam("b_version")),
 )
 _PRUNE_HISTORY = sa.delete(credential_history).where(
@@ -112,8 +118,7 @@ _COMMIT_REFRESH = (
         access_token_enc=sa.bindparam("b_access"),
         refresh_token_enc=sa.func.coalesce(sa.bindparam("b_refresh", type_=sa.Text), _c.refresh_token_enc),
         expires_at=sa.bindparam("b_expires"),
-        refresh_expires_at=sa.func.coalesce(sa.bindparam("b_refresh_expires", type_=sa.Integer),
-                                            _c.refresh_expires_at),
+        refresh_expires_at=sa.func.coalesce(sa.bindparam("b_refresh_expires", type_=sa.Integer), _c.refresh_expires_at),
         version=_c.version + 1,
         status=ACTIVE,
         failure_count=0,
@@ -223,8 +228,9 @@ class Vault:
                 found_broken.append(row)
             status = REVOKED if row.status == REVOKED else BROKEN
             credential = self._credential(row, "", None)
-            return dataclasses.replace(credential, status=status,
-                                       last_error=UNDECRYPTABLE if status == BROKEN else row.last_error)
+            return dataclasses.replace(
+                credential, status=status, last_error=UNDECRYPTABLE if status == BROKEN else row.last_error
+            )
 
     def _quarantine_found(self, rows: list) -> None:
         for row in rows:
@@ -288,8 +294,9 @@ class Vault:
         self._quarantine_found(broken)
         return found
 
-    def list(self, provider: str | None = None, status: str | None = None, limit: int = 1000,
-             portal_id: int | None = None) -> list[dict]:
+    def list(
+        self, provider: str | None = None, status: str | None = None, limit: int = 1000, portal_id: int | None = None
+    ) -> list[dict]:
         """Credential metadata without any token, for status listings."""
         cols = [c for c in credentials.c if not c.name.endswith("_enc") and not c.name.startswith("lease_")]
         query = sa.select(*cols).order_by(credentials.c.id).limit(limit)
@@ -376,8 +383,17 @@ class Vault:
         if conn is None:
             with self.db.write() as c:
                 return self.store(
-                    provider, account, subject, tokens, portal_id=portal_id, user_id=user_id,
-                    label=label, endpoint=endpoint, reason=reason, used=used, conn=c,
+                    provider,
+                    account,
+                    subject,
+                    tokens,
+                    portal_id=portal_id,
+                    user_id=user_id,
+                    label=label,
+                    endpoint=endpoint,
+                    reason=reason,
+                    used=used,
+                    conn=c,
                 )
         ts = now()
         row = conn.execute(_LOCK_BY_IDENTITY, _identity(provider, account, subject)).first()
@@ -403,9 +419,11 @@ class Vault:
         if row is None:
             try:
                 with conn.begin_nested():  # a concurrent first insert of the same identity may win
-                    return conn.execute(sa.insert(credentials).values(
-                        provider=provider, account=account, subject=subject, version=1, created_at=ts, **values
-                    )).inserted_primary_key[0]
+                    return conn.execute(
+                        sa.insert(credentials).values(
+                            provider=provider, account=account, subject=subject, version=1, created_at=ts, **values
+                        )
+                    ).inserted_primary_key[0]
             except sa.exc.IntegrityError:
                 row = conn.execute(_LOCK_BY_IDENTITY, _identity(provider, account, subject)).first()
                 if row is None:
@@ -459,8 +477,9 @@ class Vault:
         """
         t = time.time()
         with self.db.write() as conn:
-            row = conn.execute(_CLAIM_ONE, {"b_id": credential_id, "b_now": t, "b_owner": owner,
-                                                        "b_until": t + ttl_seconds}).first()
+            row = conn.execute(
+                _CLAIM_ONE, {"b_id": credential_id, "b_now": t, "b_owner": owner, "b_until": t + ttl_seconds}
+            ).first()
         if row is None:
             return None
         credential = self._read(row)
@@ -477,8 +496,9 @@ class Vault:
             return []
         t = time.time()
         with self.db.write() as conn:
-            return conn.execute(_CLAIM_MANY, {"b_ids": list(credential_ids), "b_now": t, "b_owner": owner,
-                                              "b_until": t + ttl_seconds}).all()
+            return conn.execute(
+                _CLAIM_MANY, {"b_ids": list(credential_ids), "b_now": t, "b_owner": owner, "b_until": t + ttl_seconds}
+            ).all()
 
     def start_attempt(self, credential_id: int, owner: str, ttl_seconds: float) -> float | None:
         """Record that a refresh request is about to go out, renewing our lease; None when it is not ours."""
@@ -508,9 +528,11 @@ class Vault:
         values = {"status": BROKEN, "last_error": UNDECRYPTABLE, "last_error_at": now(), "updated_at": now()}
         if owner is not None:
             mine = _c.lease_owner == owner
-            values.update(lease_owner=sa.case((mine, None), else_=_c.lease_owner),
-                          lease_until=sa.case((mine, None), else_=_c.lease_until),
-                          refresh_sent_at=sa.case((mine, None), else_=_c.refresh_sent_at))
+            values.update(
+                lease_owner=sa.case((mine, None), else_=_c.lease_owner),
+                lease_until=sa.case((mine, None), else_=_c.lease_until),
+                refresh_sent_at=sa.case((mine, None), else_=_c.refresh_sent_at),
+            )
         with self.db.write() as conn:
             result = conn.execute(
                 sa.update(credentials)
@@ -518,8 +540,7 @@ class Vault:
                 .values(**values)
             )
         if result.rowcount == 1:
-            log.error("credential %s cannot be decrypted with any configured key: quarantined as broken",
-                      credential_id)
+            log.error("credential %s cannot be decrypted with any configured key: quarantined as broken", credential_id)
         return result.rowcount == 1
 
     def commit_many(self, items: list[tuple[int, int, TokenSet]]) -> list[bool]:
@@ -535,20 +556,36 @@ class Vault:
         with self.db.write() as conn:
             # Rows are locked in id order so two committers can never deadlock on PostgreSQL; revoked
             # credentials (uninstalled portals) are not revived by a refresh that was in flight.
-            current = dict(conn.execute(
-                sa.select(_c.id, _c.version).where(_c.id.in_(ids), _c.status != REVOKED)
-                .order_by(_c.id).with_for_update()
-            ).all())
+            current = dict(
+                conn.execute(
+                    sa.select(_c.id, _c.version)
+                    .where(_c.id.in_(ids), _c.status != REVOKED)
+                    .order_by(_c.id)
+                    .with_for_update()
+                ).all()
+            )
             ok = [current.get(cid) == version for cid, version, _ in items]
             todo = [item for item, good in zip(items, ok, strict=True) if good]
             if todo:
-                conn.execute(_PUSH_HISTORY, [{"b_id": cid, "b_version": v, "b_now": ts, "b_reason": "refresh"}
-                                             for cid, v, _ in todo])
-                conn.execute(_COMMIT_REFRESH, [{
-                    "b_id": cid, "b_version": v, "b_access": self.cipher.encrypt(t.access_token),
-                    "b_refresh": self.cipher.encrypt(t.refresh_token), "b_expires": int(t.expires_at),
-                    "b_refresh_expires": t.refresh_expires_at, "b_now": ts,
-                } for cid, v, t in todo])
+                conn.execute(
+                    _PUSH_HISTORY,
+                    [{"b_id": cid, "b_version": v, "b_now": ts, "b_reason": "refresh"} for cid, v, _ in todo],
+                )
+                conn.execute(
+                    _COMMIT_REFRESH,
+                    [
+                        {
+                            "b_id": cid,
+                            "b_version": v,
+                            "b_access": self.cipher.encrypt(t.access_token),
+                            "b_refresh": self.cipher.encrypt(t.refresh_token),
+                            "b_expires": int(t.expires_at),
+                            "b_refresh_expires": t.refresh_expires_at,
+                            "b_now": ts,
+                        }
+                        for cid, v, t in todo
+                    ],
+                )
                 conn.execute(_PRUNE_HISTORY, [{"b_id": cid, "b_oldest": v - self.history_keep} for cid, v, _ in todo])
         return ok
 
@@ -561,9 +598,7 @@ class Vault:
         """Who holds the lease and until when."""
         with self.db.read() as conn:
             row = conn.execute(
-                sa.select(credentials.c.lease_owner, credentials.c.lease_until).where(
-                    credentials.c.id == credential_id
-                )
+                sa.select(credentials.c.lease_owner, credentials.c.lease_until).where(credentials.c.id == credential_id)
             ).first()
         return (row.lease_owner, row.lease_until) if row else (None, None)
 
@@ -652,8 +687,14 @@ class Vault:
             conn.execute(
                 sa.update(credentials)
                 .where(credentials.c.id.in_(ids), credentials.c.provider == "bitrix24")
-                .values(status=REVOKED, last_error="app_uninstalled", lease_owner=None, lease_until=None,
-                        refresh_sent_at=None, updated_at=now())
+                .values(
+                    status=REVOKED,
+                    last_error="app_uninstalled",
+                    lease_owner=None,
+                    lease_until=None,
+                    refresh_sent_at=None,
+                    updated_at=now(),
+                )
             )
 
     # ---- due selection -----------------------------------------------------------------------
@@ -731,15 +772,29 @@ class Vault:
                     ).all()
                     for r in rows:
                         try:
-                            values = {"access_token_enc": self.cipher.rotate(r.access_token_enc),
-                                      "refresh_token_enc": self.cipher.rotate(r.refresh_token_enc)}
+                            values = {
+                                "access_token_enc": self.cipher.rotate(r.access_token_enc),
+                                "refresh_token_enc": self.cipher.rotate(r.refresh_token_enc),
+                            }
                         except (InvalidToken, ValueError):
                             if is_credentials and r.status not in (BROKEN, REVOKED):
-                                conn.execute(sa.update(table).where(table.c.id == r.id).values(
-                                    status=BROKEN, last_error=UNDECRYPTABLE, last_error_at=now(),
-                                    updated_at=now(), lease_owner=None, lease_until=None, refresh_sent_at=None))
-                                log.error("credential %s cannot be decrypted with any configured key: "
-                                          "quarantined as broken", r.id)
+                                conn.execute(
+                                    sa.update(table)
+                                    .where(table.c.id == r.id)
+                                    .values(
+                                        status=BROKEN,
+                                        last_error=UNDECRYPTABLE,
+                                        last_error_at=now(),
+                                        updated_at=now(),
+                                        lease_owner=None,
+                                        lease_until=None,
+                                        refresh_sent_at=None,
+                                    )
+                                )
+                                log.error(
+                                    "credential %s cannot be decrypted with any configured key: quarantined as broken",
+                                    r.id,
+                                )
                             continue
                         if is_credentials and r.status == BROKEN and r.last_error == UNDECRYPTABLE:
                             values.update(status=ACTIVE, last_error=None, updated_at=now())
@@ -759,4 +814,3 @@ class Vault:
         with self.db.read() as conn:
             ids = [r.id for r in conn.execute(query)]
         yield from ids
-

@@ -35,9 +35,11 @@ def status():
     summary = status_summary(services())
     if g.admin_scope == "portal":
         portal = g.admin_portal
-        summary = {"portal": services().portals.describe(portal),
-                   "credentials": services().vault.list(portal_id=portal.id),
-                   "alerts": alerts_json(portal.id, "en")}
+        summary = {
+            "portal": services().portals.describe(portal),
+            "credentials": services().vault.list(portal_id=portal.id),
+            "alerts": alerts_json(portal.id, "en"),
+        }
     summary["bot"] = bot_status_fields()
     return jsonify(summary)
 
@@ -79,9 +81,12 @@ def amocrm_register():
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ApiError("bad_request", f"{name} must be a string", 400)
     account = services().integrations.register_amocrm(
-        str(data.get("subdomain") or ""), code=data.get("code") or None,
-        access_token=data.get("access_token") or None, refresh_token=data.get("refresh_token") or None,
-        expires_in=expires_in, actor="admin:global",
+        str(data.get("subdomain") or ""),
+        code=data.get("code") or None,
+        access_token=data.get("access_token") or None,
+        refresh_token=data.get("refresh_token") or None,
+        expires_in=expires_in,
+        actor="admin:global",
     )
     response = jsonify(account)
     response.status_code = 201
@@ -109,8 +114,12 @@ def amocrm_authorize():
     connect = services().connect
     ticket = connect.issue("amocrm", "global", lang=lang)
     base = current_app.config["PUBLIC_URL"].rstrip("/") or request.host_url.rstrip("/") + request.script_root
-    return jsonify({"url": f"{base}/auth/amocrm/start?" + urlencode({"ticket": ticket, "lang": lang}),
-                    "expires_in": connect.link_ttl})
+    return jsonify(
+        {
+            "url": f"{base}/auth/amocrm/start?" + urlencode({"ticket": ticket, "lang": lang}),
+            "expires_in": connect.link_ttl,
+        }
+    )
 
 
 @bp.get("/auth/amocrm/start")
@@ -123,9 +132,15 @@ def amocrm_start():
         link = connect.open(ticket, nonce, "amocrm")
     except ConnectRefused as exc:
         return refused_page("amocrm", exc, link_language(connect.describe(ticket, "amocrm")))
-    return confirm_page(link, ticket=ticket, nonce=nonce, action=url_for("admin.amocrm_confirm"),
-                        provider_url=services().amocrm.authorize_base, domain=None,
-                        secure=request.is_secure or current_app.config["PUBLIC_URL"].startswith("https://"))
+    return confirm_page(
+        link,
+        ticket=ticket,
+        nonce=nonce,
+        action=url_for("admin.amocrm_confirm"),
+        provider_url=services().amocrm.authorize_base,
+        domain=None,
+        secure=request.is_secure or current_app.config["PUBLIC_URL"].startswith("https://"),
+    )
 
 
 @bp.post("/auth/amocrm/start")
@@ -149,17 +164,29 @@ def amocrm_callback():
         return refused_page("amocrm", exc, link_language(None))
     lang = link_language(link)
     if request.args.get("error"):
-        return result_page("amocrm", "connect.denied.title.amocrm", translate("connect.denied.message", lang), 400,
-                           lang)
+        return result_page(
+            "amocrm", "connect.denied.title.amocrm", translate("connect.denied.message", lang), 400, lang
+        )
     subdomain = services().integrations.amocrm_subdomain(request.args.get("referer", ""))
     try:
-        account = services().integrations.register_amocrm(subdomain, code=request.args.get("code") or None,
-                                                          actor="admin:global")
+        account = services().integrations.register_amocrm(
+            subdomain, code=request.args.get("code") or None, actor="admin:global"
+        )
     except IntegrationError as exc:
-        return result_page("amocrm", "connect.failed.title.amocrm",
-                           error_message(exc.code, lang, exc.message, **exc.params), exc.status, lang)
-    return result_page("amocrm", "connect.done.title.amocrm",
-                       translate("connect.done.message.amocrm", lang, account=account["account"]), 200, lang)
+        return result_page(
+            "amocrm",
+            "connect.failed.title.amocrm",
+            error_message(exc.code, lang, exc.message, **exc.params),
+            exc.status,
+            lang,
+        )
+    return result_page(
+        "amocrm",
+        "connect.done.title.amocrm",
+        translate("connect.done.message.amocrm", lang, account=account["account"]),
+        200,
+        lang,
+    )
 
 
 @bp.delete("/api/admin/portal-token")
@@ -197,5 +224,4 @@ def revoke_token_command(member_id: str):
 @metrics_access_required
 def metrics():
     """Prometheus metrics: METRICS_TOKEN bearer or a METRICS_ALLOW address; read from the database."""
-    return Response(exposition(current_app.extensions["metrics_registry"]),
-                    content_type=EXPOSITION_CONTENT_TYPE)
+    return Response(exposition(current_app.extensions["metrics_registry"]), content_type=EXPOSITION_CONTENT_TYPE)

@@ -41,9 +41,7 @@ class ViteManifest:
         entries = self.entries(reload_if_changed)
         if entry not in entries:
             known = ", ".join(sorted(k for k, v in entries.items() if v.get("isEntry")))
-            raise RuntimeError(
-                f"Unknown front-end entry {entry!r} (built entries: {known}). Run `make frontend`."
-            )
+            raise RuntimeError(f"Unknown front-end entry {entry!r} (built entries: {known}). Run `make frontend`.")
         css: list[str] = []
         preload: list[str] = []
         seen: set[str] = set()

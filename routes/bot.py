@@ -147,8 +147,9 @@ def parse_settings(data: dict) -> dict:
                 line["out_of_hours_text"] = _text_or_none(values["out_of_hours_text"], "out_of_hours_text")
             if "out_of_hours_action" in values:
                 if values["out_of_hours_action"] not in ("queue", "finish"):
-                    raise ApiError("bad_setting", "out_of_hours_action is queue or finish", 400,
-                                   name="out_of_hours_action")
+                    raise ApiError(
+                        "bad_setting", "out_of_hours_action is queue or finish", 400, name="out_of_hours_action"
+                    )
                 line["out_of_hours_action"] = values["out_of_hours_action"]
             out["lines"][str(line_id)] = line
     return out
@@ -188,8 +189,10 @@ def init_cli(app) -> None:
         """One line per portal: id, member_id, domain, status, bot."""
         for portal in services().portals.list():
             settings = services().openlines.settings_row(portal.id)
-            click.echo(f"{portal.id:>5} {portal.member_id:<34} {portal.domain:<40} {portal.status:<12} "
-                       f"bot={portal.bot_id or '-'} {'on' if settings['enabled'] else 'off'}")
+            click.echo(
+                f"{portal.id:>5} {portal.member_id:<34} {portal.domain:<40} {portal.status:<12} "
+                f"bot={portal.bot_id or '-'} {'on' if settings['enabled'] else 'off'}"
+            )
 
     @portals_group.command("purge")
     @click.argument("portal")
@@ -241,8 +244,7 @@ def init_cli(app) -> None:
         try:
             if not line:
                 for item in services().openlines.portal_lines(found):
-                    click.echo(f"{item['line_id']:>5} {item['name']:<40} "
-                               f"{'attached' if item['bot_attached'] else '-'}")
+                    click.echo(f"{item['line_id']:>5} {item['name']:<40} {'attached' if item['bot_attached'] else '-'}")
                 return
             click.echo(json.dumps(services().openlines.attach(found, line, actor="cli")))
         except ServiceError as exc:
@@ -255,4 +257,3 @@ def init_cli(app) -> None:
         """Process the inbox rows left (portal was down, a worker died) and fetch finished sessions."""
         report = services().openlines.process_ready(limit=limit, budget_s=budget_s, trigger="cli")
         click.echo(json.dumps(report.as_dict()))
-

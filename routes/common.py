@@ -54,8 +54,14 @@ def wants_json() -> bool:
 def error_page(title: str, message: str, status: int):
     """A readable page for the iframe or a browser, in the request's language (see routes/i18n)."""
     lang = request_language()
-    return render_template("error.html", title=title, message=message, status=status, lang=lang,
-                           status_line=translate("page.status_code", lang, status=status)), status
+    return render_template(
+        "error.html",
+        title=title,
+        message=message,
+        status=status,
+        lang=lang,
+        status_line=translate("page.status_code", lang, status=status),
+    ), status
 
 
 def has_lone_surrogate(value) -> bool:
@@ -119,8 +125,11 @@ def register_error_handlers(app) -> None:
             response = json_error(exc.code, error_message(exc.code, "en", exc.message, **exc.params), exc.status)
         else:
             lang = request_language()
-            body, status = error_page(translate("page.error_title", lang),
-                                      error_message(exc.code, lang, exc.message, **exc.params), exc.status)
+            body, status = error_page(
+                translate("page.error_title", lang),
+                error_message(exc.code, lang, exc.message, **exc.params),
+                exc.status,
+            )
             response = current_app.make_response((body, status))
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:

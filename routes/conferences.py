@@ -32,8 +32,9 @@ PUBLIC_PARAMS = ("request_id", "emails", "personal")
 @bp.errorhandler(FieldError)
 def _invalid(exc):
     """422 with a stable reason per field."""
-    response = jsonify({"error": "validation_error", "message": error_message("validation_error", "en"),
-                        "fields": field_reasons(exc)})
+    response = jsonify(
+        {"error": "validation_error", "message": error_message("validation_error", "en"), "fields": field_reasons(exc)}
+    )
     response.status_code = 422
     return response
 

@@ -37,15 +37,21 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
-def confirm_page(link: ConnectLink, *, ticket: str, nonce: str, action: str, provider_url: str,
-                 domain: str | None, secure: bool):
+def confirm_page(
+    link: ConnectLink, *, ticket: str, nonce: str, action: str, provider_url: str, domain: str | None, secure: bool
+):
     """The page that says where the account goes, with the "Connect" button; binds this browser (nonce cookie)."""
     lang = link_language(link)
     kind = f"{link.provider}_{link.scope}"
     user = f"{link.user_name} (ID {link.user_id})" if link.user_id else None
     params = {"domain": domain or "", "user": user or ""}
     body = render_template(
-        "connect.html", lang=lang, ticket=ticket, action=action, domain=domain, user=user,
+        "connect.html",
+        lang=lang,
+        ticket=ticket,
+        action=action,
+        domain=domain,
+        user=user,
         title=translate(f"connect.title.{kind}", lang, **params),
         lead=translate(f"connect.lead.{kind}", lang, **params),
         scope=translate(f"connect.scope.{link.scope}", lang),
@@ -59,17 +65,31 @@ def confirm_page(link: ConnectLink, *, ticket: str, nonce: str, action: str, pro
         "frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["Cache-Control"] = "no-store"
-    response.set_cookie(NONCE_COOKIES[link.provider], nonce, max_age=NONCE_MAX_AGE, httponly=True, samesite="Lax",
-                        secure=secure, path=_cookie_path(link.provider))
+    response.set_cookie(
+        NONCE_COOKIES[link.provider],
+        nonce,
+        max_age=NONCE_MAX_AGE,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path=_cookie_path(link.provider),
+    )
     return response
 
 
-def result_page(provider: str, title_key: str, message: str, status: int, lang: str, *, close_window: bool = False,
-                **params):
+def result_page(
+    provider: str, title_key: str, message: str, status: int, lang: str, *, close_window: bool = False, **params
+):
     """A result or refusal page of a connect window; a finished flow also drops the nonce cookie."""
-    body = render_template("error.html", title=translate(title_key, lang, **params), message=message, status=status,
-                           lang=lang, close_window=close_window,
-                           status_line=translate("page.status_code", lang, status=status))
+    body = render_template(
+        "error.html",
+        title=translate(title_key, lang, **params),
+        message=message,
+        status=status,
+        lang=lang,
+        close_window=close_window,
+        status_line=translate("page.status_code", lang, status=status),
+    )
     response = make_response(body, status)
     response.headers["Cache-Control"] = "no-store"
     if close_window or status == 200:
@@ -79,5 +99,6 @@ def result_page(provider: str, title_key: str, message: str, status: int, lang: 
 
 def refused_page(provider: str, exc: ServiceError, lang: str):
     """The page for a refused link, confirmation or callback, in words for its code."""
-    return result_page(provider, "connect.refused.title", error_message(exc.code, lang, exc.message, **exc.params),
-                       exc.status, lang)
+    return result_page(
+        provider, "connect.refused.title", error_message(exc.code, lang, exc.message, **exc.params), exc.status, lang
+    )

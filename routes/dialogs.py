@@ -14,8 +14,19 @@ bp = Blueprint("dialogs", __name__)
 
 STATUSES = ("new", "transferred", "transfer_failed", "finished")
 MAX_PER_PAGE = 100
-CSV_COLUMNS = ("chat_id", "created_at", "line_id", "connector", "client_id", "client_name", "status",
-               "transfer_outcome", "out_of_hours", "crm", "first_message")
+CSV_COLUMNS = (
+    "chat_id",
+    "created_at",
+    "line_id",
+    "connector",
+    "client_id",
+    "client_name",
+    "status",
+    "transfer_outcome",
+    "out_of_hours",
+    "crm",
+    "first_message",
+)
 
 
 def _time(name: str) -> int | None:
@@ -83,12 +94,27 @@ def dialogs_csv():
     for row in rows:
         created = datetime.fromtimestamp(row["created_at"], UTC).isoformat() if row["created_at"] else ""
         crm = ";".join(f"{k}:{v}" for k, v in sorted(row["crm"].items()))
-        writer.writerow([_cell(v) for v in (
-            row["chat_id"], created, row["line_id"], row["connector"], row["client"]["id"], row["client"]["name"],
-            row["status"], row["transfer_outcome"], "yes" if row["out_of_hours"] else "", crm,
-            row["first_message"])])
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="dialogs.csv"'})
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    row["chat_id"],
+                    created,
+                    row["line_id"],
+                    row["connector"],
+                    row["client"]["id"],
+                    row["client"]["name"],
+                    row["status"],
+                    row["transfer_outcome"],
+                    "yes" if row["out_of_hours"] else "",
+                    crm,
+                    row["first_message"],
+                )
+            ]
+        )
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="dialogs.csv"'}
+    )
 
 
 @bp.get("/api/dialogs/<int:chat_id>")

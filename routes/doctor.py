@@ -25,8 +25,12 @@ def render(finding: doctor.Finding, lang: str = "en") -> list[str]:
     text = translate(f"doctor.{finding.code}", lang, **params)
     lines = [f"{MARKS[finding.status]} {area}: {text}"]
     if finding.status != doctor.OK:
-        lines.append("       " + translate("doctor.fix_label", lang) + " "
-                     + translate(f"doctor.fix.{finding.code}", lang, **params))
+        lines.append(
+            "       "
+            + translate("doctor.fix_label", lang)
+            + " "
+            + translate(f"doctor.fix.{finding.code}", lang, **params)
+        )
     return lines
 
 

@@ -55,20 +55,25 @@ def dispatch(payload: dict):
     try:
         if event == "ONAPPINSTALL":
             result = install_service.install_from_event(payload)
-            body = {"status": "installed" if result.ok else "setup_failed", "member_id": result.portal.member_id,
-                    "bot_id": result.bot_id}
+            body = {
+                "status": "installed" if result.ok else "setup_failed",
+                "member_id": result.portal.member_id,
+                "bot_id": result.bot_id,
+            }
             if not result.ok:
                 body.update(error=result.error, message=error_message(result.error, "en", **(result.params or {})))
             return jsonify(body), 200 if result.ok else 502
         if event == "ONAPPUPDATE":
             result = install_service.handle_update(payload)
-            return jsonify({"status": "updated" if result.ok else "setup_failed",
-                            "version": result.portal.version}), 200 if result.ok else 502
+            return jsonify(
+                {"status": "updated" if result.ok else "setup_failed", "version": result.portal.version}
+            ), 200 if result.ok else 502
         if event == "ONAPPUNINSTALL":
             outcome = install_service.handle_uninstall(payload)
             # Pending: the OAuth server gave no definite answer; the next task run asks again.
-            return jsonify({"status": outcome.status, "member_id": outcome.portal.member_id}), \
-                202 if outcome.status == "pending" else 200
+            return jsonify(
+                {"status": outcome.status, "member_id": outcome.portal.member_id}
+            ), 202 if outcome.status == "pending" else 200
         if not event:
             raise ApiError("bad_request", "no event name in the request", 400)
         if event in BOT_EVENTS:
@@ -101,13 +106,27 @@ def install():
         result = services().install.install_from_installer(fields)
     except Rejected as exc:
         log.warning("installer refused: %s", exc.code)
-        return _installer_page(fields, {"ok": False, "error": exc.code, "portal": None,
-                                        "message": error_message(exc.code, lang, **exc.params)}, exc.status)
-    message = translate("page.install_done", lang) if result.ok else \
-        error_message(result.error, lang, **(result.params or {}))
-    return _installer_page(fields, {"ok": result.ok, "error": result.error, "message": message,
-                                    "portal": {"domain": result.portal.domain}, "bot_id": result.bot_id},
-                           200 if result.ok else 502)
+        return _installer_page(
+            fields,
+            {"ok": False, "error": exc.code, "portal": None, "message": error_message(exc.code, lang, **exc.params)},
+            exc.status,
+        )
+    message = (
+        translate("page.install_done", lang)
+        if result.ok
+        else error_message(result.error, lang, **(result.params or {}))
+    )
+    return _installer_page(
+        fields,
+        {
+            "ok": result.ok,
+            "error": result.error,
+            "message": message,
+            "portal": {"domain": result.portal.domain},
+            "bot_id": result.bot_id,
+        },
+        200 if result.ok else 502,
+    )
 
 
 @bp.post("/events")

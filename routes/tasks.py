@@ -44,8 +44,22 @@ def refresh():
     params = _run_params(json_body())
     report = services().engine.run(trigger="http", **params)
     body = report.as_dict()
-    answer = {k: body[k] for k in ("run_id", "due", "refreshed", "failed", "needs_reauth", "skipped_locked",
-                                   "left", "duration_ms", "fresh", "budget_exhausted", "errors")}
+    answer = {
+        k: body[k]
+        for k in (
+            "run_id",
+            "due",
+            "refreshed",
+            "failed",
+            "needs_reauth",
+            "skipped_locked",
+            "left",
+            "duration_ms",
+            "fresh",
+            "budget_exhausted",
+            "errors",
+        )
+    }
     answer["uninstalls"] = recheck_pending_uninstalls(services().install)
     return jsonify(answer)
 
@@ -55,8 +69,11 @@ def refresh():
 def process_events():
     """Process bot events left in the inbox (portal was down, a worker died) and fetch finished sessions."""
     params = _run_params(json_body())
-    report = services().openlines.process_ready(limit=params.get("limit"), budget_s=params.get(
-        "budget_s", float(current_app.config["REFRESH_BUDGET_SECONDS"])), trigger="http")
+    report = services().openlines.process_ready(
+        limit=params.get("limit"),
+        budget_s=params.get("budget_s", float(current_app.config["REFRESH_BUDGET_SECONDS"])),
+        trigger="http",
+    )
     return jsonify(report.as_dict())
 
 
@@ -89,9 +106,11 @@ def init_cli(app) -> None:
     def list_command(provider, status):
         """List credentials (never the tokens)."""
         for row in services().vault.list(provider=provider, status=status, limit=100000):
-            click.echo(f"{row['id']:>6} {row['provider']:<9} {row['account']:<34} {row['subject']:<12} "
-                       f"{row['status']:<13} v{row['version']:<4} expires_at={row['expires_at']} "
-                       f"failures={row['failure_count']} last_error={row['last_error'] or '-'}")
+            click.echo(
+                f"{row['id']:>6} {row['provider']:<9} {row['account']:<34} {row['subject']:<12} "
+                f"{row['status']:<13} v{row['version']:<4} expires_at={row['expires_at']} "
+                f"failures={row['failure_count']} last_error={row['last_error'] or '-'}"
+            )
 
     @tokens.command("rotate-key")
     def rotate_key_command():

@@ -32,16 +32,27 @@ YANDEX_SCOPES = ("portal", "personal")
 
 def _user_json(identity: Identity) -> dict:
     first, _, last = identity.name.partition(" ")
-    return {"id": identity.user_id, "name": identity.name, "first_name": first, "last_name": last,
-            "is_admin": identity.is_admin}
+    return {
+        "id": identity.user_id,
+        "name": identity.name,
+        "first_name": first,
+        "last_name": last,
+        "is_admin": identity.is_admin,
+    }
 
 
 def alerts_json(portal_id: int, lang: str | None = None) -> list[dict]:
     """The portal's alerts (codes from the model) with their words in the user's language."""
     lang = lang or request_language()
-    return [dict(alert, message=translate(f"alert.{alert['code']}.{alert['provider']}", lang,
-                                          default=translate(f"alert.{alert['code']}", lang)))
-            for alert in services().portals.alerts(portal_id)]
+    return [
+        dict(
+            alert,
+            message=translate(
+                f"alert.{alert['code']}.{alert['provider']}", lang, default=translate(f"alert.{alert['code']}", lang)
+            ),
+        )
+        for alert in services().portals.alerts(portal_id)
+    ]
 
 
 def _public_url(path: str) -> str:
@@ -64,8 +75,11 @@ def index():
         identity, portal = services().identity.verify_frame(fields)
     except Rejected as exc:
         log.warning("iframe open refused: %s", exc.code)
-        body, status = error_page(translate("page.open_failed_title", lang),
-                                  error_message(exc.code, lang, **exc.params), 401 if exc.status < 500 else 503)
+        body, status = error_page(
+            translate("page.open_failed_title", lang),
+            error_message(exc.code, lang, **exc.params),
+            401 if exc.status < 500 else 503,
+        )
         return frame_headers(body, status, origin)
     origin = verified_origin(portal, fields, portals)  # from the stored domain, not the POST
     token, expires_at = services().signer.issue(identity)
@@ -105,9 +119,13 @@ def new_session():
 @bearer_required
 def current_user():
     """The verified user of this session, the portal and any alerts for it."""
-    return jsonify({"user": _user_json(g.identity),
-                    "portal": {"member_id": g.portal.member_id, "domain": g.portal.domain},
-                    "alerts": alerts_json(g.portal.id)})
+    return jsonify(
+        {
+            "user": _user_json(g.identity),
+            "portal": {"member_id": g.portal.member_id, "domain": g.portal.domain},
+            "alerts": alerts_json(g.portal.id),
+        }
+    )
 
 
 @bp.get("/api/integrations")
@@ -115,8 +133,12 @@ def current_user():
 def integrations():
     """Connected outside accounts of this portal, and this employee's own Yandex account."""
     found = services().integrations
-    return jsonify({"yandex": found.yandex_status(g.portal.id),
-                    "yandex_personal": found.yandex_personal_status(g.portal.id, g.identity.user_id)})
+    return jsonify(
+        {
+            "yandex": found.yandex_status(g.portal.id),
+            "yandex_personal": found.yandex_personal_status(g.portal.id, g.identity.user_id),
+        }
+    )
 
 
 def _yandex_scope(raw) -> str:
@@ -139,8 +161,9 @@ def yandex_connect():
     data = json_body()
     scope = _yandex_scope(data.get("scope"))
     lang = normalize_language(data.get("lang") if isinstance(data.get("lang"), str) else None) or request_language()
-    ticket = services().connect.issue("yandex", scope, portal_id=g.portal.id, user_id=g.identity.user_id,
-                                      user_name=g.identity.name, lang=lang)
+    ticket = services().connect.issue(
+        "yandex", scope, portal_id=g.portal.id, user_id=g.identity.user_id, user_name=g.identity.name, lang=lang
+    )
     url = _public_url("/auth/yandex/start?" + urlencode({"ticket": ticket, "lang": lang}))
     return jsonify({"url": url, "scope": scope, "expires_in": services().connect.link_ttl})
 
@@ -155,8 +178,12 @@ def yandex_disconnect():
         found.disconnect_yandex_personal(g.portal.id, g.identity.user_id)
     else:
         found.disconnect_yandex(g.portal.id)
-    return jsonify({"yandex": found.yandex_status(g.portal.id),
-                    "yandex_personal": found.yandex_personal_status(g.portal.id, g.identity.user_id)})
+    return jsonify(
+        {
+            "yandex": found.yandex_status(g.portal.id),
+            "yandex_personal": found.yandex_personal_status(g.portal.id, g.identity.user_id),
+        }
+    )
 
 
 def _connect_portal(link: ConnectLink):
@@ -182,9 +209,15 @@ def yandex_start():
     portal = _connect_portal(link)
     if portal is None:
         return refused_page("yandex", ConnectRefused("portal_not_installed"), link_language(link))
-    return confirm_page(link, ticket=ticket, nonce=nonce, action=url_for("ui.yandex_confirm"),
-                        provider_url=services().yandex.oauth_url, domain=portal.domain,
-                        secure=_public_url("").startswith("https://"))
+    return confirm_page(
+        link,
+        ticket=ticket,
+        nonce=nonce,
+        action=url_for("ui.yandex_confirm"),
+        provider_url=services().yandex.oauth_url,
+        domain=portal.domain,
+        secure=_public_url("").startswith("https://"),
+    )
 
 
 @bp.post("/auth/yandex/start")
@@ -211,8 +244,9 @@ def yandex_callback():
         return refused_page("yandex", exc, link_language(None))
     lang = link_language(link)
     if request.args.get("error"):
-        return result_page("yandex", "connect.denied.title.yandex", translate("connect.denied.message", lang), 400,
-                           lang)
+        return result_page(
+            "yandex", "connect.denied.title.yandex", translate("connect.denied.message", lang), 400, lang
+        )
     portal = _connect_portal(link)
     if portal is None:
         return refused_page("yandex", ConnectRefused("portal_not_installed"), lang)
@@ -221,15 +255,26 @@ def yandex_callback():
         if link.scope == "personal":
             result = integrations.connect_yandex_personal(portal.id, link.user_id, request.args.get("code", ""))
         else:
-            result = integrations.connect_yandex(portal.id, request.args.get("code", ""),
-                                                 actor=f"user:{portal.id}:{link.user_id}")
+            result = integrations.connect_yandex(
+                portal.id, request.args.get("code", ""), actor=f"user:{portal.id}:{link.user_id}"
+            )
     except IntegrationError as exc:
-        return result_page("yandex", "connect.failed.title.yandex",
-                           error_message(exc.code, lang, exc.message, **exc.params), exc.status, lang)
+        return result_page(
+            "yandex",
+            "connect.failed.title.yandex",
+            error_message(exc.code, lang, exc.message, **exc.params),
+            exc.status,
+            lang,
+        )
     log.info("portal %s connected a Yandex account (%s)", portal.member_id, link.scope)
-    return result_page("yandex", "connect.done.title.yandex",
-                       translate(f"connect.done.message.{link.scope}", lang, account=result["account"]), 200, lang,
-                       close_window=True)
+    return result_page(
+        "yandex",
+        "connect.done.title.yandex",
+        translate(f"connect.done.message.{link.scope}", lang, account=result["account"]),
+        200,
+        lang,
+        close_window=True,
+    )
 
 
 @bp.get("/api/portal/admin-token")
@@ -243,8 +288,9 @@ def portal_admin_token_status():
 @portal_admin_required
 def portal_admin_token():
     """Issue (or replace) this portal's own X-API-Token for the admin endpoints; the value is shown once."""
-    issued = services().portals.issue_admin_token(g.portal.id, actor=f"user:{g.identity.subject}",
-                                                  ttl_days=current_app.config["PORTAL_API_TOKEN_TTL_DAYS"])
+    issued = services().portals.issue_admin_token(
+        g.portal.id, actor=f"user:{g.identity.subject}", ttl_days=current_app.config["PORTAL_API_TOKEN_TTL_DAYS"]
+    )
     return jsonify(issued), 201
 
 

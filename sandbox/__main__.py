@@ -19,9 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="base server port (0 = any free port)")
     parser.add_argument("--app-url", required=True, help="public base URL of the app under test")
     parser.add_argument("--portals", type=int, default=1, help="portals created at start (portal1..N)")
-    parser.add_argument(
-        "--access-ttl", type=float, default=3600, help="Bitrix24 access token lifetime, seconds"
-    )
+    parser.add_argument("--access-ttl", type=float, default=3600, help="Bitrix24 access token lifetime, seconds")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser.parse_args(argv)

@@ -211,9 +211,7 @@ def portal_state(name: str) -> Response:
                 "placements": [dict(p) for p in portal.placements],
                 "notifications": [dict(n) for n in portal.notifications],
                 "messages": [dict(m) for m in portal.bot_messages],
-                "calendar_events": [
-                    {**calendar_row(e), "params": e.get("params")} for e in portal.calendar.values()
-                ],
+                "calendar_events": [{**calendar_row(e), "params": e.get("params")} for e in portal.calendar.values()],
                 "calendar_deleted": [
                     {**calendar_row(e), "params": e.get("params"), "deleted_by": e.get("deleted_by")}
                     for e in portal.calendar_deleted
@@ -297,11 +295,7 @@ def openlines_finish(name: str) -> Response:
 # --- tokens --------------------------------------------------------------------------------------
 def _mint_bitrix(state: State, body: dict[str, Any], count: int, expires_in: Any) -> list[dict[str, Any]]:
     with state.lock:
-        portal = (
-            state.portal(str(body["portal"]))
-            if body.get("portal")
-            else next(iter(state.portals.values()), None)
-        )
+        portal = state.portal(str(body["portal"])) if body.get("portal") else next(iter(state.portals.values()), None)
         if portal is None:
             raise NotFoundError("unknown portal")
         user_id = int(body.get("user_id", 1))
@@ -334,11 +328,7 @@ def _mint_yandex(state: State, body: dict[str, Any], count: int, expires_in: Any
     ttl = state.config["yandex_access_ttl"] if expires_in is None else expires_in
     client_id = body.get("client_id") or state.clients["yandex"].client_id or "unconfigured-yandex-client"
     with state.lock:
-        user = (
-            state.yandex_user(str(body["login"]))
-            if body.get("login")
-            else next(iter(state.yandex_users.values()))
-        )
+        user = state.yandex_user(str(body["login"])) if body.get("login") else next(iter(state.yandex_users.values()))
         out = []
         now = time.time()
         for _ in range(count):

@@ -156,9 +156,7 @@ def apply_faults(server: str, *, token_endpoint: bool = False) -> Response | Non
     return None
 
 
-def faulty(
-    server: str, *, token_endpoint: bool = False
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def faulty(server: str, *, token_endpoint: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: subject a provider endpoint to the fault registry."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:

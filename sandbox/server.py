@@ -168,9 +168,7 @@ class Sandbox:
             name = name or self.state.next_portal_name()
             # The port is only known once bound, and the portal's domain depends on it: bind first.
             placeholder = Portal(name=name, port=0, host=self.host)
-            server = ServerThread(
-                self.host, 0, create_portal_app(self.state, placeholder), name, self.verbose
-            )
+            server = ServerThread(self.host, 0, create_portal_app(self.state, placeholder), name, self.verbose)
             placeholder.port = server.port
             with self.state.lock:
                 self.state.portals[name] = placeholder

@@ -175,8 +175,7 @@ class Portal:
             "rest": self.rest,
             "base": self.base,
             "users": [
-                {"id": u.id, "name": u.full_name, "admin": u.admin, "active": u.active}
-                for u in self.users.values()
+                {"id": u.id, "name": u.full_name, "admin": u.admin, "active": u.active} for u in self.users.values()
             ],
         }
 
@@ -221,9 +220,7 @@ class YandexUser:
 class State:
     """Everything the fake servers share."""
 
-    def __init__(
-        self, app_url: str, env: Mapping[str, str], host: str = "127.0.0.1", access_ttl: float = 3600
-    ):
+    def __init__(self, app_url: str, env: Mapping[str, str], host: str = "127.0.0.1", access_ttl: float = 3600):
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
         self.host = host

@@ -69,18 +69,26 @@ class Conference:
         }
         if self.live_stream is not None:
             body["live_stream"] = dict(self.live_stream)
-        body.update({
-            "sip_uri_meeting": f"{int(self.id):020d}@sip.t.ya.ru",
-            "sip_uri_telemost": "j@sip.t.ya.ru",
-            "sip_id": self.id,
-        })
+        body.update(
+            {
+                "sip_uri_meeting": f"{int(self.id):020d}@sip.t.ya.ru",
+                "sip_uri_telemost": "j@sip.t.ya.ru",
+                "sip_id": self.id,
+            }
+        )
         return body
 
     def public(self) -> dict[str, Any]:
         """What GET /_sandbox/telemost/conferences lists."""
-        return {"id": self.id, "join_url": self.join_url, "owner": self.owner, "cohosts": list(self.cohosts),
-                "live_stream": dict(self.live_stream) if self.live_stream else None,
-                "waiting_room_level": self.waiting_room_level, "deleted": self.deleted}
+        return {
+            "id": self.id,
+            "join_url": self.join_url,
+            "owner": self.owner,
+            "cohosts": list(self.cohosts),
+            "live_stream": dict(self.live_stream) if self.live_stream else None,
+            "waiting_room_level": self.waiting_room_level,
+            "deleted": self.deleted,
+        }
 
 
 class TelemostStore:
@@ -147,13 +155,18 @@ def _authorize() -> tuple[YandexUser | None, Response | None]:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     with state.lock:
         telemost = store(state)
-        telemost.requests.append({"method": request.method, "path": request.path,
-                                  "x_request_id": request.headers.get("X-Request-ID"),
-                                  "authorization_scheme": scheme, "time": time.time()})
+        telemost.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "x_request_id": request.headers.get("X-Request-ID"),
+                "authorization_scheme": scheme,
+                "time": time.time(),
+            }
+        )
         del telemost.requests[:-MAX_LOG]
     if scheme != "OAuth" or not token.strip():
-        return None, _error(401, "UnauthorizedError", "Authorization header must be 'OAuth <token>'",
-                            "Не авторизован.")
+        return None, _error(401, "UnauthorizedError", "Authorization header must be 'OAuth <token>'", "Не авторизован.")
     grant, user, status = token_owner(state, token.strip())
     if grant is None or user is None or status != "ok":
         return None, _error(401, "UnauthorizedError", "Invalid or expired token", "Не авторизован.")
@@ -161,9 +174,12 @@ def _authorize() -> tuple[YandexUser | None, Response | None]:
     if config.get("telemost_forbidden"):
         return None, _error(403, "ForbiddenError", "Access forbidden", "Доступ запрещён.")
     if config.get("telemost_personal_restricted") and "@" not in user.login:
-        return None, _error(403, "ApiRestrictedToOrganizations",
-                            "API is restricted to organizations",
-                            "API Телемоста доступен пользователям Яндекс 360 для бизнеса.")
+        return None, _error(
+            403,
+            "ApiRestrictedToOrganizations",
+            "API is restricted to organizations",
+            "API Телемоста доступен пользователям Яндекс 360 для бизнеса.",
+        )
     with state.lock:
         bucket = telemost.buckets.setdefault(user.id, Bucket())
         bucket.size = float(config.get("telemost_rate_burst", 30))
@@ -188,7 +204,7 @@ def _json_object() -> tuple[dict[str, Any] | None, Response | None]:
 def _emails(raw: Any) -> tuple[list[str] | None, Response | None]:
     """A cohost list `[{"email"}]` → addresses, refusing malformed, too long or unknown ones."""
     if not isinstance(raw, list) or not all(isinstance(c, dict) and isinstance(c.get("email"), str) for c in raw):
-        return None, _bad("cohosts must be a list of {\"email\": ...}")
+        return None, _bad('cohosts must be a list of {"email": ...}')
     emails = [c["email"].strip().lower() for c in raw]
     return _checked(emails)
 
@@ -200,8 +216,13 @@ def _checked(emails: list[str]) -> tuple[list[str] | None, Response | None]:
         return None, _bad("cohost email is malformed")
     unknown = [e for e in emails if e.rsplit("@", 1)[1] == UNKNOWN_DOMAIN]
     if unknown:
-        return None, _error(404, "NoSuchUserPrincipalsFound", "No such user principals found",
-                            "Пользователи не найдены.", {"emails": ";".join(unknown)})
+        return None, _error(
+            404,
+            "NoSuchUserPrincipalsFound",
+            "No such user principals found",
+            "Пользователи не найдены.",
+            {"emails": ";".join(unknown)},
+        )
     return list(dict.fromkeys(emails)), None
 
 
@@ -209,10 +230,21 @@ def _live_stream(raw: Any, current: dict[str, Any] | None) -> tuple[dict[str, An
     if not isinstance(raw, dict):
         return None, _bad("live_stream must be an object")
     if _state().config.get("telemost_live_stream_paid"):
-        return None, _error(402, "PaymentRequiredToUseLiveStreams", "Payment required to use live streams",
-                            "Для трансляций нужен платный тариф.")
-    stream = dict(current or {"watch_url": f"https://telemost.yandex.ru/live/{secrets.token_hex(16)}",
-                              "access_level": "PUBLIC", "title": "", "description": ""})
+        return None, _error(
+            402,
+            "PaymentRequiredToUseLiveStreams",
+            "Payment required to use live streams",
+            "Для трансляций нужен платный тариф.",
+        )
+    stream = dict(
+        current
+        or {
+            "watch_url": f"https://telemost.yandex.ru/live/{secrets.token_hex(16)}",
+            "access_level": "PUBLIC",
+            "title": "",
+            "description": "",
+        }
+    )
     level = raw.get("access_level", stream["access_level"])
     if level not in STREAM_LEVELS:
         return None, _bad("live_stream.access_level must be PUBLIC or ORGANIZATION")
@@ -360,7 +392,7 @@ def cohosts(conference_id: str) -> Response:
         if offset < 0 or not 1 <= limit <= 256:
             return _bad("offset ≥ 0, 1 ≤ limit ≤ 256")
         with _state().lock:
-            return jsonify({"cohosts": [{"email": e} for e in conference.cohosts[offset:offset + limit]]})
+            return jsonify({"cohosts": [{"email": e} for e in conference.cohosts[offset : offset + limit]]})
     if request.method == "DELETE":
         raw = request.args.get("cohost_emails", "")
         emails = [e.strip().lower() for e in raw.split(",") if e.strip()]

@@ -50,11 +50,23 @@ def generated_env() -> dict[str, str]:
     }
 
 
-def start_sandbox(env: dict[str, str], app_url: str, log, *, portals: int = 1, access_ttl: int = 3600,
-                  port: int = 0) -> tuple[subprocess.Popen, dict]:
+def start_sandbox(
+    env: dict[str, str], app_url: str, log, *, portals: int = 1, access_ttl: int = 3600, port: int = 0
+) -> tuple[subprocess.Popen, dict]:
     """Run `python -m sandbox` and return the process and the JSON line it prints first."""
-    cmd = [sys.executable, "-m", "sandbox", "--port", str(port), "--app-url", app_url,
-           "--portals", str(portals), "--access-ttl", str(access_ttl)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sandbox",
+        "--port",
+        str(port),
+        "--app-url",
+        app_url,
+        "--portals",
+        str(portals),
+        "--access-ttl",
+        str(access_ttl),
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
     line = proc.stdout.readline()
     if not line:
@@ -67,13 +79,17 @@ def start_sandbox(env: dict[str, str], app_url: str, log, *, portals: int = 1, a
 
 def clean_environ() -> dict[str, str]:
     """This process's environment without settings that would leak into the sandbox or the app."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_", "BITRIX24_", "YANDEX_", "AMOCRM_", "TELEMOST_"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "BITRIX24_", "YANDEX_", "AMOCRM_", "TELEMOST_"))
+    }
 
 
 @contextlib.contextmanager
-def running_sandbox(log_path: Path, *, app_url: str = "http://127.0.0.1:9", extra_env: dict | None = None,
-                    **options) -> Iterator[tuple[dict[str, str], dict]]:
+def running_sandbox(
+    log_path: Path, *, app_url: str = "http://127.0.0.1:9", extra_env: dict | None = None, **options
+) -> Iterator[tuple[dict[str, str], dict]]:
     """A sandbox process alone (no app) with fresh app credentials; yields (env, info), stops it after."""
     env = {**clean_environ(), **generated_env(), **(extra_env or {}), "PYTHONPATH": str(ROOT)}
     with open(log_path, "ab") as log:
@@ -93,9 +109,19 @@ def running_sandbox(log_path: Path, *, app_url: str = "http://127.0.0.1:9", extr
 class Stack:
     """A running sandbox + app pair; `stop()` ends both."""
 
-    def __init__(self, *, env: dict[str, str] | None = None, database_path: str, portals: int = 1,
-                 access_ttl: int = 3600, workers: int = 2, app_port: int | None = None,
-                 sandbox_port: int = 0, log_dir: Path | None = None, extra_app_env: dict | None = None):
+    def __init__(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        database_path: str,
+        portals: int = 1,
+        access_ttl: int = 3600,
+        workers: int = 2,
+        app_port: int | None = None,
+        sandbox_port: int = 0,
+        log_dir: Path | None = None,
+        extra_app_env: dict | None = None,
+    ):
         self.env = dict(env or generated_env())
         self.app_port = app_port or free_port()
         self.app_url = f"http://127.0.0.1:{self.app_port}"
@@ -120,25 +146,28 @@ class Stack:
         return handle
 
     def _start_sandbox(self, portals: int, access_ttl: int, port: int) -> None:
-        proc, self.sandbox = start_sandbox(self._base_env(), self.app_url, self._log("sandbox.log"),
-                                           portals=portals, access_ttl=access_ttl, port=port)
+        proc, self.sandbox = start_sandbox(
+            self._base_env(), self.app_url, self._log("sandbox.log"), portals=portals, access_ttl=access_ttl, port=port
+        )
         self.procs.append(proc)
         self.base = self.sandbox["base"]
 
     def app_env(self) -> dict[str, str]:
         """The environment the app runs with."""
         env = self._base_env()
-        env.update({
-            "PUBLIC_URL": self.app_url,
-            "DATABASE_PATH": self.database_path,
-            "BITRIX24_OAUTH_URL": self.sandbox["oauth"],
-            "YANDEX_OAUTH_URL": self.sandbox.get("yandex_oauth", ""),
-            "YANDEX_LOGIN_URL": self.sandbox.get("yandex_login", ""),
-            "AMOCRM_BASE_URL": self.sandbox.get("amocrm", ""),
-            "AMOCRM_AUTHORIZE_URL": f"{self.base}/amocrm/oauth",
-            "AMOCRM_REDIRECT_URI": self.env["AMOCRM_REDIRECT_URI"],
-            "TELEMOST_API_URL": self.sandbox.get("telemost") or "https://cloud-api.yandex.net/v1/telemost-api",
-        })
+        env.update(
+            {
+                "PUBLIC_URL": self.app_url,
+                "DATABASE_PATH": self.database_path,
+                "BITRIX24_OAUTH_URL": self.sandbox["oauth"],
+                "YANDEX_OAUTH_URL": self.sandbox.get("yandex_oauth", ""),
+                "YANDEX_LOGIN_URL": self.sandbox.get("yandex_login", ""),
+                "AMOCRM_BASE_URL": self.sandbox.get("amocrm", ""),
+                "AMOCRM_AUTHORIZE_URL": f"{self.base}/amocrm/oauth",
+                "AMOCRM_REDIRECT_URI": self.env["AMOCRM_REDIRECT_URI"],
+                "TELEMOST_API_URL": self.sandbox.get("telemost") or "https://cloud-api.yandex.net/v1/telemost-api",
+            }
+        )
         return env
 
     def _start_app(self, workers: int, extra: dict) -> None:
@@ -146,14 +175,35 @@ class Stack:
         env.update({k: str(v) for k, v in extra.items()})
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         # Migrate once before the workers start (AUTO_MIGRATE would race between workers).
-        subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         env["AUTO_MIGRATE"] = "0"
         log = self._log("app.log")
         proc = subprocess.Popen(
-            [gunicorn, "app:app", "--bind", f"127.0.0.1:{self.app_port}", "--workers", str(workers),
-             "--threads", "4", "--timeout", "120", "--graceful-timeout", "5", "--no-control-socket"],
-            cwd=ROOT, env=env, stdout=log, stderr=log,
+            [
+                gunicorn,
+                "app:app",
+                "--bind",
+                f"127.0.0.1:{self.app_port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                "4",
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "5",
+                "--no-control-socket",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         self.procs.append(proc)
         deadline = time.time() + 30
@@ -175,16 +225,31 @@ class Stack:
         env = self.app_env()
         env["AUTO_MIGRATE"] = "0"
         env.update({k: str(v) for k, v in (extra_env or {}).items()})
-        return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def connect_yandex(self, member_id: str, login: str = "demo@telemost-demo.example") -> subprocess.CompletedProcess:
         """Connect a sandbox Yandex account to a portal: consent at the sandbox's Yandex OAuth (a login with '@'
         is an organisation account there), then the app's own `flask integrations yandex-connect`."""
-        response = requests.get(f"{self.sandbox['yandex_oauth']}/authorize", params={
-            "response_type": "code", "client_id": self.env.get("YANDEX_CLIENT_ID", ""), "state": "cli",
-            "redirect_uri": f"{self.app_url}/auth/yandex/callback", "login_hint": login,
-        }, allow_redirects=False, timeout=30)
+        response = requests.get(
+            f"{self.sandbox['yandex_oauth']}/authorize",
+            params={
+                "response_type": "code",
+                "client_id": self.env.get("YANDEX_CLIENT_ID", ""),
+                "state": "cli",
+                "redirect_uri": f"{self.app_url}/auth/yandex/callback",
+                "login_hint": login,
+            },
+            allow_redirects=False,
+            timeout=30,
+        )
         location = response.headers.get("Location", "")
         code = parse_qs(urlsplit(location).query).get("code", [""])[0]
         if response.status_code != 302 or not code:

@@ -13,8 +13,13 @@ from models.security import token_hash
 from models.vault import ACCOUNT_SUBJECT, PORTAL_SUBJECT, TokenSet
 
 
-def make_token_set(*, access: str | None = None, refresh: str | None = "", expires_in: int = 3600,
-                   refresh_expires_in: int | None = 60 * 86400) -> TokenSet:
+def make_token_set(
+    *,
+    access: str | None = None,
+    refresh: str | None = "",
+    expires_in: int = 3600,
+    refresh_expires_in: int | None = 60 * 86400,
+) -> TokenSet:
     """A pair with expiry times relative to now (`refresh=None`: a long-lived token without refresh)."""
     now = int(time.time())
     return TokenSet(
@@ -47,14 +52,24 @@ def make_portal(services, *, application_token: str | None = None, **overrides) 
     return services.portals.get(portal_id)
 
 
-def make_credential(services, provider: str = "bitrix24", account: str | None = None, *, subject: str | None = None,
-                    access: str | None = None, refresh: str | None = "", expires_in: int = 3600,
-                    refresh_expires_in: int | None = 60 * 86400, **store_options) -> int:
+def make_credential(
+    services,
+    provider: str = "bitrix24",
+    account: str | None = None,
+    *,
+    subject: str | None = None,
+    access: str | None = None,
+    refresh: str | None = "",
+    expires_in: int = 3600,
+    refresh_expires_in: int | None = 60 * 86400,
+    **store_options,
+) -> int:
     """A credential stored through the vault (encrypted, version 1); returns its id.
 
     `store_options` go to `Vault.store` (portal_id, user_id, label, endpoint, reason, used).
     """
     subject = subject or (PORTAL_SUBJECT if provider == "bitrix24" else ACCOUNT_SUBJECT)
-    tokens = make_token_set(access=access, refresh=refresh, expires_in=expires_in,
-                            refresh_expires_in=refresh_expires_in)
+    tokens = make_token_set(
+        access=access, refresh=refresh, expires_in=expires_in, refresh_expires_in=refresh_expires_in
+    )
     return services.vault.store(provider, account or secrets.token_hex(8), subject, tokens, **store_options)

@@ -18,8 +18,7 @@ def upgrade() -> None:
     with op.batch_alter_table("portals") as batch:
         batch.add_column(sa.Column("setup_version", sa.String(32)))
         batch.add_column(sa.Column("uninstall_pending_at", sa.Integer))
-        batch.add_column(sa.Column("uninstall_pending_clean", sa.Boolean, nullable=False,
-                                   server_default=sa.false()))
+        batch.add_column(sa.Column("uninstall_pending_clean", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:

@@ -42,10 +42,18 @@ def upgrade() -> None:
     op.add_column("portals", sa.Column("admin_token_issued_at", sa.Integer))
     op.add_column("portals", sa.Column("admin_token_expires_at", sa.Integer))
     now = int(time.time())
-    portals = sa.table("portals", sa.column("admin_token_hash", sa.String), sa.column("updated_at", sa.Integer),
-                       sa.column("admin_token_issued_at", sa.Integer), sa.column("admin_token_expires_at", sa.Integer))
-    op.execute(portals.update().where(portals.c.admin_token_hash.isnot(None)).values(
-        admin_token_issued_at=portals.c.updated_at, admin_token_expires_at=now + DEFAULT_TTL_SECONDS))
+    portals = sa.table(
+        "portals",
+        sa.column("admin_token_hash", sa.String),
+        sa.column("updated_at", sa.Integer),
+        sa.column("admin_token_issued_at", sa.Integer),
+        sa.column("admin_token_expires_at", sa.Integer),
+    )
+    op.execute(
+        portals.update()
+        .where(portals.c.admin_token_hash.isnot(None))
+        .values(admin_token_issued_at=portals.c.updated_at, admin_token_expires_at=now + DEFAULT_TTL_SECONDS)
+    )
 
 
 def downgrade() -> None:

@@ -54,14 +54,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
     )
     # Covering for the history list: pages in (starts_at, id) order, count and filters on ends_at and status.
-    op.create_index("ix_conferences_owner_start", "conferences",
-                    ["portal_id", "owner_id", "starts_at", "id", "ends_at", "status"])
+    op.create_index(
+        "ix_conferences_owner_start", "conferences", ["portal_id", "owner_id", "starts_at", "id", "ends_at", "status"]
+    )
     op.create_index("ix_conferences_type", "conferences", ["type"])
     op.create_index("ix_conferences_status", "conferences", ["status"])
     op.create_table(
         "telemost_restrictions",
-        sa.Column("credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column("credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("restricted_at", sa.Integer, nullable=False),
     )
 

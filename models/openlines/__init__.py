@@ -15,8 +15,15 @@ from models.bitrix24 import Bitrix24Error
 from models.openlines.events import BOT_EVENTS, SESSION_FINISH
 from models.openlines.service import BotConfig, OpenLinesService, ProcessReport
 
-__all__ = ["BOT_EVENTS", "SESSION_FINISH", "BotConfig", "OpenLinesService", "ProcessReport", "record_setup",
-           "setup_commands"]
+__all__ = [
+    "BOT_EVENTS",
+    "SESSION_FINISH",
+    "BotConfig",
+    "OpenLinesService",
+    "ProcessReport",
+    "record_setup",
+    "setup_commands",
+]
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +33,18 @@ def setup_commands(portal, settings, work_position: str = "") -> dict[str, tuple
     base = settings.public_url.rstrip("/")
     handler = f"{base}/python_bot/"
     return {
-        "bot": ("imbot.register", {
-            "CODE": settings.bot_code, "TYPE": "O", "OPENLINE": "Y",
-            "EVENT_MESSAGE_ADD": handler, "EVENT_WELCOME_MESSAGE": handler, "EVENT_BOT_DELETE": handler,
-            "PROPERTIES": {"NAME": settings.bot_name, "COLOR": "AQUA", "WORK_POSITION": work_position},
-        }),
+        "bot": (
+            "imbot.register",
+            {
+                "CODE": settings.bot_code,
+                "TYPE": "O",
+                "OPENLINE": "Y",
+                "EVENT_MESSAGE_ADD": handler,
+                "EVENT_WELCOME_MESSAGE": handler,
+                "EVENT_BOT_DELETE": handler,
+                "PROPERTIES": {"NAME": settings.bot_name, "COLOR": "AQUA", "WORK_POSITION": work_position},
+            },
+        ),
         "bots": ("imbot.bot.list", {}),
         "session_finish": ("event.bind", {"event": "OnSessionFinish", "handler": handler}),
     }
@@ -54,13 +68,19 @@ def record_setup(db, portal, answer: dict, bot_code: str) -> int:
     bind_error = errors.get("session_finish") if isinstance(errors.get("session_finish"), dict) else {}
     bound = "session_finish" in results or "already" in str(bind_error.get("error_description") or "").lower()
     if bind_error and not bound:
-        log.info("portal %s did not bind OnSessionFinish (%s): the task run finds finished sessions",
-                 portal.member_id, bind_error.get("error"))
+        log.info(
+            "portal %s did not bind OnSessionFinish (%s): the task run finds finished sessions",
+            portal.member_id,
+            bind_error.get("error"),
+        )
     ts = now()
     with db.write() as conn:
         conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(bot_id=bot_id, updated_at=ts))
-        values = {"bot_registered_version": (portal.version or "")[:32] or None, "session_finish_bound": bound,
-                  "updated_at": ts}
+        values = {
+            "bot_registered_version": (portal.version or "")[:32] or None,
+            "session_finish_bound": bound,
+            "updated_at": ts,
+        }
         exists = conn.execute(sa.select(bot_settings.c.portal_id).where(bot_settings.c.portal_id == portal.id)).first()
         if exists:
             conn.execute(sa.update(bot_settings).where(bot_settings.c.portal_id == portal.id).values(**values))

@@ -22,8 +22,18 @@ BOT_EVENTS = (JOIN, MESSAGE, BOT_DELETE, SESSION_FINISH)
 
 _CHAT = re.compile(r"^chat(\d{1,18})$")
 # What the inbox keeps of PARAMS when the portal's bot is switched off: enough to hand the chat over.
-_ROUTING_PARAMS = ("CHAT_ID", "TO_CHAT_ID", "DIALOG_ID", "CHAT_TYPE", "MESSAGE_TYPE", "CHAT_ENTITY_TYPE",
-                   "CHAT_ENTITY_ID", "LANGUAGE", "MESSAGE_ID", "BOT_ID")
+_ROUTING_PARAMS = (
+    "CHAT_ID",
+    "TO_CHAT_ID",
+    "DIALOG_ID",
+    "CHAT_TYPE",
+    "MESSAGE_TYPE",
+    "CHAT_ENTITY_TYPE",
+    "CHAT_ENTITY_ID",
+    "LANGUAGE",
+    "MESSAGE_ID",
+    "BOT_ID",
+)
 
 
 def _data(payload: dict) -> dict:
@@ -49,8 +59,9 @@ def event_key(event: str, payload: dict) -> str:
         return f"{event}:{message_id}"
     # The bot block carries tokens minted per delivery; the rest of the data and the event's time are what was
     # delivered (the time tells a later join of the same chat, a new session, from a second copy).
-    digest = hashlib.sha256(json.dumps([forms.text(payload, "ts", 20), _strip_bot(data)], sort_keys=True,
-                                       ensure_ascii=True).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps([forms.text(payload, "ts", 20), _strip_bot(data)], sort_keys=True, ensure_ascii=True).encode()
+    ).hexdigest()
     return f"{event}:{digest[:64]}"
 
 
@@ -127,7 +138,8 @@ def chat_event(stored: dict) -> ChatEvent:
     connector = parts[0][:64] if len(parts) >= 2 and parts[0] else None
     line_id = parts[1][:32] if len(parts) >= 2 and parts[1].isdigit() else None
     name = forms.text(user, "NAME", 255) or " ".join(
-        p for p in (forms.text(user, "FIRST_NAME", 120), forms.text(user, "LAST_NAME", 120)) if p)
+        p for p in (forms.text(user, "FIRST_NAME", 120), forms.text(user, "LAST_NAME", 120)) if p
+    )
     bot_ids = data.get("BOT_IDS") if isinstance(data.get("BOT_IDS"), list) else []
     ts = forms.integer(stored, "ts")
     return ChatEvent(
@@ -174,4 +186,3 @@ def session_finish_ids(stored: dict) -> tuple[int | None, str | None]:
     chat_id = forms.text(chat, "id", 20) or forms.text(data, "CHAT_ID", 20)
     session_id = forms.text(session, "id", 20) or forms.text(data, "SESSION_ID", 20)
     return (int(chat_id) if chat_id.isdigit() else None), (session_id if session_id.isdigit() else None)
-

@@ -46,8 +46,9 @@ def parse_history(result, *, client_id: str, bot_id: str, default_ts: int) -> li
         message_id = str(item.get("id") or item.get("ID") or "").strip()[:32]
         if not message_id:
             continue
-        author = str(item.get("senderid") or item.get("author_id") or item.get("authorId")
-                     or item.get("AUTHOR_ID") or "0").strip()[:64]
+        author = str(
+            item.get("senderid") or item.get("author_id") or item.get("authorId") or item.get("AUTHOR_ID") or "0"
+        ).strip()[:64]
         user = users.get(author) if isinstance(users.get(author), dict) else {}
         if author in ("", "0") or str(item.get("system") or "").upper() == "Y":
             kind = "system"
@@ -58,7 +59,14 @@ def parse_history(result, *, client_id: str, bot_id: str, default_ts: int) -> li
         else:
             kind = "operator"
         text = item.get("text") if isinstance(item.get("text"), str) else forms.text(item, "MESSAGE", 20000)
-        out.append(HistoryMessage(message_id, kind, author, (text or "")[:20000],
-                                  _timestamp(item.get("date") or item.get("DATE_CREATE"), default_ts)))
+        out.append(
+            HistoryMessage(
+                message_id,
+                kind,
+                author,
+                (text or "")[:20000],
+                _timestamp(item.get("date") or item.get("DATE_CREATE"), default_ts),
+            )
+        )
     out.sort(key=lambda m: (m.sent_at, int(m.message_id) if m.message_id.isdigit() else 0))
     return out

@@ -30,9 +30,12 @@ def parse_schedule(raw) -> dict[str, list[list[str]]] | None:
             raise ServiceError("bad_schedule", status=400, day=str(day)[:8])
         out[day] = []
         for interval in intervals:
-            if (not isinstance(interval, list | tuple) or len(interval) != 2
-                    or not all(isinstance(t, str) and _TIME.match(t) for t in interval)
-                    or _minutes(interval[0]) >= _minutes(interval[1])):
+            if (
+                not isinstance(interval, list | tuple)
+                or len(interval) != 2
+                or not all(isinstance(t, str) and _TIME.match(t) for t in interval)
+                or _minutes(interval[0]) >= _minutes(interval[1])
+            ):
                 raise ServiceError("bad_schedule", status=400, day=day)
             out[day].append([interval[0], interval[1]])
     return out

@@ -37,12 +37,12 @@ _SELECT_PORTAL = (
     .select_from(portals.outerjoin(bot_settings, bot_settings.c.portal_id == portals.c.id))
     .where(portals.c.member_id == sa.bindparam("b_member"))
 )
-_INBOX_COLUMNS = ("portal_id", "event_key", "event", "status", "attempts", "payload", "next_attempt_at",
-                  "received_at")
+_INBOX_COLUMNS = ("portal_id", "event_key", "event", "status", "attempts", "payload", "next_attempt_at", "received_at")
 # psycopg reports rowcount -1 for an INSERT that SQLAlchemy gives a RETURNING clause: whether a row was written
 # is whether one came back. Built once (building a statement costs more than running it).
-_PG_INBOX_INSERT = pg_insert(bot_inbox).on_conflict_do_nothing(index_elements=["portal_id", "event_key"]) \
-    .returning(bot_inbox.c.id)
+_PG_INBOX_INSERT = (
+    pg_insert(bot_inbox).on_conflict_do_nothing(index_elements=["portal_id", "event_key"]).returning(bot_inbox.c.id)
+)
 
 
 class PortalAuth(NamedTuple):
@@ -61,8 +61,12 @@ class _SqliteStatements:
 
     def __init__(self, dialect):
         select = _SELECT_PORTAL.compile(dialect=dialect)
-        insert = sqlite_insert(bot_inbox).values({c: sa.bindparam(c) for c in _INBOX_COLUMNS}) \
-            .on_conflict_do_nothing(index_elements=["portal_id", "event_key"]).compile(dialect=dialect)
+        insert = (
+            sqlite_insert(bot_inbox)
+            .values({c: sa.bindparam(c) for c in _INBOX_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["portal_id", "event_key"])
+            .compile(dialect=dialect)
+        )
         self.select_sql, self.insert_sql = str(select), str(insert)
         self.insert_order = tuple(insert.positiontup)
         if tuple(select.positiontup) != ("b_member",) or set(self.insert_order) != set(_INBOX_COLUMNS):
@@ -85,6 +89,7 @@ class _SqliteStatements:
 
 def _executors(conn):
     """(lookup, insert → rows written) through SQLAlchemy (PostgreSQL)."""
+
     def lookup(member_id: str) -> PortalAuth | None:
         row = conn.execute(_SELECT_PORTAL, {"b_member": member_id}).first()
         return PortalAuth(*row) if row else None
@@ -187,10 +192,21 @@ class InboxIntake:
                     if delivery.refusal:
                         continue
                     stored = delivery.payload if portal.enabled is not False else delivery.routing_payload()
-                    delivery.duplicate = insert({
-                        "portal_id": portal.id, "event_key": delivery.key, "event": delivery.event,
-                        "status": "pending", "attempts": 0, "payload": stored,
-                        "next_attempt_at": delivery.received_at, "received_at": delivery.received_at}) != 1
+                    delivery.duplicate = (
+                        insert(
+                            {
+                                "portal_id": portal.id,
+                                "event_key": delivery.key,
+                                "event": delivery.event,
+                                "status": "pending",
+                                "attempts": 0,
+                                "payload": stored,
+                                "next_attempt_at": delivery.received_at,
+                                "received_at": delivery.received_at,
+                            }
+                        )
+                        != 1
+                    )
                     delivery.portal_id = portal.id
         except BaseException as exc:  # every waiting request hears about it, none answers 200
             for delivery in batch:

@@ -50,9 +50,18 @@ from models.openlines.settings import BotSettingsStore
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_CODES = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "OVERLOAD_LIMIT", "INTERNAL_SERVER_ERROR",
-                   "ERROR_UNEXPECTED_ANSWER", "NO_CREDENTIAL", "expired_token", "invalid_token",
-                   "network_error", "bad_response"}
+TRANSIENT_CODES = {
+    "QUERY_LIMIT_EXCEEDED",
+    "OPERATION_TIME_LIMIT",
+    "OVERLOAD_LIMIT",
+    "INTERNAL_SERVER_ERROR",
+    "ERROR_UNEXPECTED_ANSWER",
+    "NO_CREDENTIAL",
+    "expired_token",
+    "invalid_token",
+    "network_error",
+    "bad_response",
+}
 # imopenlines.bot.session.* answers this when the chat is no longer the bot's (an operator has it).
 ALREADY_WITH_OPERATOR = {"WRONG_CHAT"}
 DEFAULT_TEXTS = {"private_reply": {}, "out_of_hours": {}}
@@ -68,8 +77,11 @@ class Transient(Exception):
 
 def is_transient(exc: Bitrix24Error) -> bool:
     """Portal outages, rate limits and token trouble are retried; other answers are final."""
-    return (isinstance(exc, Bitrix24Unavailable) or exc.code in TRANSIENT_CODES
-            or (exc.status is not None and (exc.status >= 500 or exc.status == 429)))
+    return (
+        isinstance(exc, Bitrix24Unavailable)
+        or exc.code in TRANSIENT_CODES
+        or (exc.status is not None and (exc.status >= 500 or exc.status == 429))
+    )
 
 
 @dataclass(frozen=True)
@@ -92,13 +104,20 @@ class BotConfig:
     @classmethod
     def from_config(cls, cfg) -> BotConfig:
         """Read the BOT_* settings."""
-        return cls(max_age=int(cfg["BOT_EVENT_MAX_AGE_SECONDS"]), lease_seconds=float(cfg["BOT_LEASE_SECONDS"]),
-                   max_attempts=int(cfg["BOT_MAX_ATTEMPTS"]), backoff_seconds=float(cfg["BOT_BACKOFF_SECONDS"]),
-                   batch_size=int(cfg["BOT_BATCH_SIZE"]), timezone=str(cfg["BOT_TIMEZONE"]),
-                   history_check_seconds=int(cfg["BOT_HISTORY_CHECK_SECONDS"]),
-                   inbox_keep_days=int(cfg["BOT_INBOX_KEEP_DAYS"]),
-                   background=bool(cfg["BOT_BACKGROUND_WORKER"]), public_url=str(cfg["PUBLIC_URL"]),
-                   bot_code=str(cfg["BOT_CODE"]), bot_name=str(cfg["BOT_NAME"]))
+        return cls(
+            max_age=int(cfg["BOT_EVENT_MAX_AGE_SECONDS"]),
+            lease_seconds=float(cfg["BOT_LEASE_SECONDS"]),
+            max_attempts=int(cfg["BOT_MAX_ATTEMPTS"]),
+            backoff_seconds=float(cfg["BOT_BACKOFF_SECONDS"]),
+            batch_size=int(cfg["BOT_BATCH_SIZE"]),
+            timezone=str(cfg["BOT_TIMEZONE"]),
+            history_check_seconds=int(cfg["BOT_HISTORY_CHECK_SECONDS"]),
+            inbox_keep_days=int(cfg["BOT_INBOX_KEEP_DAYS"]),
+            background=bool(cfg["BOT_BACKGROUND_WORKER"]),
+            public_url=str(cfg["PUBLIC_URL"]),
+            bot_code=str(cfg["BOT_CODE"]),
+            bot_name=str(cfg["BOT_NAME"]),
+        )
 
 
 @dataclass
@@ -167,13 +186,20 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         # Everything that needs no database is done here, outside the shared transaction; the portal and its
         # switch are read inside it (intake.py), so no lookup is cached that an uninstall could leave stale
         # and an event never outruns a switch-off.
-        delivery = self._intake.submit(Delivery(
-            member_id=forms.text(auth, "member_id", 64), application_token=forms.text(auth, "application_token"),
-            event=event, key=ev.event_key(event, payload), received_at=current,
-            fresh=ts is not None and current - self.config.max_age <= ts <= current + 300,
-            payload=json.dumps(ev.inbox_payload(event, payload, keep_content=True), ensure_ascii=False),
-            routing_payload=lambda: json.dumps(ev.inbox_payload(event, payload, keep_content=False),
-                                               ensure_ascii=False)))
+        delivery = self._intake.submit(
+            Delivery(
+                member_id=forms.text(auth, "member_id", 64),
+                application_token=forms.text(auth, "application_token"),
+                event=event,
+                key=ev.event_key(event, payload),
+                received_at=current,
+                fresh=ts is not None and current - self.config.max_age <= ts <= current + 300,
+                payload=json.dumps(ev.inbox_payload(event, payload, keep_content=True), ensure_ascii=False),
+                routing_payload=lambda: json.dumps(
+                    ev.inbox_payload(event, payload, keep_content=False), ensure_ascii=False
+                ),
+            )
+        )
         if delivery.error is not None:
             raise delivery.error
         if delivery.refusal:
@@ -197,8 +223,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
 
     # ---- processing ------------------------------------------------------------------------------
 
-    def process_ready(self, *, limit: int | None = None, budget_s: float = 60.0, trigger: str = "worker",
-                      owner: str | None = None) -> ProcessReport:
+    def process_ready(
+        self, *, limit: int | None = None, budget_s: float = 60.0, trigger: str = "worker", owner: str | None = None
+    ) -> ProcessReport:
         """Process inbox rows that are due (claimed under a lease), then look for finished sessions."""
         report = ProcessReport(run_id=str(uuid.uuid4()))
         owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{report.run_id[:8]}"
@@ -219,8 +246,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             report.pruned = self.prune_inbox()
         report.left = self.backlog()
         if trigger != "worker":
-            record_task_run(self.db, report.run_id, EVENTS_TASK, trigger, run_started, finished=time.time(),
-                            report=report.as_dict())
+            record_task_run(
+                self.db, report.run_id, EVENTS_TASK, trigger, run_started, finished=time.time(), report=report.as_dict()
+            )
         if report.claimed or trigger != "worker":
             log.info("bot inbox %s run: %s", trigger, report.as_dict())
         return report
@@ -233,8 +261,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             cache[key] = load()
         return cache[key]
 
-    def _process_batches(self, owner: str, report: ProcessReport, remaining: int, started: float, deadline: float,
-                         trigger: str) -> None:
+    def _process_batches(
+        self, owner: str, report: ProcessReport, remaining: int, started: float, deadline: float, trigger: str
+    ) -> None:
         while remaining > 0 and time.monotonic() < deadline:
             # The worker takes small batches: it steps aside for requests, and its leases must not run out.
             batch = min(20 if trigger == "worker" else self.config.batch_size, remaining)
@@ -273,33 +302,49 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         until = t + self.config.lease_seconds
         free = sa.or_(bot_inbox.c.lease_until.is_(None), bot_inbox.c.lease_until < t)
         with self.db.write() as conn:
-            ids = [r.id for r in conn.execute(
-                sa.select(bot_inbox.c.id).where(bot_inbox.c.status == "pending", bot_inbox.c.next_attempt_at <= due_by,
-                                                free).order_by(bot_inbox.c.id).limit(limit))]
+            ids = [
+                r.id
+                for r in conn.execute(
+                    sa.select(bot_inbox.c.id)
+                    .where(bot_inbox.c.status == "pending", bot_inbox.c.next_attempt_at <= due_by, free)
+                    .order_by(bot_inbox.c.id)
+                    .limit(limit)
+                )
+            ]
             if not ids:
                 return []
             # The same conditions again in the UPDATE: of two claimers only one can win each row.
-            conn.execute(sa.update(bot_inbox).where(bot_inbox.c.id.in_(ids), bot_inbox.c.status == "pending", free)
-                         .values(lease_owner=owner, lease_until=until, attempts=bot_inbox.c.attempts + 1))
-            return conn.execute(sa.select(bot_inbox).where(bot_inbox.c.id.in_(ids), bot_inbox.c.lease_owner == owner,
-                                                           bot_inbox.c.lease_until == until)
-                                .order_by(bot_inbox.c.id)).all()
+            conn.execute(
+                sa.update(bot_inbox)
+                .where(bot_inbox.c.id.in_(ids), bot_inbox.c.status == "pending", free)
+                .values(lease_owner=owner, lease_until=until, attempts=bot_inbox.c.attempts + 1)
+            )
+            return conn.execute(
+                sa.select(bot_inbox)
+                .where(bot_inbox.c.id.in_(ids), bot_inbox.c.lease_owner == owner, bot_inbox.c.lease_until == until)
+                .order_by(bot_inbox.c.id)
+            ).all()
 
     def _release(self, ids: list[int], owner: str) -> None:
         with self.db.write() as conn:
-            conn.execute(sa.update(bot_inbox).where(bot_inbox.c.id.in_(ids), bot_inbox.c.lease_owner == owner)
-                         .values(lease_owner=None, lease_until=None, attempts=bot_inbox.c.attempts - 1))
+            conn.execute(
+                sa.update(bot_inbox)
+                .where(bot_inbox.c.id.in_(ids), bot_inbox.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None, attempts=bot_inbox.c.attempts - 1)
+            )
 
-    def _finish_row(self, row, owner: str, *, status: str, error: str | None = None,
-                    retry_in: float | None = None) -> None:
+    def _finish_row(
+        self, row, owner: str, *, status: str, error: str | None = None, retry_in: float | None = None
+    ) -> None:
         values = {"lease_owner": None, "lease_until": None, "last_error": error}
         if retry_in is not None:
             values["next_attempt_at"] = time.time() + retry_in
         else:
             values.update(status=status, processed_at=time.time())
         with self.db.write() as conn:
-            conn.execute(sa.update(bot_inbox).where(bot_inbox.c.id == row.id, bot_inbox.c.lease_owner == owner)
-                         .values(**values))
+            conn.execute(
+                sa.update(bot_inbox).where(bot_inbox.c.id == row.id, bot_inbox.c.lease_owner == owner).values(**values)
+            )
 
     def _process_row(self, row, owner: str, report: ProcessReport) -> None:
         portal = self._cached(("portal", row.portal_id), lambda: self.portals.get(row.portal_id))
@@ -317,21 +362,26 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             if row.attempts >= self.config.max_attempts:
                 report.failed += 1
                 self._finish_row(row, owner, status="failed", error=exc.code[:64])
-                log.warning("bot event %s of portal %s gave up after %s attempts: %s", row.id, row.portal_id,
-                            row.attempts, exc.code)
+                log.warning(
+                    "bot event %s of portal %s gave up after %s attempts: %s",
+                    row.id,
+                    row.portal_id,
+                    row.attempts,
+                    exc.code,
+                )
             else:
                 report.retried += 1
                 delay = min(3600.0, self.config.backoff_seconds * (2 ** (row.attempts - 1)))
-                self._finish_row(row, owner, status="pending", error=exc.code[:64],
-                                 retry_in=delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                jitter = random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+                self._finish_row(row, owner, status="pending", error=exc.code[:64], retry_in=delay * jitter)
             return
         except sa.exc.OperationalError as exc:
             # The database was busy or went away for a moment: like a portal outage, retry later.
-            log.warning("bot event %s of portal %s hit a database error: %s", row.id, row.portal_id,
-                        type(exc.orig).__name__)
+            log.warning(
+                "bot event %s of portal %s hit a database error: %s", row.id, row.portal_id, type(exc.orig).__name__
+            )
             report.retried += 1
-            self._finish_row(row, owner, status="pending", error="database_error",
-                             retry_in=self.config.backoff_seconds)
+            self._finish_row(row, owner, status="pending", error="database_error", retry_in=self.config.backoff_seconds)
             return
         except Exception:
             log.exception("bot event %s of portal %s failed", row.id, row.portal_id)
@@ -343,8 +393,12 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         if outcome == "history":
             report.history_fetched += 1
         report.done += 1
-        self._finish_row(row, owner, status="done", error=None if outcome in (
-            "handed_off", "history", "recorded", "ignored", "replied") else outcome)
+        self._finish_row(
+            row,
+            owner,
+            status="done",
+            error=None if outcome in ("handed_off", "history", "recorded", "ignored", "replied") else outcome,
+        )
 
     # ---- what an event means -----------------------------------------------------------------------
 
@@ -353,8 +407,11 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             bot_id = ev.find_value(stored.get("data"), "BOT_ID")
             with self.db.write() as conn:
                 if bot_id.isdigit():
-                    conn.execute(sa.update(portals).where(portals.c.id == portal.id,
-                                                          portals.c.bot_id == int(bot_id)).values(bot_id=None))
+                    conn.execute(
+                        sa.update(portals)
+                        .where(portals.c.id == portal.id, portals.c.bot_id == int(bot_id))
+                        .values(bot_id=None)
+                    )
             return "ignored"
         if event == ev.SESSION_FINISH:
             chat_id, session = ev.session_finish_ids(stored)
@@ -374,26 +431,54 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
 
     def _record(self, conn, portal, chat: ev.ChatEvent) -> None:
         ts = chat.ts or now()
-        conn.execute(_insert(conn)(dialogs).values(
-            portal_id=portal.id, chat_id=chat.chat_id, dialog_id=chat.dialog_id[:64], line_id=chat.line_id,
-            connector=chat.connector, entity_id=chat.entity_id or None, client_id=chat.client_id or None,
-            client_name=chat.client_name or None,
-            crm_bindings=json.dumps(chat.crm_bindings) if chat.crm_bindings else None,
-            language=chat.language[:8] or None, status="new", created_at=ts, updated_at=now(),
-        ).on_conflict_do_nothing(index_elements=["portal_id", "chat_id"]))
-        row = conn.execute(sa.select(dialogs).where(dialogs.c.portal_id == portal.id,
-                                                    dialogs.c.chat_id == chat.chat_id)).first()
+        conn.execute(
+            _insert(conn)(dialogs)
+            .values(
+                portal_id=portal.id,
+                chat_id=chat.chat_id,
+                dialog_id=chat.dialog_id[:64],
+                line_id=chat.line_id,
+                connector=chat.connector,
+                entity_id=chat.entity_id or None,
+                client_id=chat.client_id or None,
+                client_name=chat.client_name or None,
+                crm_bindings=json.dumps(chat.crm_bindings) if chat.crm_bindings else None,
+                language=chat.language[:8] or None,
+                status="new",
+                created_at=ts,
+                updated_at=now(),
+            )
+            .on_conflict_do_nothing(index_elements=["portal_id", "chat_id"])
+        )
+        row = conn.execute(
+            sa.select(dialogs).where(dialogs.c.portal_id == portal.id, dialogs.c.chat_id == chat.chat_id)
+        ).first()
         # A later event may know what the first did not (the join carries no CRM bindings).
-        fill = {name: value for name, value in (
-            ("line_id", chat.line_id), ("connector", chat.connector), ("client_name", chat.client_name or None),
-            ("client_id", chat.client_id or None),
-            ("crm_bindings", json.dumps(chat.crm_bindings) if chat.crm_bindings else None),
-        ) if value and not getattr(row, name)}
+        fill = {
+            name: value
+            for name, value in (
+                ("line_id", chat.line_id),
+                ("connector", chat.connector),
+                ("client_name", chat.client_name or None),
+                ("client_id", chat.client_id or None),
+                ("crm_bindings", json.dumps(chat.crm_bindings) if chat.crm_bindings else None),
+            )
+            if value and not getattr(row, name)
+        }
         if chat.event == ev.MESSAGE and (chat.text or chat.message_id):
-            inserted = conn.execute(_insert(conn)(dialog_messages).values(
-                dialog_pk=row.id, message_id=(chat.message_id or f"ev{ts}")[:32], author_kind="client",
-                author_id=chat.author_id or chat.client_id or None, text=chat.text, sent_at=ts, source="bot",
-            ).on_conflict_do_nothing(index_elements=["dialog_pk", "message_id"])).rowcount
+            inserted = conn.execute(
+                _insert(conn)(dialog_messages)
+                .values(
+                    dialog_pk=row.id,
+                    message_id=(chat.message_id or f"ev{ts}")[:32],
+                    author_kind="client",
+                    author_id=chat.author_id or chat.client_id or None,
+                    text=chat.text,
+                    sent_at=ts,
+                    source="bot",
+                )
+                .on_conflict_do_nothing(index_elements=["dialog_pk", "message_id"])
+            ).rowcount
             if inserted:
                 fill["last_message_at"] = max(ts, row.last_message_at or 0)
                 if not row.first_message:
@@ -414,29 +499,51 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         with self.db.write() as conn:
             if record is not None:
                 record(conn)
-            conn.execute(_insert(conn)(bot_handoffs).values(
-                portal_id=portal_id, chat_key=chat_key, kind=kind, state="pending", created_at=now(),
-            ).on_conflict_do_nothing(index_elements=["portal_id", "chat_key"]))
-            won = conn.execute(sa.update(bot_handoffs).where(
-                bot_handoffs.c.portal_id == portal_id, bot_handoffs.c.chat_key == chat_key,
-                bot_handoffs.c.state == "pending", free,
-            ).values(lease_owner=owner, lease_until=t + self.config.lease_seconds,
-                     attempts=bot_handoffs.c.attempts + 1)).rowcount
+            conn.execute(
+                _insert(conn)(bot_handoffs)
+                .values(
+                    portal_id=portal_id,
+                    chat_key=chat_key,
+                    kind=kind,
+                    state="pending",
+                    created_at=now(),
+                )
+                .on_conflict_do_nothing(index_elements=["portal_id", "chat_key"])
+            )
+            won = conn.execute(
+                sa.update(bot_handoffs)
+                .where(
+                    bot_handoffs.c.portal_id == portal_id,
+                    bot_handoffs.c.chat_key == chat_key,
+                    bot_handoffs.c.state == "pending",
+                    free,
+                )
+                .values(
+                    lease_owner=owner, lease_until=t + self.config.lease_seconds, attempts=bot_handoffs.c.attempts + 1
+                )
+            ).rowcount
             if won != 1:
                 return None
-            return conn.execute(sa.select(bot_handoffs).where(bot_handoffs.c.portal_id == portal_id,
-                                                              bot_handoffs.c.chat_key == chat_key)).first()
+            return conn.execute(
+                sa.select(bot_handoffs).where(
+                    bot_handoffs.c.portal_id == portal_id, bot_handoffs.c.chat_key == chat_key
+                )
+            ).first()
 
     def _settle_action(self, action_id: int, owner: str, dialog: dict | None = None, **values) -> None:
         """Release the action's lease with its outcome; `dialog` = the dialog's new status, same transaction."""
         with self.db.write() as conn:
-            conn.execute(sa.update(bot_handoffs).where(bot_handoffs.c.id == action_id,
-                                                       bot_handoffs.c.lease_owner == owner)
-                         .values(lease_owner=None, lease_until=None, **values))
+            conn.execute(
+                sa.update(bot_handoffs)
+                .where(bot_handoffs.c.id == action_id, bot_handoffs.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None, **values)
+            )
             if dialog is not None:
-                conn.execute(sa.update(dialogs).where(dialogs.c.portal_id == dialog.pop("portal_id"),
-                                                      dialogs.c.chat_id == dialog.pop("chat_id"))
-                             .values(transferred_at=now(), updated_at=now(), **dialog))
+                conn.execute(
+                    sa.update(dialogs)
+                    .where(dialogs.c.portal_id == dialog.pop("portal_id"), dialogs.c.chat_id == dialog.pop("chat_id"))
+                    .values(transferred_at=now(), updated_at=now(), **dialog)
+                )
 
     def _call(self, portal, method: str, params: dict):
         """One REST call with the portal's credential; transient failures become Transient."""
@@ -452,29 +559,44 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         action = self._claim_action(portal.id, f"chat{chat.chat_id}", "handoff", owner, record)
         if action is None:
             return "recorded"
-        line = self._cached(("line", portal.id, chat.line_id),
-                            lambda: self.line_row(portal.id, chat.line_id)) if chat.line_id else None
+        line = (
+            self._cached(("line", portal.id, chat.line_id), lambda: self.line_row(portal.id, chat.line_id))
+            if chat.line_id
+            else None
+        )
         zone = timezone(settings["timezone"], self.config.timezone)
         in_hours = is_open(line["schedule"] if line else None, zone, time.time())
         try:
             if not action.notice_sent:
-                text = settings["greeting"] if in_hours else (
-                    (line or {}).get("out_of_hours_text") or self._text("out_of_hours", chat.language))
+                text = (
+                    settings["greeting"]
+                    if in_hours
+                    else ((line or {}).get("out_of_hours_text") or self._text("out_of_hours", chat.language))
+                )
                 if text:
                     try:
-                        self._call(portal, "imbot.message.add", {
-                            "BOT_ID": chat.bot_id or portal.bot_id, "DIALOG_ID": chat.dialog_id, "MESSAGE": text})
+                        self._call(
+                            portal,
+                            "imbot.message.add",
+                            {"BOT_ID": chat.bot_id or portal.bot_id, "DIALOG_ID": chat.dialog_id, "MESSAGE": text},
+                        )
                     except Bitrix24Error as exc:
                         # The client must not wait for an operator because a greeting was refused.
-                        log.warning("portal %s refused the bot's notice in chat %s: %s", portal.member_id,
-                                    chat.chat_id, exc.code)
+                        log.warning(
+                            "portal %s refused the bot's notice in chat %s: %s",
+                            portal.member_id,
+                            chat.chat_id,
+                            exc.code,
+                        )
                 self._settle_notice(action.id, owner)
             finish = not in_hours and line is not None and line["out_of_hours_action"] == "finish"
             if finish:
                 method, params = "imopenlines.bot.session.finish", {"CHAT_ID": chat.chat_id}
             elif settings["transfer_mode"] == "queue" and settings["queue_id"]:
-                method, params = "imopenlines.bot.session.transfer", {
-                    "CHAT_ID": chat.chat_id, "QUEUE_ID": settings["queue_id"], "LEAVE": "Y"}
+                method, params = (
+                    "imopenlines.bot.session.transfer",
+                    {"CHAT_ID": chat.chat_id, "QUEUE_ID": settings["queue_id"], "LEAVE": "Y"},
+                )
             else:
                 method, params = "imopenlines.bot.session.operator", {"CHAT_ID": chat.chat_id}
             try:
@@ -482,25 +604,41 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 outcome = "finished" if finish else "transferred"
             except Bitrix24Error as exc:
                 if exc.code not in ALREADY_WITH_OPERATOR:
-                    self._settle_action(action.id, owner, state="failed", method=method, outcome=exc.code[:64],
-                                        done_at=now(), dialog=_outcome(portal.id, chat.chat_id, "transfer_failed",
-                                                                       exc.code[:64], not in_hours))
-                    log.warning("portal %s refused the hand-off of chat %s: %s", portal.member_id, chat.chat_id,
-                                exc.code)
+                    self._settle_action(
+                        action.id,
+                        owner,
+                        state="failed",
+                        method=method,
+                        outcome=exc.code[:64],
+                        done_at=now(),
+                        dialog=_outcome(portal.id, chat.chat_id, "transfer_failed", exc.code[:64], not in_hours),
+                    )
+                    log.warning(
+                        "portal %s refused the hand-off of chat %s: %s", portal.member_id, chat.chat_id, exc.code
+                    )
                     return exc.code[:64]
                 outcome = "already_with_operator"
         except Transient:
             self._settle_action(action.id, owner)
             raise
-        self._settle_action(action.id, owner, state="done", method=method, outcome=outcome, done_at=now(),
-                            dialog=_outcome(portal.id, chat.chat_id, "finished" if finish else "transferred",
-                                            outcome, not in_hours))
+        self._settle_action(
+            action.id,
+            owner,
+            state="done",
+            method=method,
+            outcome=outcome,
+            done_at=now(),
+            dialog=_outcome(portal.id, chat.chat_id, "finished" if finish else "transferred", outcome, not in_hours),
+        )
         return "handed_off"
 
     def _settle_notice(self, action_id: int, owner: str) -> None:
         with self.db.write() as conn:
-            conn.execute(sa.update(bot_handoffs).where(bot_handoffs.c.id == action_id,
-                                                       bot_handoffs.c.lease_owner == owner).values(notice_sent=True))
+            conn.execute(
+                sa.update(bot_handoffs)
+                .where(bot_handoffs.c.id == action_id, bot_handoffs.c.lease_owner == owner)
+                .values(notice_sent=True)
+            )
 
     def _private_reply(self, portal, chat: ev.ChatEvent, owner: str) -> str:
         if not chat.dialog_id:
@@ -509,18 +647,24 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         if action is None:
             return "ignored"
         try:
-            self._call(portal, "imbot.message.add", {"BOT_ID": chat.bot_id or portal.bot_id,
-                                                     "DIALOG_ID": chat.dialog_id,
-                                                     "MESSAGE": self._text("private_reply", chat.language)})
+            self._call(
+                portal,
+                "imbot.message.add",
+                {
+                    "BOT_ID": chat.bot_id or portal.bot_id,
+                    "DIALOG_ID": chat.dialog_id,
+                    "MESSAGE": self._text("private_reply", chat.language),
+                },
+            )
         except Transient:
             self._settle_action(action.id, owner)
             raise
         except Bitrix24Error as exc:
-            self._settle_action(action.id, owner, state="failed", method="imbot.message.add",
-                                outcome=exc.code[:64], done_at=now())
+            self._settle_action(
+                action.id, owner, state="failed", method="imbot.message.add", outcome=exc.code[:64], done_at=now()
+            )
             return exc.code[:64]
-        self._settle_action(action.id, owner, state="done", method="imbot.message.add", outcome="sent",
-                            done_at=now())
+        self._settle_action(action.id, owner, state="done", method="imbot.message.add", outcome="sent", done_at=now())
         return "replied"
 
     def _text(self, name: str, language: str) -> str:
@@ -533,8 +677,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
     def fetch_history(self, portal, chat_id: int, session_id: str | None) -> bool:
         """Store every message of the chat's finished session once; False when the dialog is not stored."""
         with self.db.read() as conn:
-            dialog = conn.execute(sa.select(dialogs).where(dialogs.c.portal_id == portal.id,
-                                                           dialogs.c.chat_id == chat_id)).first()
+            dialog = conn.execute(
+                sa.select(dialogs).where(dialogs.c.portal_id == portal.id, dialogs.c.chat_id == chat_id)
+            ).first()
         if dialog is None:
             return False
         params = {"CHAT_ID": chat_id}
@@ -552,12 +697,25 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         ts = now()
         with self.db.write() as conn:
             for message in messages:
-                conn.execute(_insert(conn)(dialog_messages).values(
-                    dialog_pk=dialog.id, message_id=message.message_id, author_kind=message.author_kind,
-                    author_id=message.author_id, text=message.text, sent_at=message.sent_at, source="history",
-                ).on_conflict_do_nothing(index_elements=["dialog_pk", "message_id"]))
-            values = {"status": "finished", "finished_at": dialog.finished_at or ts, "history_fetched_at": ts,
-                      "updated_at": ts}
+                conn.execute(
+                    _insert(conn)(dialog_messages)
+                    .values(
+                        dialog_pk=dialog.id,
+                        message_id=message.message_id,
+                        author_kind=message.author_kind,
+                        author_id=message.author_id,
+                        text=message.text,
+                        sent_at=message.sent_at,
+                        source="history",
+                    )
+                    .on_conflict_do_nothing(index_elements=["dialog_pk", "message_id"])
+                )
+            values = {
+                "status": "finished",
+                "finished_at": dialog.finished_at or ts,
+                "history_fetched_at": ts,
+                "updated_at": ts,
+            }
             if session_id:
                 values["session_id"] = session_id[:32]
             if messages:
@@ -577,9 +735,16 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         """
         cutoff = now() - self.config.history_check_seconds
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(dialogs.c.portal_id, dialogs.c.chat_id).where(
-                dialogs.c.status == "transferred", dialogs.c.history_fetched_at.is_(None),
-                dialogs.c.transferred_at <= cutoff).order_by(dialogs.c.transferred_at).limit(limit)).all()
+            rows = conn.execute(
+                sa.select(dialogs.c.portal_id, dialogs.c.chat_id)
+                .where(
+                    dialogs.c.status == "transferred",
+                    dialogs.c.history_fetched_at.is_(None),
+                    dialogs.c.transferred_at <= cutoff,
+                )
+                .order_by(dialogs.c.transferred_at)
+                .limit(limit)
+            ).all()
         for row in rows:
             if time.monotonic() >= deadline:
                 return
@@ -613,14 +778,19 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
                 continue
             line_id = str(item.get("ID") or item.get("id") or "")
             welcome = str(item.get("WELCOME_BOT_ID") or "")
-            out.append({
-                "line_id": line_id, "name": str(item.get("LINE_NAME") or item.get("NAME") or "")[:255],
-                "active": str(item.get("ACTIVE") or "Y") == "Y",
-                "bot_attached": str(item.get("WELCOME_BOT_ENABLE") or "N") == "Y"
-                                and bool(portal.bot_id) and welcome == str(portal.bot_id),
-                "settings": {k: local[line_id][k] for k in ("out_of_hours_text", "out_of_hours_action")}
-                            if line_id in local else None,
-            })
+            out.append(
+                {
+                    "line_id": line_id,
+                    "name": str(item.get("LINE_NAME") or item.get("NAME") or "")[:255],
+                    "active": str(item.get("ACTIVE") or "Y") == "Y",
+                    "bot_attached": str(item.get("WELCOME_BOT_ENABLE") or "N") == "Y"
+                    and bool(portal.bot_id)
+                    and welcome == str(portal.bot_id),
+                    "settings": {k: local[line_id][k] for k in ("out_of_hours_text", "out_of_hours_action")}
+                    if line_id in local
+                    else None,
+                }
+            )
         return out
 
     def _audit(self, actor: str, action: str, portal_id: int, detail: dict | None = None) -> None:
@@ -633,9 +803,19 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         if not portal.bot_id:
             raise ServiceError("bot_not_registered", status=409)
         try:
-            self._call(portal, "imopenlines.config.update", {"CONFIG_ID": line_id, "PARAMS": {
-                "WELCOME_BOT_ENABLE": "Y", "WELCOME_BOT_ID": portal.bot_id, "WELCOME_BOT_JOIN": "first",
-                "WELCOME_BOT_LEFT": "queue"}})
+            self._call(
+                portal,
+                "imopenlines.config.update",
+                {
+                    "CONFIG_ID": line_id,
+                    "PARAMS": {
+                        "WELCOME_BOT_ENABLE": "Y",
+                        "WELCOME_BOT_ID": portal.bot_id,
+                        "WELCOME_BOT_JOIN": "first",
+                        "WELCOME_BOT_LEFT": "queue",
+                    },
+                },
+            )
         except Transient as exc:
             raise ServiceError("portal_unavailable", status=503, upstream=exc.code) from None
         except Bitrix24Error as exc:
@@ -654,9 +834,16 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
             if is_transient(exc):
                 raise ServiceError("portal_unavailable", status=503, upstream=exc.code) from None
             raise ServiceError("portal_refused", status=502, upstream=exc.code) from None
-        return [{"id": str(u.get("ID") or ""), "name": str(u.get("NAME") or ""),
-                 "last_name": str(u.get("LAST_NAME") or ""), "position": str(u.get("WORK_POSITION") or "")}
-                for u in rows if isinstance(u, dict)]
+        return [
+            {
+                "id": str(u.get("ID") or ""),
+                "name": str(u.get("NAME") or ""),
+                "last_name": str(u.get("LAST_NAME") or ""),
+                "position": str(u.get("WORK_POSITION") or ""),
+            }
+            for u in rows
+            if isinstance(u, dict)
+        ]
 
     def reinit_schema(self, actor: str = "system") -> dict:
         """Apply pending migrations (idempotent, never drops) and report tables the schema lacks."""
@@ -674,8 +861,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         """Delete the bot's rows of a portal inside the caller's transaction (purge; uninstall with CLEAN=1)."""
         counts = {}
         dialog_ids = sa.select(dialogs.c.id).where(dialogs.c.portal_id == portal_id).scalar_subquery()
-        counts["dialog_messages"] = conn.execute(sa.delete(dialog_messages).where(
-            dialog_messages.c.dialog_pk.in_(dialog_ids))).rowcount
+        counts["dialog_messages"] = conn.execute(
+            sa.delete(dialog_messages).where(dialog_messages.c.dialog_pk.in_(dialog_ids))
+        ).rowcount
         for table in (dialogs, bot_handoffs, bot_inbox, bot_lines, bot_settings):
             counts[table.name] = conn.execute(sa.delete(table).where(table.c.portal_id == portal_id)).rowcount
         return counts
@@ -684,8 +872,11 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         """Forget processed inbox rows older than BOT_INBOX_KEEP_DAYS (their keys only catch late duplicates)."""
         cutoff = time.time() - self.config.inbox_keep_days * 86400
         with self.db.write() as conn:
-            return conn.execute(sa.delete(bot_inbox).where(bot_inbox.c.status.in_(("done", "failed")),
-                                                           bot_inbox.c.processed_at < cutoff)).rowcount
+            return conn.execute(
+                sa.delete(bot_inbox).where(
+                    bot_inbox.c.status.in_(("done", "failed")), bot_inbox.c.processed_at < cutoff
+                )
+            ).rowcount
 
     def purge_portal(self, portal, actor: str = "system") -> dict:
         """Unregister the bot where a token still works, then delete the portal and every row it owns."""
@@ -708,8 +899,13 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
 
 
 def _outcome(portal_id: int, chat_id: int, status: str, outcome: str, out_of_hours: bool) -> dict:
-    return {"portal_id": portal_id, "chat_id": chat_id, "status": status, "transfer_outcome": outcome,
-            "out_of_hours": out_of_hours}
+    return {
+        "portal_id": portal_id,
+        "chat_id": chat_id,
+        "status": status,
+        "transfer_outcome": outcome,
+        "out_of_hours": out_of_hours,
+    }
 
 
 def session_closed(info) -> bool:
@@ -734,8 +930,6 @@ def session_of(info) -> str | None:
         return direct
     parts = str(info.get("entity_data_1") or "").split("|")
     return parts[5] if len(parts) > 5 and parts[5].isdigit() else None
-
-
 
 
 class InboxWorker:

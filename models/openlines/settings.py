@@ -18,15 +18,22 @@ class BotSettingsStore:
         with self.db.read() as conn:
             row = conn.execute(sa.select(bot_settings).where(bot_settings.c.portal_id == portal_id)).first()
         if row is None:
-            return {"enabled": True, "greeting": None, "timezone": None, "transfer_mode": "operator",
-                    "queue_id": None}
-        return {"enabled": bool(row.enabled), "greeting": row.greeting, "timezone": row.timezone,
-                "transfer_mode": row.transfer_mode, "queue_id": row.queue_id}
+            return {"enabled": True, "greeting": None, "timezone": None, "transfer_mode": "operator", "queue_id": None}
+        return {
+            "enabled": bool(row.enabled),
+            "greeting": row.greeting,
+            "timezone": row.timezone,
+            "transfer_mode": row.transfer_mode,
+            "queue_id": row.queue_id,
+        }
 
     def _upsert_settings(self, conn, portal_id: int, **values) -> None:
         values["updated_at"] = now()
-        conn.execute(_insert(conn)(bot_settings).values(portal_id=portal_id, **values)
-                     .on_conflict_do_update(index_elements=["portal_id"], set_=values))
+        conn.execute(
+            _insert(conn)(bot_settings)
+            .values(portal_id=portal_id, **values)
+            .on_conflict_do_update(index_elements=["portal_id"], set_=values)
+        )
 
     def set_enabled(self, portal_id: int, enabled: bool, actor: str = "system") -> None:
         """The per-portal switch: off = nothing stored, every chat still handed over at once."""
@@ -37,21 +44,26 @@ class BotSettingsStore:
     def line_row(self, portal_id: int, line_id: str) -> dict | None:
         """A line's local settings."""
         with self.db.read() as conn:
-            row = conn.execute(sa.select(bot_lines).where(bot_lines.c.portal_id == portal_id,
-                                                          bot_lines.c.line_id == str(line_id))).first()
+            row = conn.execute(
+                sa.select(bot_lines).where(bot_lines.c.portal_id == portal_id, bot_lines.c.line_id == str(line_id))
+            ).first()
         return dict(row._mapping) if row else None
 
     def lines(self, portal_id: int) -> list[dict]:
         """Every line with local settings."""
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(bot_lines).where(bot_lines.c.portal_id == portal_id)
-                                .order_by(bot_lines.c.line_id)).all()
+            rows = conn.execute(
+                sa.select(bot_lines).where(bot_lines.c.portal_id == portal_id).order_by(bot_lines.c.line_id)
+            ).all()
         return [dict(r._mapping) for r in rows]
 
     def _upsert_line(self, conn, portal_id: int, line_id: str, **values) -> None:
         values["updated_at"] = now()
-        conn.execute(_insert(conn)(bot_lines).values(portal_id=portal_id, line_id=str(line_id), **values)
-                     .on_conflict_do_update(index_elements=["portal_id", "line_id"], set_=values))
+        conn.execute(
+            _insert(conn)(bot_lines)
+            .values(portal_id=portal_id, line_id=str(line_id), **values)
+            .on_conflict_do_update(index_elements=["portal_id", "line_id"], set_=values)
+        )
 
     def update_settings(self, portal_id: int, changes: dict, actor: str = "system") -> dict:
         """Save validated settings (see routes/bot.py for the shape); returns the new settings."""
@@ -70,8 +82,15 @@ class BotSettingsStore:
     def describe_settings(self, portal_id: int) -> dict:
         """Settings and lines for the API."""
         out = self.settings_row(portal_id)
-        out["lines"] = [{"line_id": r["line_id"], "name": r["name"], "attached": r["attached_at"] is not None,
-                         "schedule": json.loads(r["schedule"]) if r["schedule"] else None,
-                         "out_of_hours_text": r["out_of_hours_text"],
-                         "out_of_hours_action": r["out_of_hours_action"]} for r in self.lines(portal_id)]
+        out["lines"] = [
+            {
+                "line_id": r["line_id"],
+                "name": r["name"],
+                "attached": r["attached_at"] is not None,
+                "schedule": json.loads(r["schedule"]) if r["schedule"] else None,
+                "out_of_hours_text": r["out_of_hours_text"],
+                "out_of_hours_action": r["out_of_hours_action"],
+            }
+            for r in self.lines(portal_id)
+        ]
         return out

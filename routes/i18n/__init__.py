@@ -38,8 +38,11 @@ def request_language() -> str:
     if not has_request_context():
         return DEFAULT_LANGUAGE
     identity = g.get("identity")
-    for candidate in (getattr(identity, "lang", None), request.args.get("lang"), request.form.get("LANG")
-                      if request.mimetype == "application/x-www-form-urlencoded" else None):
+    for candidate in (
+        getattr(identity, "lang", None),
+        request.args.get("lang"),
+        request.form.get("LANG") if request.mimetype == "application/x-www-form-urlencoded" else None,
+    ):
         lang = normalize_language(candidate)
         if lang:
             return lang

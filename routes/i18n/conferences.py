@@ -13,10 +13,10 @@ MESSAGES = {
         "error.idempotency_key_reused": "This Idempotency-Key was already used for a different request.",
         "error.bad_idempotency_key": "Idempotency-Key must be 1 to 128 visible ASCII characters.",
         "error.yandex_not_connected": "No Yandex account is connected: an administrator has to connect one "
-                                      "(or connect your own).",
+        "(or connect your own).",
         "error.yandex_reconnect_required": "Yandex no longer accepts the connected account: connect it again.",
         "error.telemost_restricted_to_organizations": "This Yandex account cannot create meetings through the API: "
-                                                      "it is a personal Yandex ID, not Yandex 360 for Business.",
+        "it is a personal Yandex ID, not Yandex 360 for Business.",
         "error.telemost_live_stream_payment_required": "Broadcasts need a paid Yandex 360 plan.",
         "error.telemost_unknown_users": "These addresses are not Yandex accounts: {emails}",
         "error.telemost_not_found": "Telemost does not know this meeting any more.",
@@ -45,10 +45,10 @@ MESSAGES = {
         "error.idempotency_key_reused": "Этот Idempotency-Key уже использован для другого запроса.",
         "error.bad_idempotency_key": "Idempotency-Key — от 1 до 128 видимых символов ASCII.",
         "error.yandex_not_connected": "Аккаунт Яндекса не подключён: его должен подключить администратор "
-                                      "(или подключите свой).",
+        "(или подключите свой).",
         "error.yandex_reconnect_required": "Яндекс больше не принимает подключённый аккаунт: подключите его заново.",
         "error.telemost_restricted_to_organizations": "Этот аккаунт Яндекса не может создавать встречи через API: "
-                                                      "это личный Яндекс ID, а не Яндекс 360 для бизнеса.",
+        "это личный Яндекс ID, а не Яндекс 360 для бизнеса.",
         "error.telemost_live_stream_payment_required": "Для трансляций нужен платный тариф Яндекс 360.",
         "error.telemost_unknown_users": "Эти адреса не являются аккаунтами Яндекса: {emails}",
         "error.telemost_not_found": "Телемост больше не знает эту встречу.",
@@ -63,7 +63,7 @@ MESSAGES = {
         "notify.invited": "{owner} приглашает вас на «{name}» {when}: [URL={link}]подключиться[/URL]",
         "notify.invited.out": "{owner} приглашает вас на «{name}» {when}: {link}",
         "notify.invited_viewer": "{owner} приглашает вас посмотреть трансляцию «{name}» {when}: "
-                                 "[URL={link}]смотреть[/URL]",
+        "[URL={link}]смотреть[/URL]",
         "notify.invited_viewer.out": "{owner} приглашает вас посмотреть трансляцию «{name}» {when}: {link}",
         "notify.rescheduled": "У «{name}» новое время: {when}. [URL={link}]Ссылка[/URL]",
         "notify.rescheduled.out": "У «{name}» новое время: {when}. {link}",

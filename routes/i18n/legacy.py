@@ -17,13 +17,13 @@ MESSAGES = {
         "doctor.fix.public_url_missing": "set PUBLIC_URL in .env to the address Bitrix24 reaches the app at",
         "doctor.public_url_plain_http": "the app is served over plain HTTP ({url})",
         "doctor.fix.public_url_plain_http": "tokens travel unencrypted: put TLS in front (e.g. certbot --nginx) "
-                                            "and change PUBLIC_URL to https://",
+        "and change PUBLIC_URL to https://",
         "doctor.legacy_alias": "old setting {old} is read as {new}",
         "doctor.fix.legacy_alias": "rename {old} to {new} in .env",
         "doctor.yandex_app_missing": "YANDEX_CLIENT_ID / YANDEX_CLIENT_SECRET are not set: Yandex accounts "
-                                     "cannot be connected",
+        "cannot be connected",
         "doctor.fix.yandex_app_missing": "create an app at oauth.yandex.ru with the Telemost scopes, callback "
-                                         "PUBLIC_URL/auth/yandex/callback, and put its id and secret in .env",
+        "PUBLIC_URL/auth/yandex/callback, and put its id and secret in .env",
         "doctor.database_ok": "{dialect}, schema at {head}",
         "doctor.database_unreachable": "the database does not answer ({error})",
         "doctor.fix.database_unreachable": "check DATABASE_URL / DATABASE_PATH and that the server is running",
@@ -32,10 +32,10 @@ MESSAGES = {
         "doctor.oauth_server_ok": "{url} answers",
         "doctor.oauth_server_down": "{url} does not answer properly ({error})",
         "doctor.fix.oauth_server_down": "check BITRIX24_OAUTH_URL and this host's outgoing network; tokens "
-                                        "cannot be refreshed until it answers",
+        "cannot be refreshed until it answers",
         "doctor.no_portals": "no portal has the app installed yet",
         "doctor.fix.no_portals": "install the app on a Bitrix24 portal (handler PUBLIC_URL/, installer "
-                                 "PUBLIC_URL/install)",
+        "PUBLIC_URL/install)",
         "doctor.portal_ok": "{subject}: reachable, credential active, bot registered, events bound",
         "doctor.portal_credential_missing": "{subject}: no stored credential",
         "doctor.fix.portal_credential_missing": "a portal admin opens the app in Bitrix24 (or reinstalls it)",
@@ -43,25 +43,25 @@ MESSAGES = {
         "doctor.fix.portal_needs_reauth": "a portal admin opens the app in Bitrix24: that stores a fresh token",
         "doctor.portal_broken": "{subject}: the credential cannot be decrypted",
         "doctor.fix.portal_broken": "put the old key back into TOKEN_ENCRYPTION_KEY and run flask --app app "
-                                    "tokens rotate-key, or have a portal admin open the app",
+        "tokens rotate-key, or have a portal admin open the app",
         "doctor.portal_inactive": "{subject}: the credential is {state}",
         "doctor.fix.portal_inactive": "a portal admin opens the app in Bitrix24",
         "doctor.portal_auth_failed": "{subject}: the portal refuses the app's token ({error})",
         "doctor.fix.portal_auth_failed": "a portal admin opens the app in Bitrix24; if that fails, reinstall it",
         "doctor.portal_unreachable": "{subject}: the portal's REST endpoint does not answer ({error})",
         "doctor.fix.portal_unreachable": "check the portal is up and reachable from this host "
-                                         "(DNS, firewall, outgoing proxy)",
+        "(DNS, firewall, outgoing proxy)",
         "doctor.portal_refused": "{subject}: the portal refused a check call ({error})",
         "doctor.fix.portal_refused": "reinstall the app on the portal so that it gets the scopes it needs",
         "doctor.bot_not_registered": "{subject}: the Open Lines bot ({code}) is not registered",
         "doctor.fix.bot_not_registered": "update or reinstall the app on the portal (set-up registers the bot)",
         "doctor.events_not_bound": "{subject}: events not bound to {handler}: {events}",
         "doctor.fix.events_not_bound": "update or reinstall the app on the portal (set-up binds the events); "
-                                       "if PUBLIC_URL changed, that is why",
+        "if PUBLIC_URL changed, that is why",
         "doctor.telemost_ok": "{url} answers",
         "doctor.telemost_down": "{url} does not answer properly ({error})",
         "doctor.fix.telemost_down": "check TELEMOST_API_URL and this host's outgoing network; meetings cannot "
-                                    "be created until it answers",
+        "be created until it answers",
         "doctor.yandex_ok": "{subject}: token accepted",
         "doctor.yandex_credential_missing": "{subject}: the credential is gone",
         "doctor.fix.yandex_credential_missing": "connect the Yandex account again in the app",
@@ -69,7 +69,7 @@ MESSAGES = {
         "doctor.fix.yandex_needs_reauth": "connect the Yandex account again in the app (Settings → Yandex)",
         "doctor.yandex_broken": "{subject}: the credential cannot be decrypted",
         "doctor.fix.yandex_broken": "put the old key back into TOKEN_ENCRYPTION_KEY and run tokens rotate-key, "
-                                    "or connect the account again",
+        "or connect the account again",
         "doctor.yandex_inactive": "{subject}: the credential is {state}",
         "doctor.fix.yandex_inactive": "connect the Yandex account again in the app",
         "doctor.yandex_token_refused": "{subject}: Yandex refuses the token ({error})",
@@ -81,10 +81,10 @@ MESSAGES = {
         "doctor.fix.amocrm_credential_missing": "register the account again: POST /api/admin/amocrm/accounts",
         "doctor.amocrm_needs_reauth": "{subject}: needs re-authorisation (last error {error})",
         "doctor.fix.amocrm_needs_reauth": "register the account again (POST /api/admin/amocrm/authorize gives "
-                                          "a connect link)",
+        "a connect link)",
         "doctor.amocrm_broken": "{subject}: the credential cannot be decrypted",
         "doctor.fix.amocrm_broken": "put the old key back into TOKEN_ENCRYPTION_KEY and run tokens rotate-key, "
-                                    "or register the account again",
+        "or register the account again",
         "doctor.amocrm_inactive": "{subject}: the credential is {state}",
         "doctor.fix.amocrm_inactive": "register the account again",
         "doctor.amocrm_expired": "{subject}: the long-lived token has expired",
@@ -96,10 +96,10 @@ MESSAGES = {
         "doctor.task_ok": "last {task} run {minutes} min ago",
         "doctor.task_never_ran": "no {task} run has ever been recorded",
         "doctor.fix.task_never_ran": "add a cron line running it every 5 minutes: */5 * * * * … {command} "
-                                     "(see docs/deploy.md)",
+        "(see docs/deploy.md)",
         "doctor.task_stale": "the last {task} run started {minutes} min ago",
         "doctor.fix.task_stale": "cron has stopped calling it: check /etc/cron.d and the system log "
-                                 "(journalctl -t telemost-app-refresh)",
+        "(journalctl -t telemost-app-refresh)",
         "cli.yandex_connected": "Yandex account {account} connected to {domain}",
     },
     "ru": {
@@ -118,13 +118,13 @@ MESSAGES = {
         "doctor.fix.public_url_missing": "укажите в .env PUBLIC_URL — адрес, по которому Bitrix24 видит приложение",
         "doctor.public_url_plain_http": "приложение работает по HTTP без шифрования ({url})",
         "doctor.fix.public_url_plain_http": "токены передаются открыто: подключите TLS (например, certbot --nginx) "
-                                            "и смените PUBLIC_URL на https://",
+        "и смените PUBLIC_URL на https://",
         "doctor.legacy_alias": "старая настройка {old} читается как {new}",
         "doctor.fix.legacy_alias": "переименуйте {old} в {new} в .env",
         "doctor.yandex_app_missing": "YANDEX_CLIENT_ID / YANDEX_CLIENT_SECRET не заданы: аккаунты Яндекса "
-                                     "подключить нельзя",
+        "подключить нельзя",
         "doctor.fix.yandex_app_missing": "создайте приложение на oauth.yandex.ru с правами Телемоста, адрес "
-                                         "возврата PUBLIC_URL/auth/yandex/callback, и впишите его id и секрет в .env",
+        "возврата PUBLIC_URL/auth/yandex/callback, и впишите его id и секрет в .env",
         "doctor.database_ok": "{dialect}, схема на {head}",
         "doctor.database_unreachable": "база данных не отвечает ({error})",
         "doctor.fix.database_unreachable": "проверьте DATABASE_URL / DATABASE_PATH и что сервер запущен",
@@ -133,40 +133,40 @@ MESSAGES = {
         "doctor.oauth_server_ok": "{url} отвечает",
         "doctor.oauth_server_down": "{url} отвечает неправильно или молчит ({error})",
         "doctor.fix.oauth_server_down": "проверьте BITRIX24_OAUTH_URL и исходящую сеть этого сервера; пока он "
-                                        "не отвечает, токены не обновляются",
+        "не отвечает, токены не обновляются",
         "doctor.no_portals": "приложение ещё не установлено ни на один портал",
         "doctor.fix.no_portals": "установите приложение на портал Bitrix24 (обработчик PUBLIC_URL/, установщик "
-                                 "PUBLIC_URL/install)",
+        "PUBLIC_URL/install)",
         "doctor.portal_ok": "{subject}: доступен, доступ активен, бот зарегистрирован, события подписаны",
         "doctor.portal_credential_missing": "{subject}: нет сохранённого доступа",
         "doctor.fix.portal_credential_missing": "администратор портала открывает приложение в Bitrix24 "
-                                                "(или переустанавливает его)",
+        "(или переустанавливает его)",
         "doctor.portal_needs_reauth": "{subject}: доступ требует повторной авторизации (последняя ошибка {error})",
         "doctor.fix.portal_needs_reauth": "администратор портала открывает приложение в Bitrix24 — это сохранит "
-                                          "свежий токен",
+        "свежий токен",
         "doctor.portal_broken": "{subject}: доступ не расшифровывается",
         "doctor.fix.portal_broken": "верните старый ключ в TOKEN_ENCRYPTION_KEY и выполните flask --app app "
-                                    "tokens rotate-key, или пусть администратор портала откроет приложение",
+        "tokens rotate-key, или пусть администратор портала откроет приложение",
         "doctor.portal_inactive": "{subject}: доступ в состоянии {state}",
         "doctor.fix.portal_inactive": "администратор портала открывает приложение в Bitrix24",
         "doctor.portal_auth_failed": "{subject}: портал не принимает токен приложения ({error})",
         "doctor.fix.portal_auth_failed": "администратор портала открывает приложение; если не поможет — "
-                                         "переустановите его",
+        "переустановите его",
         "doctor.portal_unreachable": "{subject}: REST портала не отвечает ({error})",
         "doctor.fix.portal_unreachable": "проверьте, что портал работает и доступен с этого сервера "
-                                         "(DNS, файрвол, прокси)",
+        "(DNS, файрвол, прокси)",
         "doctor.portal_refused": "{subject}: портал отказал в проверочном вызове ({error})",
         "doctor.fix.portal_refused": "переустановите приложение на портале, чтобы оно получило нужные права",
         "doctor.bot_not_registered": "{subject}: бот открытых линий ({code}) не зарегистрирован",
         "doctor.fix.bot_not_registered": "обновите или переустановите приложение на портале (настройка "
-                                         "регистрирует бота)",
+        "регистрирует бота)",
         "doctor.events_not_bound": "{subject}: события не подписаны на {handler}: {events}",
         "doctor.fix.events_not_bound": "обновите или переустановите приложение на портале (настройка "
-                                       "подписывает события); если PUBLIC_URL менялся — дело в этом",
+        "подписывает события); если PUBLIC_URL менялся — дело в этом",
         "doctor.telemost_ok": "{url} отвечает",
         "doctor.telemost_down": "{url} отвечает неправильно или молчит ({error})",
         "doctor.fix.telemost_down": "проверьте TELEMOST_API_URL и исходящую сеть; пока API не отвечает, "
-                                    "встречи не создаются",
+        "встречи не создаются",
         "doctor.yandex_ok": "{subject}: токен принят",
         "doctor.yandex_credential_missing": "{subject}: доступа больше нет",
         "doctor.fix.yandex_credential_missing": "подключите аккаунт Яндекса в приложении заново",
@@ -174,7 +174,7 @@ MESSAGES = {
         "doctor.fix.yandex_needs_reauth": "подключите аккаунт Яндекса в приложении заново (Настройки → Яндекс)",
         "doctor.yandex_broken": "{subject}: доступ не расшифровывается",
         "doctor.fix.yandex_broken": "верните старый ключ в TOKEN_ENCRYPTION_KEY и выполните tokens rotate-key "
-                                    "или подключите аккаунт заново",
+        "или подключите аккаунт заново",
         "doctor.yandex_inactive": "{subject}: доступ в состоянии {state}",
         "doctor.fix.yandex_inactive": "подключите аккаунт Яндекса в приложении заново",
         "doctor.yandex_token_refused": "{subject}: Яндекс не принимает токен ({error})",
@@ -186,10 +186,10 @@ MESSAGES = {
         "doctor.fix.amocrm_credential_missing": "зарегистрируйте аккаунт заново: POST /api/admin/amocrm/accounts",
         "doctor.amocrm_needs_reauth": "{subject}: требуется повторная авторизация (последняя ошибка {error})",
         "doctor.fix.amocrm_needs_reauth": "зарегистрируйте аккаунт заново (POST /api/admin/amocrm/authorize "
-                                          "даёт ссылку подключения)",
+        "даёт ссылку подключения)",
         "doctor.amocrm_broken": "{subject}: доступ не расшифровывается",
         "doctor.fix.amocrm_broken": "верните старый ключ в TOKEN_ENCRYPTION_KEY и выполните tokens rotate-key "
-                                    "или зарегистрируйте аккаунт заново",
+        "или зарегистрируйте аккаунт заново",
         "doctor.amocrm_inactive": "{subject}: доступ в состоянии {state}",
         "doctor.fix.amocrm_inactive": "зарегистрируйте аккаунт заново",
         "doctor.amocrm_expired": "{subject}: срок долгосрочного токена истёк",
@@ -201,10 +201,10 @@ MESSAGES = {
         "doctor.task_ok": "последний запуск {task} — {minutes} мин назад",
         "doctor.task_never_ran": "запусков {task} ещё не было",
         "doctor.fix.task_never_ran": "добавьте строку cron, запускающую его каждые 5 минут: */5 * * * * … "
-                                     "{command} (см. docs/deploy.md)",
+        "{command} (см. docs/deploy.md)",
         "doctor.task_stale": "последний запуск {task} был {minutes} мин назад",
         "doctor.fix.task_stale": "cron перестал его вызывать: проверьте /etc/cron.d и системный журнал "
-                                 "(journalctl -t telemost-app-refresh)",
+        "(journalctl -t telemost-app-refresh)",
         "cli.yandex_connected": "Аккаунт Яндекса {account} подключён к {domain}",
     },
 }

@@ -48,9 +48,7 @@ def _entry(portal: Portal, event: dict[str, Any], deleted: bool) -> dict[str, An
         "tz": event["tz_from"],
         "calendar": f"{event['type']} {event['owner_id']}",
         "host": _name(portal, host),
-        "attendees": [
-            {"name": _name(portal, uid), "host": uid == host} for uid in event["attendees"]
-        ],
+        "attendees": [{"name": _name(portal, uid), "host": uid == host} for uid in event["attendees"]],
         "is_meeting": event["is_meeting"],
         "location": event.get("location", ""),
         "description": event.get("description", ""),

@@ -291,8 +291,7 @@ def send_event(
                 and b["handlers"].get(key)
             ]
             targets = [
-                {"id": b["id"], "handler": b["handlers"][key], "auth_type": "0", "bot": dict(b)}
-                for b in bots[:1]
+                {"id": b["id"], "handler": b["handlers"][key], "auth_type": "0", "bot": dict(b)} for b in bots[:1]
             ]
         else:
             targets = _bound(portal, state, event)

@@ -165,11 +165,7 @@ def event_bind(ctx: Ctx, params: dict[str, Any]) -> bool:
         ctx.require_admin()
     with ctx.state.lock:
         for bound in ctx.portal.handlers:
-            if (
-                bound["client_id"] == ctx.client_id
-                and bound["event"] == event
-                and bound["handler"] == handler
-            ):
+            if bound["client_id"] == ctx.client_id and bound["event"] == event and bound["handler"] == handler:
                 raise RestError("ERROR_CORE", "Handler already exists", 400)
         ctx.portal.handlers.append(
             {

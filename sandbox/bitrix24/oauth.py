@@ -85,9 +85,7 @@ def _exchange(state: State, params: dict[str, Any]) -> Response:
     code = params.get("code")
     if not code:
         return error_response("invalid_request", 'No "code" parameter found', 400)
-    record, error = state.store.redeem_code(
-        "bitrix24", str(code), lambda r: r.client_id == params.get("client_id")
-    )
+    record, error = state.store.redeem_code("bitrix24", str(code), lambda r: r.client_id == params.get("client_id"))
     if error or record is None:
         return error_response("invalid_grant", INVALID_GRANT, 400)
     portal = state.portal(record.subject["portal"])

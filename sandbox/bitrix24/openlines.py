@@ -299,9 +299,7 @@ def client_message(state: State, portal: Portal, body: dict[str, Any]) -> dict[s
     if bot is not None:
         if joined:
             deliveries += _bot_event(state, portal, bot, "ONIMBOTJOINCHAT", _join_fields(snapshot, bot["id"]))
-        deliveries += _bot_event(
-            state, portal, bot, "ONIMBOTMESSAGEADD", _message_fields(snapshot, bot["id"], message)
-        )
+        deliveries += _bot_event(state, portal, bot, "ONIMBOTMESSAGEADD", _message_fields(snapshot, bot["id"], message))
     return {
         "chat_id": snapshot["chat_id"],
         "dialog_id": snapshot["dialog_id"],
@@ -483,9 +481,7 @@ def _chat_by_params(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         chat = find_chat(ctx.portal, ci_get(params, "DIALOG_ID"))
     elif ci_get(params, "SESSION_ID") not in (None, ""):
         wanted = str(ci_get(params, "SESSION_ID"))
-        chat = next(
-            (c for c in ctx.portal.chats.values() if any(str(s["id"]) == wanted for s in c["sessions"])), None
-        )
+        chat = next((c for c in ctx.portal.chats.values() if any(str(s["id"]) == wanted for s in c["sessions"])), None)
     elif ci_get(params, "USER_CODE") not in (None, ""):
         code = str(ci_get(params, "USER_CODE")).removeprefix("imol|")
         chat = next((c for c in ctx.portal.chats.values() if c["entity_id"] == code), None)

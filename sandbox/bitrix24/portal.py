@@ -92,9 +92,7 @@ def create_portal_app(state: State, portal: Portal) -> Flask:
                 portal.opened_by.add(user.id)
         with state.lock:
             colleagues = [
-                {"id": u.id, "name": u.full_name, "position": u.position}
-                for u in portal.users.values()
-                if u.active
+                {"id": u.id, "name": u.full_name, "position": u.position} for u in portal.users.values() if u.active
             ]
         frame = {
             "appOrigin": state.app_origin,
@@ -107,9 +105,7 @@ def create_portal_app(state: State, portal: Portal) -> Flask:
             "users": colleagues,
             "user": {"id": user.id, "name": user.full_name},
         }
-        return render_template(
-            "portal.html", portal=portal, user=user, launch=launch, frame=frame, message=None
-        ), 200
+        return render_template("portal.html", portal=portal, user=user, launch=launch, frame=frame, message=None), 200
 
     @app.get("/calendar/")
     def calendar_page() -> tuple[str, int]:

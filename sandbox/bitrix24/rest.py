@@ -81,9 +81,7 @@ def authenticate(state: State, portal: Portal, token: Any) -> tuple[Grant, User]
 def invoke(ctx: Ctx, name: str, params: dict[str, Any]) -> Any:
     """Run one method (no auth/limit checks: the caller did them)."""
     if ctx.ours and ctx.portal.payment_required and name not in PAYMENT_FREE:
-        raise RestError(
-            "PAYMENT_REQUIRED", "Payment required", int(ctx.state.config["payment_required_status"])
-        )
+        raise RestError("PAYMENT_REQUIRED", "Payment required", int(ctx.state.config["payment_required_status"]))
     fn = METHODS.get(name)
     if fn is None:
         raise RestError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
@@ -193,9 +191,7 @@ def batch(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
             ctx.portal.record(ctx.portal.calls, entry)
         try:
             if name == "batch":
-                raise RestError(
-                    "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", 405
-                )
+                raise RestError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", 405)
             result = invoke(ctx, name, sub_params)
         except RestError as exc:
             entry["status"] = exc.status

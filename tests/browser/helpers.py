@@ -51,8 +51,11 @@ def app_frame(page):
 def portal_users(stack, ids: list[int], portal: str = "portal1") -> dict[int, dict]:
     """The sandbox portal's users by id (user.get through its REST API, as the app sees them)."""
     tokens = mint(stack, portal=portal, user_id=1)
-    answer = requests.post(f"{tokens['client_endpoint']}user.get", timeout=10,
-                           json={"auth": tokens["access_token"], "FILTER": {"@ID": ids}})
+    answer = requests.post(
+        f"{tokens['client_endpoint']}user.get",
+        timeout=10,
+        json={"auth": tokens["access_token"], "FILTER": {"@ID": ids}},
+    )
     answer.raise_for_status()
     return {int(user["ID"]): user for user in answer.json()["result"]}
 

@@ -172,12 +172,14 @@ def test_what_failed_is_shown_and_retry_finishes_it(live_stack, page):
     app.locator("[data-testid=form-name]").fill("Разбор полётов")
     app.locator("[data-testid=form-date]").fill((dt.date.today() + dt.timedelta(days=1)).isoformat())
     app.locator("[data-testid=form-time]").fill("12:00")
-    live_stack.control("POST", "/_sandbox/faults", {"server": "portal", "mode": "5xx", "value": 500, "count": None},
-                       expect=201)
+    live_stack.control(
+        "POST", "/_sandbox/faults", {"server": "portal", "mode": "5xx", "value": 500, "count": None}, expect=201
+    )
     app.locator("[data-testid=form-submit]").click()
     item = app.locator("[data-testid=conference-item]", has_text="Разбор полётов")
     expect(item.locator("[data-testid=conference-failed-step]")).to_contain_text(
-        "событие в календаре Битрикс24 не сохранено", timeout=60_000)
+        "событие в календаре Битрикс24 не сохранено", timeout=60_000
+    )
     [row] = conference_rows(live_stack)
     assert row["failed_step"] == "calendar" and row["link"]
     assert portal_state(live_stack)["calendar_events"] == []
@@ -249,8 +251,10 @@ def test_english_portal_user_sees_no_russian_ui_text(live_stack, page, artifacts
     app = open_app_in(page, live_stack, "en", user_id=1)
     expect(app.locator("[data-testid=greeting]")).to_have_text("Hello, Иван Петров!")
     frame = app_frame(page)
-    settled = {"dialogs": "[data-testid=dialogs-empty], [data-testid=dialog-list], [data-testid=dialogs-error]",
-               "settings": "[data-testid=yandex-status]"}
+    settled = {
+        "dialogs": "[data-testid=dialogs-empty], [data-testid=dialog-list], [data-testid=dialogs-error]",
+        "settings": "[data-testid=yandex-status]",
+    }
     for tab, selector in settled.items():
         app.locator(f"[data-testid=tab-{tab}]").click()
         expect(app.locator(selector)).to_be_visible()

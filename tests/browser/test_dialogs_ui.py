@@ -50,9 +50,18 @@ def test_admin_attaches_the_bot_and_reads_a_dialog(live_stack, page, artifacts):
     assert str(line.get("WELCOME_BOT_ENABLE", line.get("config", {}).get("WELCOME_BOT_ENABLE"))) == "Y"
 
     # A client writes to that line: the bot stores the dialog and hands it to an operator.
-    sent = live_stack.control("POST", "/_sandbox/portals/portal1/openlines/message", {
-        "line_id": line_id, "client": {"id": "client-17", "name": "Ольга Клиентова"},
-        "text": "Здравствуйте, где мой заказ?", "connector": "livechat", "chat_id": None}, expect=200)
+    sent = live_stack.control(
+        "POST",
+        "/_sandbox/portals/portal1/openlines/message",
+        {
+            "line_id": line_id,
+            "client": {"id": "client-17", "name": "Ольга Клиентова"},
+            "text": "Здравствуйте, где мой заказ?",
+            "connector": "livechat",
+            "chat_id": None,
+        },
+        expect=200,
+    )
     chat_id = sent["chat_id"]
     row = app.locator(f"[data-testid=dialog-item][data-chat-id='{chat_id}']")
     for _attempt in range(20):  # the work happens off the request path: refresh until it is done
@@ -102,7 +111,10 @@ def test_admin_attaches_the_bot_and_reads_a_dialog(live_stack, page, artifacts):
     expect(app.locator("[data-testid=toast]")).to_have_text("Настройки бота сохранены")
     [settings] = table_rows(live_stack, "bot_settings")
     assert (settings["greeting"], settings["transfer_mode"], str(settings["queue_id"])) == (
-        "Здравствуйте! Оператор скоро ответит.", "queue", second)
+        "Здравствуйте! Оператор скоро ответит.",
+        "queue",
+        second,
+    )
 
     # The switch: off is stored for the portal, and the tab says what it means.
     switch = app.locator("[data-testid=bot-switch]")

@@ -50,8 +50,11 @@ def test_banner_when_the_portal_credential_needs_reauth(live_stack, page):
     db = app_db(live_stack)
     try:
         with db.write() as conn:
-            conn.execute(sa.update(credentials).where(credentials.c.subject == "portal")
-                         .values(status="needs_reauth", last_error="invalid_grant"))
+            conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.subject == "portal")
+                .values(status="needs_reauth", last_error="invalid_grant")
+            )
     finally:
         db.dispose()
     app = open_app(page, live_stack, user_id=2)
@@ -64,8 +67,9 @@ def test_banner_when_the_portal_credential_needs_reauth(live_stack, page):
 
 @pytest.fixture
 def short_session_stack(tmp_path):
-    stack = Stack(database_path=str(tmp_path / "live.db"), log_dir=tmp_path,
-                  extra_app_env={"SESSION_TTL_SECONDS": "60"})
+    stack = Stack(
+        database_path=str(tmp_path / "live.db"), log_dir=tmp_path, extra_app_env={"SESSION_TTL_SECONDS": "60"}
+    )
     yield stack
     stack.stop()
 
@@ -94,8 +98,9 @@ def test_admin_issues_a_portal_api_token_that_works(live_stack, page):
     expect(value).to_be_visible()
     token = value.input_value()
     member_id = live_stack.sandbox["portals"][0]["member_id"]
-    answer = requests.get(f"{live_stack.app_url}/api/admin/tokens/bitrix24/{member_id}",
-                          headers={"X-API-Token": token}, timeout=10)
+    answer = requests.get(
+        f"{live_stack.app_url}/api/admin/tokens/bitrix24/{member_id}", headers={"X-API-Token": token}, timeout=10
+    )
     assert answer.status_code == 200 and answer.json()["access_token"]
     assert "refresh_token" not in answer.json()
     # Employees do not see the card.

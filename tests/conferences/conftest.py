@@ -119,10 +119,18 @@ class World:
         admin = self.control.mint(portal=info["name"], user_id=1)
         ts = now()
         with self.services.db.write() as conn:
-            portal_id = conn.execute(sa.insert(portals).values(
-                member_id=info["member_id"], domain=info["domain"], client_endpoint=info["rest"],
-                server_endpoint=admin["server_endpoint"], status="installed", language="ru",
-                installed_at=ts, updated_at=ts)).inserted_primary_key[0]
+            portal_id = conn.execute(
+                sa.insert(portals).values(
+                    member_id=info["member_id"],
+                    domain=info["domain"],
+                    client_endpoint=info["rest"],
+                    server_endpoint=admin["server_endpoint"],
+                    status="installed",
+                    language="ru",
+                    installed_at=ts,
+                    updated_at=ts,
+                )
+            ).inserted_primary_key[0]
         self._store_bitrix(info["member_id"], PORTAL_SUBJECT, admin, portal_id, 1)
         if yandex_login:
             self.connect_yandex(portal_id, yandex_login)
@@ -132,18 +140,27 @@ class World:
     def _store_bitrix(self, member_id: str, subject: str, pair: dict, portal_id: int, user_id: int) -> int:
         ts = int(time.time())
         return self.services.vault.store(
-            "bitrix24", member_id, subject,
+            "bitrix24",
+            member_id,
+            subject,
             TokenSet(pair["access_token"], pair["refresh_token"], ts + int(pair["expires_in"]), ts + 10**7),
-            portal_id=portal_id, user_id=user_id, endpoint=pair["server_endpoint"])
+            portal_id=portal_id,
+            user_id=user_id,
+            endpoint=pair["server_endpoint"],
+        )
 
     def connect_yandex(self, portal_id: int, login: str, subject: str = ACCOUNT_SUBJECT) -> int:
         """Store a Yandex credential of the sandbox's Yandex OAuth (the portal's, or a user's own)."""
         pair = self.control.mint("yandex", login=login)
         ts = int(time.time())
         return self.services.vault.store(
-            "yandex", str(pair["user_id"]), subject,
+            "yandex",
+            str(pair["user_id"]),
+            subject,
             TokenSet(pair["access_token"], pair["refresh_token"], ts + int(pair["expires_in"]), ts + 10**7),
-            portal_id=portal_id, label=f"{login}@yandex.ru")
+            portal_id=portal_id,
+            label=f"{login}@yandex.ru",
+        )
 
     def user(self, user_id: int = 2, portal: str = "portal1", *, own_pair: bool = True) -> User:
         """Sign a user in: their own Bitrix24 pair in the vault and a session token."""
@@ -153,8 +170,14 @@ class World:
         if own_pair:
             pair = self.control.mint(portal=info["name"], user_id=user_id)
             self._store_bitrix(info["member_id"], user_subject(user_id), pair, self.portal_ids[portal], user_id)
-        identity = Identity(member_id=info["member_id"], user_id=user_id, portal_id=self.portal_ids[portal],
-                            domain=info["domain"], name=f"User {user_id}", is_admin=user_id == 1)
+        identity = Identity(
+            member_id=info["member_id"],
+            user_id=user_id,
+            portal_id=self.portal_ids[portal],
+            domain=info["domain"],
+            name=f"User {user_id}",
+            is_admin=user_id == 1,
+        )
         token, _ = self.services.signer.issue(identity)
         return User(self.portal_ids[portal], portal, user_id, {"Authorization": f"Bearer {token}"})
 
@@ -172,11 +195,19 @@ class World:
 def world(sandbox, control, tmp_path):
     """An in-process app wired to the sandbox."""
     env, info = sandbox
-    app = create_app(make_config(
-        tmp_path, BITRIX24_OAUTH_URL=info["oauth"], BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
-        BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"], YANDEX_OAUTH_URL=info["yandex_oauth"],
-        YANDEX_LOGIN_URL=info["yandex_login"], YANDEX_CLIENT_ID=env["YANDEX_CLIENT_ID"],
-        YANDEX_CLIENT_SECRET=env["YANDEX_CLIENT_SECRET"], TELEMOST_API_URL=info["telemost"]))
+    app = create_app(
+        make_config(
+            tmp_path,
+            BITRIX24_OAUTH_URL=info["oauth"],
+            BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
+            BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"],
+            YANDEX_OAUTH_URL=info["yandex_oauth"],
+            YANDEX_LOGIN_URL=info["yandex_login"],
+            YANDEX_CLIENT_ID=env["YANDEX_CLIENT_ID"],
+            YANDEX_CLIENT_SECRET=env["YANDEX_CLIENT_SECRET"],
+            TELEMOST_API_URL=info["telemost"],
+        )
+    )
     yield World(app, control)
     app.extensions["db"].dispose()
 

@@ -10,9 +10,15 @@ import sqlalchemy as sa
 from database import conferences, telemost_restrictions
 
 ROUTES = [
-    ("GET", "/api/conferences"), ("POST", "/api/conferences"), ("GET", "/api/conferences/1"),
-    ("PUT", "/api/conferences/1"), ("PATCH", "/api/conferences/1"), ("DELETE", "/api/conferences/1"),
-    ("POST", "/api/conferences/1/retry"), ("GET", "/api/bitrix/users"), ("GET", "/api/telemost/account"),
+    ("GET", "/api/conferences"),
+    ("POST", "/api/conferences"),
+    ("GET", "/api/conferences/1"),
+    ("PUT", "/api/conferences/1"),
+    ("PATCH", "/api/conferences/1"),
+    ("DELETE", "/api/conferences/1"),
+    ("POST", "/api/conferences/1/retry"),
+    ("GET", "/api/bitrix/users"),
+    ("GET", "/api/telemost/account"),
 ]
 
 
@@ -49,46 +55,55 @@ def test_create_answers_201_with_location_and_the_row(world, alice, control):
 VALID = {"name": "X", "type": "broadcast", "start_date": "2030-01-10", "start_time": "10:00"}
 
 
-@pytest.mark.parametrize(("body", "field", "reason"), [
-    ({"name": None}, "name", "string_type"),
-    ({"name": "   "}, "name", "string_too_short"),
-    ({"name": "x" * 256}, "name", "string_too_long"),
-    ({"type": "webinar"}, "type", "literal_error"),
-    ({"description": "x" * 5001}, "description", "string_too_long"),
-    ({"start_date": "10.01.2030"}, "start_date", "invalid_date"),
-    ({"start_date": "2030-02-30"}, "start_date", "date_from_datetime_parsing"),
-    ({"start_date": "0001-01-01"}, "start_date", "date_out_of_range"),
-    ({"start_time": "10:00:00"}, "start_time", "invalid_time"),
-    ({"start_time": "25:00"}, "start_time", "time_parsing"),
-    ({"duration_minutes": 4}, "duration_minutes", "greater_than_equal"),
-    ({"duration_minutes": 1441}, "duration_minutes", "less_than_equal"),
-    ({"timezone": "Mars/Olympus"}, "timezone", "invalid_timezone"),
-    ({"cohosts": ["not-an-address"]}, "cohosts", "invalid_email"),
-    ({"cohosts": [f"u{i}@x.ru" for i in range(31)]}, "cohosts", "too_long"),
-    ({"invitees": [0]}, "invitees", "greater_than"),
-    ({"invitees": ["abc"]}, "invitees", "int_parsing"),
-    ({"invitees": list(range(1, 102))}, "invitees", "too_long"),
-    ({"viewers": list(range(1, 202))}, "viewers", "too_long"),
-    ({"live_stream_title": "x" * 1025}, "live_stream_title", "string_too_long"),
-    ({"live_stream_description": "x" * 2049}, "live_stream_description", "string_too_long"),
-    ({"waiting_room_level": "EVERYONE"}, "waiting_room_level", "literal_error"),
-    ({"create_calendar_event": "maybe"}, "create_calendar_event", "bool_parsing"),
-    ({"description": "a\x00b"}, "description", "invalid_character"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"name": None}, "name", "string_type"),
+        ({"name": "   "}, "name", "string_too_short"),
+        ({"name": "x" * 256}, "name", "string_too_long"),
+        ({"type": "webinar"}, "type", "literal_error"),
+        ({"description": "x" * 5001}, "description", "string_too_long"),
+        ({"start_date": "10.01.2030"}, "start_date", "invalid_date"),
+        ({"start_date": "2030-02-30"}, "start_date", "date_from_datetime_parsing"),
+        ({"start_date": "0001-01-01"}, "start_date", "date_out_of_range"),
+        ({"start_time": "10:00:00"}, "start_time", "invalid_time"),
+        ({"start_time": "25:00"}, "start_time", "time_parsing"),
+        ({"duration_minutes": 4}, "duration_minutes", "greater_than_equal"),
+        ({"duration_minutes": 1441}, "duration_minutes", "less_than_equal"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "invalid_timezone"),
+        ({"cohosts": ["not-an-address"]}, "cohosts", "invalid_email"),
+        ({"cohosts": [f"u{i}@x.ru" for i in range(31)]}, "cohosts", "too_long"),
+        ({"invitees": [0]}, "invitees", "greater_than"),
+        ({"invitees": ["abc"]}, "invitees", "int_parsing"),
+        ({"invitees": list(range(1, 102))}, "invitees", "too_long"),
+        ({"viewers": list(range(1, 202))}, "viewers", "too_long"),
+        ({"live_stream_title": "x" * 1025}, "live_stream_title", "string_too_long"),
+        ({"live_stream_description": "x" * 2049}, "live_stream_description", "string_too_long"),
+        ({"waiting_room_level": "EVERYONE"}, "waiting_room_level", "literal_error"),
+        ({"create_calendar_event": "maybe"}, "create_calendar_event", "bool_parsing"),
+        ({"description": "a\x00b"}, "description", "invalid_character"),
+    ],
+)
 def test_field_validation(world, alice, control, body, field, reason):
     response = create(world, alice, 422, **{**VALID, **body})
-    assert response.json == {"error": "validation_error", "message": "Some fields are not filled in correctly.",
-                             "fields": {field: reason}}
+    assert response.json == {
+        "error": "validation_error",
+        "message": "Some fields are not filled in correctly.",
+        "fields": {field: reason},
+    }
     assert world.rows() == [] and control.meetings() == []
 
 
-@pytest.mark.parametrize(("body", "field", "reason"), [
-    ({"type": "conference", "viewers": [3]}, "viewers", "broadcast_only"),
-    ({"type": "conference", "live_stream_title": "T"}, "live_stream_title", "broadcast_only"),
-    ({"start_date": None}, "start_date", "requires_start"),
-    ({"start_time": None, "create_calendar_event": True}, "create_calendar_event", "requires_start"),
-    ({"invite_users": True}, "invitees", "required_for_invite"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"type": "conference", "viewers": [3]}, "viewers", "broadcast_only"),
+        ({"type": "conference", "live_stream_title": "T"}, "live_stream_title", "broadcast_only"),
+        ({"start_date": None}, "start_date", "requires_start"),
+        ({"start_time": None, "create_calendar_event": True}, "create_calendar_event", "requires_start"),
+        ({"invite_users": True}, "invitees", "required_for_invite"),
+    ],
+)
 def test_rules_across_fields(world, alice, body, field, reason):
     response = create(world, alice, 422, **{**VALID, **body})
     assert response.json["fields"] == {field: reason}
@@ -105,29 +120,39 @@ def test_missing_name_and_non_object_bodies(world, alice):
 
 def test_patch_checks_the_rules_on_the_merged_result(world, alice):
     conference = create(world, alice).json
-    response = world.client.patch(f"/api/conferences/{conference['id']}", json={"create_calendar_event": True},
-                                  headers=alice.headers)
+    response = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"create_calendar_event": True}, headers=alice.headers
+    )
     assert response.status_code == 422
     assert response.json["fields"] == {"create_calendar_event": "requires_start"}
-    bad = world.client.patch(f"/api/conferences/{conference['id']}", json={"duration_minutes": 0},
-                             headers=alice.headers)
+    bad = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"duration_minutes": 0}, headers=alice.headers
+    )
     assert bad.status_code == 422 and bad.json["fields"] == {"duration_minutes": "greater_than_equal"}
     assert world.row(conference["id"])["create_calendar_event"] is False
 
 
 def test_type_cannot_change(world, alice):
     conference = create(world, alice).json
-    response = world.client.patch(f"/api/conferences/{conference['id']}", json={"type": "broadcast"},
-                                  headers=alice.headers)
+    response = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"type": "broadcast"}, headers=alice.headers
+    )
     assert response.status_code == 422 and response.json["fields"] == {"type": "cannot_change"}
 
 
-@pytest.mark.parametrize(("query", "field", "reason"), [
-    ("per_page=101", "per_page", "less_than_equal"), ("per_page=0", "per_page", "greater_than_equal"),
-    ("page=0", "page", "greater_than_equal"), ("page=x", "page", "int_parsing"),
-    ("type=webinar", "type", "literal_error"), ("status=done", "status", "literal_error"),
-    ("when=tomorrow", "when", "literal_error"), ("q=%00", "q", "invalid_character"),
-])
+@pytest.mark.parametrize(
+    ("query", "field", "reason"),
+    [
+        ("per_page=101", "per_page", "less_than_equal"),
+        ("per_page=0", "per_page", "greater_than_equal"),
+        ("page=0", "page", "greater_than_equal"),
+        ("page=x", "page", "int_parsing"),
+        ("type=webinar", "type", "literal_error"),
+        ("status=done", "status", "literal_error"),
+        ("when=tomorrow", "when", "literal_error"),
+        ("q=%00", "q", "invalid_character"),
+    ],
+)
 def test_list_query_validation(world, alice, query, field, reason):
     response = world.client.get(f"/api/conferences?{query}", headers=alice.headers)
     assert response.status_code == 422 and response.json["fields"] == {field: reason}
@@ -138,20 +163,39 @@ def _seed(world, user, rows):
     ts = 1_900_000_000
     with world.services.db.write() as conn:
         for i, (name, kind, status, starts) in enumerate(rows):
-            conn.execute(sa.insert(conferences).values(
-                portal_id=user.portal_id, owner_id=user.user_id, name=name, search_name=name.casefold(), type=kind,
-                duration_minutes=60, starts_at=starts, ends_at=starts + 3600, status=status,
-                telemost_id=str(10**11 + i), link=f"https://telemost.yandex.ru/j/{10**11 + i}",
-                created_at=ts, updated_at=ts))
+            conn.execute(
+                sa.insert(conferences).values(
+                    portal_id=user.portal_id,
+                    owner_id=user.user_id,
+                    name=name,
+                    search_name=name.casefold(),
+                    type=kind,
+                    duration_minutes=60,
+                    starts_at=starts,
+                    ends_at=starts + 3600,
+                    status=status,
+                    telemost_id=str(10**11 + i),
+                    link=f"https://telemost.yandex.ru/j/{10**11 + i}",
+                    created_at=ts,
+                    updated_at=ts,
+                )
+            )
 
 
 def test_list_orders_filters_searches_and_pages(world, alice, monkeypatch):
     future, past = 4_000_000_000, 1_000_000_000
-    _seed(world, alice, [
-        ("Past old", "conference", "scheduled", past), ("Past new", "broadcast", "scheduled", past + 10_000),
-        ("Soon", "conference", "scheduled", future), ("Later", "broadcast", "incomplete", future + 10_000),
-        ("ПЛАНЁРКА отдела", "conference", "scheduled", future + 20_000), ("hidden", "conference", "creating", future),
-    ])
+    _seed(
+        world,
+        alice,
+        [
+            ("Past old", "conference", "scheduled", past),
+            ("Past new", "broadcast", "scheduled", past + 10_000),
+            ("Soon", "conference", "scheduled", future),
+            ("Later", "broadcast", "incomplete", future + 10_000),
+            ("ПЛАНЁРКА отдела", "conference", "scheduled", future + 20_000),
+            ("hidden", "conference", "creating", future),
+        ],
+    )
 
     def names(query):
         response = world.client.get(f"/api/conferences?{query}", headers=alice.headers)
@@ -169,8 +213,19 @@ def test_list_orders_filters_searches_and_pages(world, alice, monkeypatch):
     assert items == ["ПЛАНЁРКА отдела", "Past new"]
     assert (page["page"], page["per_page"], page["total"]) == (2, 2, 5)
     assert names("per_page=2&page=9")[1]["items"] == []
-    assert set(page["items"][0]) >= {"id", "link", "watch_url", "telemost_id", "calendar_event_id", "status",
-                                     "failed_step", "owner_id", "owner_name", "created_at", "updated_at"}
+    assert set(page["items"][0]) >= {
+        "id",
+        "link",
+        "watch_url",
+        "telemost_id",
+        "calendar_event_id",
+        "status",
+        "failed_step",
+        "owner_id",
+        "owner_name",
+        "created_at",
+        "updated_at",
+    }
 
 
 def test_other_users_and_portals_see_404(world, alice):
@@ -179,8 +234,13 @@ def test_other_users_and_portals_see_404(world, alice):
     stranger = world.user(2, portal="portal2")
     for intruder in (bob, stranger):
         base = f"/api/conferences/{conference['id']}"
-        calls = [("GET", base, None), ("PUT", base, {"name": "Mine"}), ("PATCH", base, {"name": "Mine"}),
-                 ("DELETE", base, None), ("POST", f"{base}/retry", None)]
+        calls = [
+            ("GET", base, None),
+            ("PUT", base, {"name": "Mine"}),
+            ("PATCH", base, {"name": "Mine"}),
+            ("DELETE", base, None),
+            ("POST", f"{base}/retry", None),
+        ]
         for method, path, body in calls:
             response = world.client.open(path, method=method, json=body, headers=intruder.headers)
             assert response.status_code == 404, (method, intruder)
@@ -230,8 +290,9 @@ def test_portal_users_are_active_employees_paged_and_cached(world, alice, contro
     second = world.client.get("/api/bitrix/users?page=2", headers=alice.headers).json
     assert len(second["items"]) == 9
     found = world.client.get("/api/bitrix/users?q=Смирн", headers=alice.headers).json
-    assert [(u["id"], u["name"], u["position"]) for u in found["items"]] == [(2, "Мария Смирнова",
-                                                                             "Менеджер по продажам")]
+    assert [(u["id"], u["name"], u["position"]) for u in found["items"]] == [
+        (2, "Мария Смирнова", "Менеджер по продажам")
+    ]
     control.clear_calls()
     world.client.get("/api/bitrix/users?q=Смирн", headers=alice.headers)
     assert control.calls() == []
@@ -242,8 +303,13 @@ def test_portal_users_are_active_employees_paged_and_cached(world, alice, contro
 def test_account_says_whose_yandex_account_organises(world, control):
     user = world.user(2)
     account = world.client.get("/api/telemost/account", headers=user.headers).json
-    assert account == {"connected": True, "personal": False, "account": "sandbox.user@yandex.ru",
-                       "restricted": False, "needs_reconnect": False}
+    assert account == {
+        "connected": True,
+        "personal": False,
+        "account": "sandbox.user@yandex.ru",
+        "restricted": False,
+        "needs_reconnect": False,
+    }
     world.connect_yandex(user.portal_id, "maria.own", subject="user:2")
     own = world.client.get("/api/telemost/account", headers=user.headers).json
     assert own["personal"] is True and own["account"] == "maria.own@yandex.ru"
@@ -279,23 +345,38 @@ def test_openapi_document_is_generated_from_the_models(world):
     assert response.status_code == 200
     doc = response.json
     assert doc["openapi"] == "3.1.0"
-    assert set(doc["paths"]) == {"/api/conferences", "/api/conferences/{id}", "/api/conferences/{id}/retry",
-                                 "/api/bitrix/users", "/api/telemost/account"}
+    assert set(doc["paths"]) == {
+        "/api/conferences",
+        "/api/conferences/{id}",
+        "/api/conferences/{id}/retry",
+        "/api/bitrix/users",
+        "/api/telemost/account",
+    }
     schemas = doc["components"]["schemas"]
     assert schemas["ConferenceCreate"]["required"] == ["name"]
     assert set(schemas["ValidationFailure"]["properties"]) == {"error", "message", "fields"}
     assert schemas["Conference"]["properties"]["waiting_room_level"]["enum"] == ["PUBLIC", "ORGANIZATION", "ADMINS"]
     post = doc["paths"]["/api/conferences"]["post"]
     assert post["responses"]["201"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Conference"}
+        "$ref": "#/components/schemas/Conference"
+    }
     assert post["parameters"][0]["name"] == "Idempotency-Key"
 
 
 def test_answers_match_the_documented_models(world, alice, control):
     from models import schemas
 
-    conference = create(world, alice, type="broadcast", invite_users=True, invitees=[3], viewers=[4],
-                        create_calendar_event=True, start_date="2030-01-10", start_time="10:00").json
+    conference = create(
+        world,
+        alice,
+        type="broadcast",
+        invite_users=True,
+        invitees=[3],
+        viewers=[4],
+        create_calendar_event=True,
+        start_date="2030-01-10",
+        start_time="10:00",
+    ).json
     assert schemas.Conference.model_validate(conference, strict=True).model_dump() == conference
     page = world.client.get("/api/conferences", headers=alice.headers).json
     assert schemas.ConferencePage.model_validate(page, strict=True).model_dump() == page

@@ -41,15 +41,27 @@ def portal_client(world):
 
 # ---- Bitrix24 ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("code", "kind"), [
-    ("expired_token", Bitrix24AuthError), ("invalid_token", Bitrix24AuthError), ("NO_AUTH_FOUND", Bitrix24AuthError),
-    ("insufficient_scope", Bitrix24AccessDenied), ("ACCESS_DENIED", Bitrix24AccessDenied),
-    ("WRONG_AUTH_TYPE", Bitrix24AccessDenied), ("QUERY_LIMIT_EXCEEDED", Bitrix24RateLimited),
-    ("OPERATION_TIME_LIMIT", Bitrix24RateLimited), ("OVERLOAD_LIMIT", Bitrix24RateLimited),
-    ("PAYMENT_REQUIRED", Bitrix24PaymentRequired), ("INVALID_REQUEST", Bitrix24BadRequest),
-    ("ERROR_BATCH_LENGTH_EXCEEDED", Bitrix24BadRequest), ("ERROR_METHOD_NOT_FOUND", Bitrix24MethodNotFound),
-    ("INTERNAL_SERVER_ERROR", Bitrix24ServerError), ("PORTAL_DELETED", Bitrix24PortalDeleted),
-])
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("expired_token", Bitrix24AuthError),
+        ("invalid_token", Bitrix24AuthError),
+        ("NO_AUTH_FOUND", Bitrix24AuthError),
+        ("insufficient_scope", Bitrix24AccessDenied),
+        ("ACCESS_DENIED", Bitrix24AccessDenied),
+        ("WRONG_AUTH_TYPE", Bitrix24AccessDenied),
+        ("QUERY_LIMIT_EXCEEDED", Bitrix24RateLimited),
+        ("OPERATION_TIME_LIMIT", Bitrix24RateLimited),
+        ("OVERLOAD_LIMIT", Bitrix24RateLimited),
+        ("PAYMENT_REQUIRED", Bitrix24PaymentRequired),
+        ("INVALID_REQUEST", Bitrix24BadRequest),
+        ("ERROR_BATCH_LENGTH_EXCEEDED", Bitrix24BadRequest),
+        ("ERROR_METHOD_NOT_FOUND", Bitrix24MethodNotFound),
+        ("INTERNAL_SERVER_ERROR", Bitrix24ServerError),
+        ("PORTAL_DELETED", Bitrix24PortalDeleted),
+    ],
+)
 def test_system_errors_are_typed(code, kind):
     error = error_for(code, "text", 401)
     assert type(error) is kind and isinstance(error, Bitrix24Error)
@@ -60,11 +72,13 @@ def test_system_errors_are_typed(code, kind):
 def test_batch_with_result_references_and_per_command_errors(portal_client):
     request = load_fixture("rest-batch-request.json")["payload"]
     assert "$result[get_user]" in request["cmd"]["get_department"]  # the documented reference syntax
-    answer = portal_client.batch({
-        "me": ("user.current", {}),
-        "same": ("user.get", {"FILTER": {"ID": "$result[me][ID]"}}),
-        "bad": ("im.notify.system.add", {"USER_ID": 0, "MESSAGE": "x"}),
-    })
+    answer = portal_client.batch(
+        {
+            "me": ("user.current", {}),
+            "same": ("user.get", {"FILTER": {"ID": "$result[me][ID]"}}),
+            "bad": ("im.notify.system.add", {"USER_ID": 0, "MESSAGE": "x"}),
+        }
+    )
     assert answer["result"]["me"]["ID"] == "1"
     assert [u["ID"] for u in answer["result"]["same"]] == ["1"]
     assert answer["result_total"] == {"same": 1}
@@ -73,8 +87,9 @@ def test_batch_with_result_references_and_per_command_errors(portal_client):
 
 
 def test_batch_halt_stops_at_the_first_error(portal_client):
-    answer = portal_client.batch({"bad": ("im.notify.system.add", {"USER_ID": 0, "MESSAGE": "x"}),
-                                  "me": ("user.current", {})}, halt=True)
+    answer = portal_client.batch(
+        {"bad": ("im.notify.system.add", {"USER_ID": 0, "MESSAGE": "x"}), "me": ("user.current", {})}, halt=True
+    )
     assert answer["result"] == {} and list(answer["result_error"]) == ["bad"]
     with pytest.raises(ValueError):
         portal_client.batch({str(i): ("user.current", {}) for i in range(51)})
@@ -83,8 +98,10 @@ def test_batch_halt_stops_at_the_first_error(portal_client):
 def test_command_errors_read_the_documented_shapes():
     halt0 = load_fixture("rest-batch-error-halt0.json")["payload"]["result"]
     errors = command_errors(halt0)
-    assert {k: type(v) for k, v in errors.items()} == {"get_user": Bitrix24AccessDenied,
-                                                       "get_department": Bitrix24AccessDenied}
+    assert {k: type(v) for k, v in errors.items()} == {
+        "get_user": Bitrix24AccessDenied,
+        "get_department": Bitrix24AccessDenied,
+    }
     assert command_errors(load_fixture("rest-batch.json")["payload"]["result"]) == {}
 
 
@@ -151,6 +168,7 @@ def test_rest_client_waits_for_the_pacer_before_calling():
 
 # ---- Telemost ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def telemost(world, control):
     """A Telemost client for an organisation account of the sandbox's Yandex OAuth."""
@@ -160,8 +178,11 @@ def telemost(world, control):
 
 
 def test_conference_lifecycle_and_cohosts(telemost, control):
-    meeting = telemost.create(waiting_room_level="ORGANIZATION", cohosts=["a@corp.example"],
-                              live_stream={"title": "T", "description": "D", "access_level": "PUBLIC"})
+    meeting = telemost.create(
+        waiting_room_level="ORGANIZATION",
+        cohosts=["a@corp.example"],
+        live_stream={"title": "T", "description": "D", "access_level": "PUBLIC"},
+    )
     assert meeting.watch_url and meeting.join_url.endswith(meeting.id)
     got = telemost.get(meeting.id)
     assert got.waiting_room_level == "ORGANIZATION" and got.live_stream["title"] == "T"
@@ -176,8 +197,9 @@ def test_conference_lifecycle_and_cohosts(telemost, control):
     assert control.meetings()[0]["cohosts"] == ["c@corp.example", "d@corp.example"]
 
 
-@pytest.mark.parametrize(("knob", "outcome"), [("204", DELETED), ("405", DELETE_UNSUPPORTED),
-                                               ("404", DELETE_UNSUPPORTED)])
+@pytest.mark.parametrize(
+    ("knob", "outcome"), [("204", DELETED), ("405", DELETE_UNSUPPORTED), ("404", DELETE_UNSUPPORTED)]
+)
 def test_delete_where_the_api_allows_it(telemost, control, knob, outcome):
     meeting = telemost.create()
     control.configure(telemost_delete=knob)

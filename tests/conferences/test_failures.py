@@ -42,8 +42,10 @@ def test_calendar_failure_keeps_the_meeting_and_retry_finishes(world, alice, con
     assert conference["failure_code"] == "bitrix_unavailable" and conference["calendar_event_id"] is None
     assert len(control.meetings()) == 1 and control.state()["calendar_events"] == []
     row = world.row(conference["id"])
-    assert json.loads(row["pending_notifications"]) == [{"user_id": 3, "kind": "invited"},
-                                                        {"user_id": 4, "kind": "invited"}]
+    assert json.loads(row["pending_notifications"]) == [
+        {"user_id": 3, "kind": "invited"},
+        {"user_id": 4, "kind": "invited"},
+    ]
     done = retry(world, alice, conference["id"])
     assert (done["status"], done["failed_step"], done["failure_code"]) == ("scheduled", None, None)
     [event] = control.state()["calendar_events"]
@@ -93,8 +95,9 @@ def test_failed_calendar_command_in_a_good_batch(world, alice, control, monkeypa
 def test_update_calendar_failure_and_retry(world, alice, control):
     conference = create(world, alice, create_calendar_event=True, **SLOT)
     portal_down(control)
-    changed = world.client.patch(f"/api/conferences/{conference['id']}", json={"start_time": "18:00"},
-                                 headers=alice.headers).json
+    changed = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"start_time": "18:00"}, headers=alice.headers
+    ).json
     assert changed["failed_step"] == "calendar" and changed["start_time"] == "18:00"
     assert control.state()["calendar_events"][0]["DATE_FROM"] == "04.03.2030 15:30:00"
     retry(world, alice, conference["id"])
@@ -108,8 +111,12 @@ def test_delete_failure_keeps_a_cancelled_row_until_retry(world, alice, control)
     portal_down(control)
     response = world.client.delete(f"/api/conferences/{conference['id']}", headers=alice.headers)
     assert response.status_code == 200
-    assert response.json == {"id": conference["id"], "deleted": False, "telemost": "deleted",
-                             "failed_step": "calendar_delete"}
+    assert response.json == {
+        "id": conference["id"],
+        "deleted": False,
+        "telemost": "deleted",
+        "failed_step": "calendar_delete",
+    }
     row = world.row(conference["id"])
     assert (row["status"], row["telemost_id"]) == ("cancelled", None)
     assert control.meetings()[0]["deleted"] is True
@@ -122,19 +129,21 @@ def test_delete_failure_keeps_a_cancelled_row_until_retry(world, alice, control)
     assert "отменена" in control.state()["notifications"][0]["message"]
 
 
-@pytest.mark.parametrize(("knobs", "body", "status", "code"), [
-    ({"telemost_personal_restricted": True}, {}, 409, "telemost_restricted_to_organizations"),
-    ({"telemost_live_stream_paid": True}, {"type": "broadcast"}, 402, "telemost_live_stream_payment_required"),
-    ({"telemost_forbidden": True}, {}, 409, "yandex_reconnect_required"),
-    ({}, {"cohosts": ["a@corp.example", "x@unknown.example"]}, 400, "telemost_unknown_users"),
-    ({"telemost_rate_burst": 0}, {}, 429, "telemost_rate_limited"),
-])
+@pytest.mark.parametrize(
+    ("knobs", "body", "status", "code"),
+    [
+        ({"telemost_personal_restricted": True}, {}, 409, "telemost_restricted_to_organizations"),
+        ({"telemost_live_stream_paid": True}, {"type": "broadcast"}, 402, "telemost_live_stream_payment_required"),
+        ({"telemost_forbidden": True}, {}, 409, "yandex_reconnect_required"),
+        ({}, {"cohosts": ["a@corp.example", "x@unknown.example"]}, 400, "telemost_unknown_users"),
+        ({"telemost_rate_burst": 0}, {}, 429, "telemost_rate_limited"),
+    ],
+)
 def test_telemost_errors_leave_nothing_behind(world, alice, control, knobs, body, status, code):
     world.services.telemost.retries = 1
     if knobs:
         control.configure(**knobs)
-    answer = create(world, alice, status, create_calendar_event=True, invite_users=True, invitees=[3],
-                    **SLOT, **body)
+    answer = create(world, alice, status, create_calendar_event=True, invite_users=True, invitees=[3], **SLOT, **body)
     assert answer["error"] == code and answer["message"]
     assert answer["request_id"]  # Yandex-Cloud-Request-ID, for support
     assert world.rows() == [] and control.meetings() == []
@@ -159,8 +168,11 @@ def test_telemost_down_is_retried_then_503(world, alice, control):
 def test_telemost_failure_on_update_and_delete_changes_nothing(world, alice, control):
     conference = create(world, alice, create_calendar_event=True, waiting_room_level="PUBLIC", **SLOT)
     control.configure(telemost_forbidden=True)
-    changed = world.client.patch(f"/api/conferences/{conference['id']}",
-                                 json={"waiting_room_level": "ADMINS", "start_time": "19:00"}, headers=alice.headers)
+    changed = world.client.patch(
+        f"/api/conferences/{conference['id']}",
+        json={"waiting_room_level": "ADMINS", "start_time": "19:00"},
+        headers=alice.headers,
+    )
     assert changed.status_code == 409 and changed.json["error"] == "yandex_reconnect_required"
     row = world.row(conference["id"])
     assert (row["waiting_room_level"], row["start_time"]) == ("PUBLIC", "15:30")
@@ -178,10 +190,13 @@ def test_meeting_gone_upstream_is_telemost_not_found(world, alice, control):
     conference = create(world, alice)
     control.configure(telemost_delete="204")
     world.services.telemost.request(
-        world.services.integrations.organizer_token(alice.portal_id, 2).access_token, "DELETE",
-        f"/conferences/{conference['telemost_id']}")
-    response = world.client.patch(f"/api/conferences/{conference['id']}", json={"waiting_room_level": "ADMINS"},
-                                  headers=alice.headers)
+        world.services.integrations.organizer_token(alice.portal_id, 2).access_token,
+        "DELETE",
+        f"/conferences/{conference['telemost_id']}",
+    )
+    response = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"waiting_room_level": "ADMINS"}, headers=alice.headers
+    )
     assert response.status_code == 404 and response.json["error"] == "telemost_not_found"
 
 
@@ -189,9 +204,13 @@ def test_rejected_yandex_token_is_refreshed_once_through_the_keeper(world, alice
     cred = world.services.vault.for_portal(alice.portal_id, "yandex")[0]
     ts = int(time.time())
     # Our clock says the token is good; Telemost does not know it (revoked, rotated by a peer …).
-    world.services.vault.store("yandex", cred.account, cred.subject,
-                               TokenSet("not-a-token", cred.refresh_token, ts + 10**6, ts + 10**7),
-                               portal_id=alice.portal_id)
+    world.services.vault.store(
+        "yandex",
+        cred.account,
+        cred.subject,
+        TokenSet("not-a-token", cred.refresh_token, ts + 10**6, ts + 10**7),
+        portal_id=alice.portal_id,
+    )
     create(world, alice)
     with world.services.db.read() as conn:
         version = conn.execute(sa.select(credentials.c.version).where(credentials.c.id == cred.id)).scalar_one()
@@ -219,8 +238,9 @@ def test_switching_off_a_failed_calendar_settles_the_conference(world, alice, co
     portal_down(control)
     conference = create(world, alice, create_calendar_event=True, **SLOT)
     assert conference["failed_step"] == "calendar"
-    settled = world.client.patch(f"/api/conferences/{conference['id']}", json={"create_calendar_event": False},
-                                 headers=alice.headers).json
+    settled = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"create_calendar_event": False}, headers=alice.headers
+    ).json
     assert (settled["failed_step"], settled["status"]) == (None, "scheduled")
     assert control.state()["calendar_events"] == []
 

@@ -32,8 +32,15 @@ def test_plain_conference_makes_no_portal_call(world, alice, control):
 
 def test_calendar_and_thirty_invitees_in_one_round_trip(world, alice, control):
     invitees = list(range(10, 40))
-    conference = create(world, alice, create_calendar_event=True, invite_users=True, invitees=invitees,
-                        description="Итоги квартала", **SLOT)
+    conference = create(
+        world,
+        alice,
+        create_calendar_event=True,
+        invite_users=True,
+        invitees=invitees,
+        description="Итоги квартала",
+        **SLOT,
+    )
     assert top_level(control.calls()) == ["batch"]
     state = control.state()
     [event] = state["calendar_events"]
@@ -42,8 +49,11 @@ def test_calendar_and_thirty_invitees_in_one_round_trip(world, alice, control):
     assert [a["id"] for a in event["ATTENDEE_LIST"]] == [2, *invitees]
     assert event["LOCATION"] == conference["link"]
     assert event["DESCRIPTION"] == f"Итоги квартала\n\nЯндекс Телемост: {conference['link']}"
-    assert (event["DATE_FROM"], event["DATE_TO"], event["TZ_FROM"]) == ("04.03.2030 15:30:00",
-                                                                        "04.03.2030 16:15:00", "Europe/Moscow")
+    assert (event["DATE_FROM"], event["DATE_TO"], event["TZ_FROM"]) == (
+        "04.03.2030 15:30:00",
+        "04.03.2030 16:15:00",
+        "Europe/Moscow",
+    )
     assert event["REMIND"] == [{"type": "min", "count": "15"}]
     notes = state["notifications"]
     assert sorted(n["user_id"] for n in notes) == invitees
@@ -55,19 +65,27 @@ def test_calendar_and_thirty_invitees_in_one_round_trip(world, alice, control):
 
 def test_user_time_zone_comes_from_the_profile_within_two_round_trips(world, alice, control):
     slot = {k: v for k, v in SLOT.items() if k != "timezone"}
-    conference = create(world, alice, create_calendar_event=True, invite_users=True,
-                        invitees=list(range(10, 59)), **slot)
+    conference = create(
+        world, alice, create_calendar_event=True, invite_users=True, invitees=list(range(10, 59)), **slot
+    )
     assert top_level(control.calls()) == ["profile", "batch"]
     assert conference["timezone"] == "Europe/Moscow"
     assert len(control.state()["notifications"]) == 49
 
 
 def test_broadcast_speakers_get_the_join_link_and_viewers_the_watch_link(world, alice, control):
-    conference = create(world, alice, type="broadcast", live_stream_title="Town hall", invite_users=True,
-                        invitees=[3, 4], viewers=[4, 5, 6], cohosts=["a@corp.example", "b@corp.example"])
+    conference = create(
+        world,
+        alice,
+        type="broadcast",
+        live_stream_title="Town hall",
+        invite_users=True,
+        invitees=[3, 4],
+        viewers=[4, 5, 6],
+        cohosts=["a@corp.example", "b@corp.example"],
+    )
     [meeting] = control.meetings()
-    assert meeting["live_stream"]["title"] == "Town hall" and meeting["cohosts"] == ["a@corp.example",
-                                                                                     "b@corp.example"]
+    assert meeting["live_stream"]["title"] == "Town hall" and meeting["cohosts"] == ["a@corp.example", "b@corp.example"]
     assert conference["watch_url"] == meeting["live_stream"]["watch_url"]
     notes = {n["user_id"]: n["message"] for n in control.state()["notifications"]}
     assert set(notes) == {3, 4, 5, 6}
@@ -83,6 +101,7 @@ def test_notifications_use_the_portal_language(world, control):
         from sqlalchemy import update
 
         from database import portals
+
         conn.execute(update(portals).values(language="en"))
     user = world.user(2)
     create(world, user, invite_users=True, invitees=[3])
@@ -92,8 +111,9 @@ def test_notifications_use_the_portal_language(world, control):
 def test_new_time_updates_the_event_and_tells_invitees(world, alice, control):
     conference = create(world, alice, create_calendar_event=True, invite_users=True, invitees=[3, 4], **SLOT)
     control.clear_calls()
-    response = world.client.patch(f"/api/conferences/{conference['id']}",
-                                  json={"start_time": "17:00", "invitees": [3, 5]}, headers=alice.headers)
+    response = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"start_time": "17:00", "invitees": [3, 5]}, headers=alice.headers
+    )
     assert response.status_code == 200
     assert top_level(control.calls()) == ["batch"]
     [event] = control.state()["calendar_events"]
@@ -109,9 +129,17 @@ def test_new_time_updates_the_event_and_tells_invitees(world, alice, control):
 
 def test_update_changes_telemost_settings_and_cohosts(world, alice, control):
     conference = create(world, alice, type="broadcast", cohosts=["a@corp.example"])
-    response = world.client.put(f"/api/conferences/{conference['id']}", headers=alice.headers, json={
-        "name": "Новое имя", "type": "broadcast", "waiting_room_level": "ORGANIZATION",
-        "live_stream_title": "Stream", "cohosts": ["b@corp.example"]})
+    response = world.client.put(
+        f"/api/conferences/{conference['id']}",
+        headers=alice.headers,
+        json={
+            "name": "Новое имя",
+            "type": "broadcast",
+            "waiting_room_level": "ORGANIZATION",
+            "live_stream_title": "Stream",
+            "cohosts": ["b@corp.example"],
+        },
+    )
     assert response.status_code == 200
     [meeting] = control.meetings()
     assert meeting["waiting_room_level"] == "ORGANIZATION" and meeting["cohosts"] == ["b@corp.example"]
@@ -122,16 +150,20 @@ def test_update_changes_telemost_settings_and_cohosts(world, alice, control):
 
 def test_calendar_switch_adds_and_removes_the_event(world, alice, control):
     conference = create(world, alice, **SLOT)
-    on = world.client.patch(f"/api/conferences/{conference['id']}", json={"create_calendar_event": True},
-                            headers=alice.headers).json
+    on = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"create_calendar_event": True}, headers=alice.headers
+    ).json
     assert on["calendar_event_id"] == int(control.state()["calendar_events"][0]["ID"])
-    off = world.client.patch(f"/api/conferences/{conference['id']}", json={"create_calendar_event": False},
-                             headers=alice.headers).json
+    off = world.client.patch(
+        f"/api/conferences/{conference['id']}", json={"create_calendar_event": False}, headers=alice.headers
+    ).json
     assert off["calendar_event_id"] is None and control.state()["calendar_events"] == []
 
 
-@pytest.mark.parametrize(("knob", "outcome", "deleted_upstream"), [
-    ("204", "deleted", True), ("405", "cancelled_locally", False), ("404", "cancelled_locally", False)])
+@pytest.mark.parametrize(
+    ("knob", "outcome", "deleted_upstream"),
+    [("204", "deleted", True), ("405", "cancelled_locally", False), ("404", "cancelled_locally", False)],
+)
 def test_delete_removes_event_row_and_tells_invitees(world, alice, control, knob, outcome, deleted_upstream):
     control.configure(telemost_delete=knob)
     conference = create(world, alice, create_calendar_event=True, invite_users=True, invitees=[3, 4], **SLOT)

@@ -23,10 +23,17 @@ def stored(storage_config):
     services = app.extensions["services"]
     ts = int(time.time())
     with services.db.write() as conn:
-        portal_id = conn.execute(sa.insert(portals).values(
-            member_id="m1", domain="p.example", client_endpoint="https://p.example/rest/",
-            server_endpoint="https://oauth.bitrix.info/rest/", status="installed", installed_at=ts,
-            updated_at=ts)).inserted_primary_key[0]
+        portal_id = conn.execute(
+            sa.insert(portals).values(
+                member_id="m1",
+                domain="p.example",
+                client_endpoint="https://p.example/rest/",
+                server_endpoint="https://oauth.bitrix.info/rest/",
+                status="installed",
+                installed_at=ts,
+                updated_at=ts,
+            )
+        ).inserted_primary_key[0]
     portal: Portal = services.portals.get(portal_id)
     yield services, Actor(portal, 2, "Мария")
     app.extensions["db"].dispose()
@@ -37,16 +44,37 @@ def _rows(services, actor, specs):
     with services.db.write() as conn:
         for name, offset_hours, status in specs:
             starts = ts + offset_hours * 3600
-            conn.execute(sa.insert(conferences).values(
-                portal_id=actor.portal.id, owner_id=actor.user_id, name=name, search_name=name.casefold(),
-                type="conference", duration_minutes=60, starts_at=starts, ends_at=starts + 3600, status=status,
-                created_at=ts, updated_at=ts))
+            conn.execute(
+                sa.insert(conferences).values(
+                    portal_id=actor.portal.id,
+                    owner_id=actor.user_id,
+                    name=name,
+                    search_name=name.casefold(),
+                    type="conference",
+                    duration_minutes=60,
+                    starts_at=starts,
+                    ends_at=starts + 3600,
+                    status=status,
+                    created_at=ts,
+                    updated_at=ts,
+                )
+            )
 
 
 def test_history_query_and_search(stored):
     services, actor = stored
-    _rows(services, actor, [("A past", -50, "scheduled"), ("B past", -10, "scheduled"), ("C now", 0, "scheduled"),
-                            ("D soon", 5, "incomplete"), ("100%_Done", 9, "scheduled"), ("hidden", 1, "creating")])
+    _rows(
+        services,
+        actor,
+        [
+            ("A past", -50, "scheduled"),
+            ("B past", -10, "scheduled"),
+            ("C now", 0, "scheduled"),
+            ("D soon", 5, "incomplete"),
+            ("100%_Done", 9, "scheduled"),
+            ("hidden", 1, "creating"),
+        ],
+    )
 
     def names(**query):
         page = services.conferences.list(actor.portal.id, actor.user_id, ConferenceQuery(**query))
@@ -68,8 +96,11 @@ def test_idempotency_reservation(stored):
     first, reserved = services.conferences._reserve(actor, "key-1", digest)
     assert first is None and reserved
     with services.db.write() as conn:
-        conn.execute(sa.update(conferences).where(conferences.c.id == reserved).values(
-            status="scheduled", name="X", search_name="x", telemost_id="123456789012"))
+        conn.execute(
+            sa.update(conferences)
+            .where(conferences.c.id == reserved)
+            .values(status="scheduled", name="X", search_name="x", telemost_id="123456789012")
+        )
     replay, again = services.conferences._reserve(actor, "key-1", digest)
     assert again is None and replay["id"] == reserved and replay["name"] == data.name
     with pytest.raises(ServiceError) as reused:
@@ -83,8 +114,9 @@ def test_restriction_flag_follows_the_credential(stored):
     from models.vault import TokenSet
 
     ts = int(time.time())
-    cred_id = services.vault.store("yandex", "1130000000000001", "account",
-                                   TokenSet("a", "r", ts + 10**6, ts + 10**7), portal_id=actor.portal.id)
+    cred_id = services.vault.store(
+        "yandex", "1130000000000001", "account", TokenSet("a", "r", ts + 10**6, ts + 10**7), portal_id=actor.portal.id
+    )
     organizer = services.integrations.organizer_token(actor.portal.id, actor.user_id)
     assert (organizer.credential_id, organizer.restricted, organizer.personal) == (cred_id, False, False)
     services.conferences._mark_restricted(organizer)
@@ -102,16 +134,41 @@ def test_list_items_are_the_rows_as_get_answers_them(stored):
     services, actor = stored
     ts = int(time.time())
     with services.db.write() as conn:
-        ids = [conn.execute(sa.insert(conferences).values(
-            portal_id=actor.portal.id, owner_id=actor.user_id, owner_name=None, name='Планёрка "A" \\ 😀',
-            search_name="планёрка", type="broadcast", description="line 1\nline 2\t\x01", start_date="2030-03-04",
-            start_time="10:00", duration_minutes=90, timezone="Europe/Moscow", starts_at=ts + hours * 3600,
-            ends_at=ts + hours * 3600 + 5400, cohosts='["a@corp.example", "b@corp.example"]',
-            create_calendar_event=flag, invite_users=not flag, invitees="[3, 4]", viewers="[]",
-            live_stream_title="Трансляция", waiting_room_level="ADMINS", telemost_id="123", link="https://t.example/j/1",
-            calendar_event_id=77 if flag else None, status="incomplete", failed_step="notifications",
-            failure_code=None, created_at=ts, updated_at=ts + 1)).inserted_primary_key[0]
-            for hours, flag in ((5, True), (-5, False))]
+        ids = [
+            conn.execute(
+                sa.insert(conferences).values(
+                    portal_id=actor.portal.id,
+                    owner_id=actor.user_id,
+                    owner_name=None,
+                    name='Планёрка "A" \\ 😀',
+                    search_name="планёрка",
+                    type="broadcast",
+                    description="line 1\nline 2\t\x01",
+                    start_date="2030-03-04",
+                    start_time="10:00",
+                    duration_minutes=90,
+                    timezone="Europe/Moscow",
+                    starts_at=ts + hours * 3600,
+                    ends_at=ts + hours * 3600 + 5400,
+                    cohosts='["a@corp.example", "b@corp.example"]',
+                    create_calendar_event=flag,
+                    invite_users=not flag,
+                    invitees="[3, 4]",
+                    viewers="[]",
+                    live_stream_title="Трансляция",
+                    waiting_room_level="ADMINS",
+                    telemost_id="123",
+                    link="https://t.example/j/1",
+                    calendar_event_id=77 if flag else None,
+                    status="incomplete",
+                    failed_step="notifications",
+                    failure_code=None,
+                    created_at=ts,
+                    updated_at=ts + 1,
+                )
+            ).inserted_primary_key[0]
+            for hours, flag in ((5, True), (-5, False))
+        ]
     page = services.conferences.list(actor.portal.id, actor.user_id, ConferenceQuery())
     # Compared as JSON text: 1 == True in Python, but not in the answer.
     expected = [services.conferences.get(actor, conference_id) for conference_id in ids]
@@ -124,8 +181,9 @@ def test_a_failing_list_statement_is_a_sqlalchemy_error(stored):
     # The list runs prepared statements on a driver cursor: a driver error must still come out as
     # SQLAlchemy's (the app's handlers and the readiness probe know those), with no parameters in it.
     services, _actor = stored
-    broken = _Prepared(sa.select(sa.literal_column("no_such_column")).where(sa.bindparam("b_secret") == 1),
-                       services.db.engine.dialect)
+    broken = _Prepared(
+        sa.select(sa.literal_column("no_such_column")).where(sa.bindparam("b_secret") == 1), services.db.engine.dialect
+    )
     with pytest.raises(sa.exc.DBAPIError) as caught, services.db.read_cursor() as cursor:
         broken.rows(cursor, {"b_secret": "token-value"})
     assert "token-value" not in str(caught.value)

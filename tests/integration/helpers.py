@@ -61,15 +61,21 @@ def clear_calls(stack, name: str = "portal1") -> None:
 
 def run_tasks(stack) -> requests.Response:
     """The cron's POST /tasks/refresh."""
-    return requests.post(f"{stack.app_url}/tasks/refresh", headers={"X-Cron-Token": stack.env["CRON_TOKEN"]},
-                         timeout=60)
+    return requests.post(
+        f"{stack.app_url}/tasks/refresh", headers={"X-Cron-Token": stack.env["CRON_TOKEN"]}, timeout=60
+    )
 
 
 def event_form(stack, fixture: str, info: dict, **overrides) -> dict:
     """A documented event form (`event-*.json`) aimed at a sandbox portal with its application token."""
     form = dict(load_fixture(fixture)["payload"])
-    form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
-                 "auth[application_token]": info["application_token"]})
+    form.update(
+        {
+            "auth[member_id]": info["member_id"],
+            "auth[domain]": info["domain"],
+            "auth[application_token]": info["application_token"],
+        }
+    )
     form.update(overrides)
     return form
 
@@ -88,15 +94,17 @@ def portal_info(stack, name="portal1") -> dict:
 def install_event_form(stack, tokens: dict, *, application_token: str, **overrides) -> dict:
     """The ONAPPINSTALL form built on the documentation's fixture, with live values."""
     form = dict(load_fixture("event-ONAPPINSTALL.json")["payload"])
-    form.update({
-        "auth[domain]": tokens["domain"],
-        "auth[access_token]": tokens["access_token"],
-        "auth[refresh_token]": tokens["refresh_token"],
-        "auth[server_endpoint]": tokens["server_endpoint"],
-        "auth[client_endpoint]": tokens["client_endpoint"],
-        "auth[member_id]": tokens["member_id"],
-        "auth[application_token]": application_token,
-    })
+    form.update(
+        {
+            "auth[domain]": tokens["domain"],
+            "auth[access_token]": tokens["access_token"],
+            "auth[refresh_token]": tokens["refresh_token"],
+            "auth[server_endpoint]": tokens["server_endpoint"],
+            "auth[client_endpoint]": tokens["client_endpoint"],
+            "auth[member_id]": tokens["member_id"],
+            "auth[application_token]": application_token,
+        }
+    )
     form.update(overrides)
     return form
 
@@ -105,9 +113,15 @@ def frame_post(stack, tokens: dict, *, application_token: str, **overrides) -> r
     """The iframe POST Bitrix24 sends when a user opens the app (§1.2 query/body split)."""
     query = {"DOMAIN": tokens["domain"], "PROTOCOL": "0", "LANG": "ru", "APP_SID": "sid123"}
     body = {
-        "AUTH_ID": tokens["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": tokens["refresh_token"],
-        "SERVER_ENDPOINT": tokens["server_endpoint"], "APPLICATION_TOKEN": application_token,
-        "member_id": tokens["member_id"], "status": "L", "PLACEMENT": "DEFAULT", "PLACEMENT_OPTIONS": "{}",
+        "AUTH_ID": tokens["access_token"],
+        "AUTH_EXPIRES": "3600",
+        "REFRESH_ID": tokens["refresh_token"],
+        "SERVER_ENDPOINT": tokens["server_endpoint"],
+        "APPLICATION_TOKEN": application_token,
+        "member_id": tokens["member_id"],
+        "status": "L",
+        "PLACEMENT": "DEFAULT",
+        "PLACEMENT_OPTIONS": "{}",
     }
     for key, value in overrides.items():
         (query if key in query else body)[key] = value
@@ -133,8 +147,12 @@ def press_connect(session: requests.Session, page: requests.Response, **consent_
     action = re.search(r'<form method="post" action="([^"]+)"', page.text)
     ticket = re.search(r'name="ticket" value="([^"]+)"', page.text)
     assert action and ticket, "not a confirmation page"
-    sent = session.post(urljoin(page.url, html.unescape(action.group(1))),
-                        data={"ticket": html.unescape(ticket.group(1))}, allow_redirects=False, timeout=30)
+    sent = session.post(
+        urljoin(page.url, html.unescape(action.group(1))),
+        data={"ticket": html.unescape(ticket.group(1))},
+        allow_redirects=False,
+        timeout=30,
+    )
     assert sent.status_code == 303, sent.text
     consent = sent.headers["Location"]
     if consent_params:

@@ -33,8 +33,14 @@ def portal_row(services, portal_id: int) -> dict:
 
 def bearer(services, portal_id: int, member_id: str, *, admin: bool = True, user_id: int = 1) -> dict:
     """Authorization header of a verified iframe session."""
-    identity = Identity(member_id=member_id, user_id=user_id, portal_id=portal_id, domain=f"{member_id}.bitrix24.ru",
-                        name="Иван Петров", is_admin=admin)
+    identity = Identity(
+        member_id=member_id,
+        user_id=user_id,
+        portal_id=portal_id,
+        domain=f"{member_id}.bitrix24.ru",
+        name="Иван Петров",
+        is_admin=admin,
+    )
     return {"Authorization": f"Bearer {services.signer.issue(identity)[0]}"}
 
 
@@ -61,17 +67,28 @@ def issue(client, headers) -> dict:
 def test_issue_returns_the_expiry_and_the_status_shows_it_without_the_value(client, services, portal):
     pid, member_id, headers = portal
     assert client.get("/api/portal/admin-token", headers=headers).get_json() == {
-        "issued": False, "issued_at": None, "expires_at": None, "expired": False}
+        "issued": False,
+        "issued_at": None,
+        "expires_at": None,
+        "expired": False,
+    }
     issued = issue(client, headers)
     assert set(issued) == {"token", "issued_at", "expires_at"}
     assert issued["expires_at"] == issued["issued_at"] + 90 * DAY
     row = portal_row(services, pid)
     assert (row["admin_token_hash"], row["admin_token_issued_at"], row["admin_token_expires_at"]) == (
-        token_hash(issued["token"]), issued["issued_at"], issued["expires_at"])
+        token_hash(issued["token"]),
+        issued["issued_at"],
+        issued["expires_at"],
+    )
     status = client.get("/api/portal/admin-token", headers=headers)
     assert status.status_code == 200
-    assert status.get_json() == {"issued": True, "issued_at": issued["issued_at"],
-                                 "expires_at": issued["expires_at"], "expired": False}
+    assert status.get_json() == {
+        "issued": True,
+        "issued_at": issued["issued_at"],
+        "expires_at": issued["expires_at"],
+        "expired": False,
+    }
     assert issued["token"] not in status.get_data(as_text=True)
     assert status_with(client, issued["token"]).status_code == 200
     with services.db.read() as conn:
@@ -126,8 +143,13 @@ def test_the_admin_revokes_from_the_card(client, services, portal):
     token = issue(client, headers)["token"]
     revoked = client.delete("/api/portal/admin-token", headers=headers)
     assert revoked.status_code == 200
-    assert revoked.get_json() == {"revoked": True, "issued": False, "issued_at": None, "expires_at": None,
-                                  "expired": False}
+    assert revoked.get_json() == {
+        "revoked": True,
+        "issued": False,
+        "issued_at": None,
+        "expires_at": None,
+        "expired": False,
+    }
     assert status_with(client, token).status_code == 401
     row = portal_row(services, pid)
     assert (row["admin_token_hash"], row["admin_token_expires_at"]) == (None, None)
@@ -159,8 +181,9 @@ def test_a_portal_token_cannot_revoke_another_portals(client, services, portal):
 def test_the_global_token_revokes_any_portals(client, app, services, portal):
     _pid, member_id, headers = portal
     token = issue(client, headers)["token"]
-    response = client.delete(f"/api/admin/portal-token?portal={member_id}",
-                             headers={"X-API-Token": app.config["ADMIN_API_TOKEN"]})
+    response = client.delete(
+        f"/api/admin/portal-token?portal={member_id}", headers={"X-API-Token": app.config["ADMIN_API_TOKEN"]}
+    )
     assert response.status_code == 200 and response.get_json()["revoked"] is True
     assert status_with(client, token).status_code == 401
     with services.db.read() as conn:
@@ -168,11 +191,14 @@ def test_the_global_token_revokes_any_portals(client, app, services, portal):
     assert entry.actor == "admin:global"
 
 
-@pytest.mark.parametrize(("query", "status", "error"), [
-    ("", 400, "portal_required"),
-    ("?portal=", 400, "portal_required"),
-    ("?portal=nobody", 404, "portal_not_found"),
-])
+@pytest.mark.parametrize(
+    ("query", "status", "error"),
+    [
+        ("", 400, "portal_required"),
+        ("?portal=", 400, "portal_required"),
+        ("?portal=nobody", 404, "portal_not_found"),
+    ],
+)
 def test_revoke_api_refuses_bad_requests(client, app, query, status, error):
     response = client.delete(f"/api/admin/portal-token{query}", headers={"X-API-Token": app.config["ADMIN_API_TOKEN"]})
     assert response.status_code == status and response.get_json()["error"] == error
@@ -205,8 +231,9 @@ def open_as_admin(stack) -> dict:
 
 
 def issue_live(stack) -> str:
-    response = requests.post(f"{stack.app_url}/api/portal/admin-token", headers=open_as_admin(stack), json={},
-                             timeout=30)
+    response = requests.post(
+        f"{stack.app_url}/api/portal/admin-token", headers=open_as_admin(stack), json={}, timeout=30
+    )
     assert response.status_code == 201, response.text
     return response.json()["token"]
 

@@ -17,9 +17,16 @@ def installer_request(stack, tokens: dict, application_token: str) -> dict:
     """The installer page POST (§1.2: query DOMAIN/PROTOCOL/LANG, body AUTH_ID…)."""
     return {
         "params": {"DOMAIN": tokens["domain"], "PROTOCOL": "0", "LANG": "ru", "APP_SID": "sid"},
-        "data": {"AUTH_ID": tokens["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": tokens["refresh_token"],
-                 "SERVER_ENDPOINT": tokens["server_endpoint"], "APPLICATION_TOKEN": application_token,
-                 "member_id": tokens["member_id"], "status": "L", "PLACEMENT": "DEFAULT"},
+        "data": {
+            "AUTH_ID": tokens["access_token"],
+            "AUTH_EXPIRES": "3600",
+            "REFRESH_ID": tokens["refresh_token"],
+            "SERVER_ENDPOINT": tokens["server_endpoint"],
+            "APPLICATION_TOKEN": application_token,
+            "member_id": tokens["member_id"],
+            "status": "L",
+            "PLACEMENT": "DEFAULT",
+        },
     }
 
 
@@ -53,18 +60,24 @@ def test_installer_page_and_install_event_race_on_a_first_install(make_stack, da
         portal = f"portal{round_no}"
         event_tokens, installer_tokens = mint(stack, portal=portal), mint(stack, portal=portal)
         application_token = secrets.token_hex(16)
-        event = {"url": f"{stack.app_url}/install",
-                 "data": install_event_form(stack, event_tokens, application_token=application_token)}
-        installer = dict(url=f"{stack.app_url}/install", **installer_request(stack, installer_tokens,
-                                                                              application_token))
+        event = {
+            "url": f"{stack.app_url}/install",
+            "data": install_event_form(stack, event_tokens, application_token=application_token),
+        }
+        installer = dict(
+            url=f"{stack.app_url}/install", **installer_request(stack, installer_tokens, application_token)
+        )
 
         answers = race(event, installer)
 
         assert [a.status_code for a in answers] == [200, 200], [a.text[:300] for a in answers]
         rows = [r for r in portal_rows(stack, database_url) if r["member_id"] == event_tokens["member_id"]]
         assert [(r["status"], r["domain"]) for r in rows] == [("installed", event_tokens["domain"])]
-        creds = [c for c in credential_rows(stack, database_url)
-                 if c["account"] == event_tokens["member_id"] and c["subject"] == "portal"]
+        creds = [
+            c
+            for c in credential_rows(stack, database_url)
+            if c["account"] == event_tokens["member_id"] and c["subject"] == "portal"
+        ]
         assert [c["portal_id"] for c in creds] == [rows[0]["id"]]
     assert len(portal_rows(stack, database_url)) == ROUNDS
 
@@ -75,9 +88,15 @@ def test_database_errors_carry_no_sql_parameters(storage_config):
     try:
         db.upgrade()
         secret = "secret-" + secrets.token_hex(8)
-        row = {"member_id": "m1", "domain": "d.example.com", "client_endpoint": "https://d.example.com/rest/",
-               "server_endpoint": "https://oauth.bitrix.info/rest/", "application_token_hash": secret,
-               "installed_at": 1, "updated_at": 1}
+        row = {
+            "member_id": "m1",
+            "domain": "d.example.com",
+            "client_endpoint": "https://d.example.com/rest/",
+            "server_endpoint": "https://oauth.bitrix.info/rest/",
+            "application_token_hash": secret,
+            "installed_at": 1,
+            "updated_at": 1,
+        }
         with db.write() as conn:
             conn.execute(sa.insert(portals).values(**row))
         with pytest.raises(sa.exc.IntegrityError) as raised, db.write() as conn:

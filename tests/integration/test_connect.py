@@ -32,8 +32,9 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("connect")
     running = Stack(database_path=str(tmp / "connect.db"), portals=2, log_dir=tmp)
     for name in ("portal1", "portal2"):
-        assert running.control("POST", f"/_sandbox/portals/{name}/install", {"mode": "event"}, expect=200)["status"] \
-            == 200
+        assert (
+            running.control("POST", f"/_sandbox/portals/{name}/install", {"mode": "event"}, expect=200)["status"] == 200
+        )
     yield running
     running.stop()
 
@@ -67,8 +68,9 @@ def session_of(stack, portal: str, user_id: int) -> str:
 
 
 def api(stack, method: str, path: str, bearer: str, **kwargs) -> requests.Response:
-    return requests.request(method, f"{stack.app_url}{path}", headers={"Authorization": f"Bearer {bearer}"},
-                            timeout=30, **kwargs)
+    return requests.request(
+        method, f"{stack.app_url}{path}", headers={"Authorization": f"Bearer {bearer}"}, timeout=30, **kwargs
+    )
 
 
 def start_yandex(stack, bearer: str, **body) -> str:
@@ -154,8 +156,13 @@ def test_a_ticket_older_than_120_seconds_is_refused(stack, admin1):
     url = start_yandex(stack, admin1)
     row = link_row(stack, url)
     assert row["expires_at"] - row["created_at"] == 120
-    update(stack, connect_links, connect_links.c.id == row["id"], created_at=row["created_at"] - 121,
-           expires_at=row["expires_at"] - 121)
+    update(
+        stack,
+        connect_links,
+        connect_links.c.id == row["id"],
+        created_at=row["created_at"] - 121,
+        expires_at=row["expires_at"] - 121,
+    )
     _session, page = open_connect_link(url)
     assert page.status_code == 400 and "истёк" in page.text
     assert link_row(stack, url)["stage"] == "issued", "an expired link is not spent"
@@ -171,8 +178,9 @@ def test_connect_pressed_in_another_browser_is_refused(stack, admin1):
     url = start_yandex(stack, admin1)
     _session, page = open_connect_link(url)
     assert page.status_code == 200
-    forged = requests.post(f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket_of(url)}, timeout=30,
-                           allow_redirects=False)
+    forged = requests.post(
+        f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket_of(url)}, timeout=30, allow_redirects=False
+    )
     assert forged.status_code == 400 and "другом браузере" in forged.text
     assert link_row(stack, url)["stage"] == "opened"
 
@@ -181,8 +189,9 @@ def test_the_callback_in_another_browser_is_refused_and_the_right_one_still_fini
     api(stack, "DELETE", "/api/integrations/yandex", admin1)
     url = start_yandex(stack, admin1)
     session, page = open_connect_link(url)
-    sent = session.post(f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket_of(url)}, timeout=30,
-                        allow_redirects=False)
+    sent = session.post(
+        f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket_of(url)}, timeout=30, allow_redirects=False
+    )
     assert sent.status_code == 303
     consent = requests.get(sent.headers["Location"], timeout=30, allow_redirects=False)
     callback = consent.headers["Location"]
@@ -212,24 +221,30 @@ def test_a_replayed_callback_is_refused(stack, admin1):
 def test_the_callback_with_an_error_from_yandex_is_a_refusal_page(stack, admin1):
     url = start_yandex(stack, admin1)
     session, page = open_connect_link(url)
-    sent = session.post(f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket_of(url)}, timeout=30,
-                        allow_redirects=False)
+    sent = session.post(
+        f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket_of(url)}, timeout=30, allow_redirects=False
+    )
     state = parse_qs(urlsplit(sent.headers["Location"]).query)["state"][0]
-    denied = session.get(f"{stack.app_url}/auth/yandex/callback",
-                         params={"error": "access_denied", "error_description": "<b>spoof</b>", "state": state},
-                         timeout=30)
+    denied = session.get(
+        f"{stack.app_url}/auth/yandex/callback",
+        params={"error": "access_denied", "error_description": "<b>spoof</b>", "state": state},
+        timeout=30,
+    )
     assert denied.status_code == 400 and "Яндекс не дал доступ" in denied.text and "spoof" not in denied.text
 
 
 # ---- who may start what ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    ({}, 403, "forbidden"),
-    ({"scope": "portal"}, 403, "forbidden"),
-    ({"scope": "everyone"}, 400, "bad_scope"),
-    ({"scope": ["personal"]}, 400, "bad_scope"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({}, 403, "forbidden"),
+        ({"scope": "portal"}, 403, "forbidden"),
+        ({"scope": "everyone"}, 400, "bad_scope"),
+        ({"scope": ["personal"]}, 400, "bad_scope"),
+    ],
+)
 def test_employees_start_only_personal_connections(stack, employee1, body, status, error):
     before = len(rows(stack, connect_links))
     response = api(stack, "POST", "/api/integrations/yandex/connect", employee1, json=body)
@@ -309,8 +324,9 @@ def test_a_personal_account_replaces_the_users_previous_one(stack, employee1):
 
 
 def start_amocrm(stack) -> str:
-    response = requests.post(f"{stack.app_url}/api/admin/amocrm/authorize", timeout=30,
-                             headers={"X-API-Token": stack.env["ADMIN_API_TOKEN"]})
+    response = requests.post(
+        f"{stack.app_url}/api/admin/amocrm/authorize", timeout=30, headers={"X-API-Token": stack.env["ADMIN_API_TOKEN"]}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["expires_in"] == 120
     return response.json()["url"]
@@ -334,8 +350,9 @@ def test_amocrm_state_replay_registers_nothing_more(stack):
 def test_amocrm_callback_in_another_browser_is_refused(stack):
     url = start_amocrm(stack)
     session, _page = open_connect_link(url)
-    sent = session.post(f"{stack.app_url}/auth/amocrm/start", data={"ticket": ticket_of(url)}, timeout=30,
-                        allow_redirects=False)
+    sent = session.post(
+        f"{stack.app_url}/auth/amocrm/start", data={"ticket": ticket_of(url)}, timeout=30, allow_redirects=False
+    )
     assert sent.status_code == 303
     consent = requests.get(sent.headers["Location"], timeout=30, allow_redirects=False)
     before = rows(stack, credentials, credentials.c.provider == "amocrm")

@@ -33,8 +33,9 @@ def test_verified_open_renders_the_app_for_that_user(live_stack, installed):
     assert claims["sub"] == f"{installed['member_id']}:2"
     assert 0 < claims["exp"] - time.time() <= 900
 
-    api = requests.get(f"{live_stack.app_url}/api/current-user",
-                       headers={"Authorization": f"Bearer {boot['token']}"}, timeout=10)
+    api = requests.get(
+        f"{live_stack.app_url}/api/current-user", headers={"Authorization": f"Bearer {boot['token']}"}, timeout=10
+    )
     assert api.status_code == 200
     assert api.json()["user"]["id"] == 2 and api.json()["portal"]["domain"] == installed["domain"]
     # The user's own pair is kept for later calls made on their behalf.
@@ -74,14 +75,21 @@ def test_plain_get_is_a_readable_page(live_stack):
 
 def test_session_exchange(live_stack, installed):
     fresh = mint(live_stack, user_id=3)
-    response = requests.post(f"{live_stack.app_url}/api/session", json={
-        "access_token": fresh["access_token"], "member_id": installed["member_id"], "domain": installed["domain"]},
-        timeout=10)
+    response = requests.post(
+        f"{live_stack.app_url}/api/session",
+        json={
+            "access_token": fresh["access_token"],
+            "member_id": installed["member_id"],
+            "domain": installed["domain"],
+        },
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["user"]["name"] == "John Smith"
-    me = requests.get(f"{live_stack.app_url}/api/current-user",
-                      headers={"Authorization": f"Bearer {body['token']}"}, timeout=10)
+    me = requests.get(
+        f"{live_stack.app_url}/api/current-user", headers={"Authorization": f"Bearer {body['token']}"}, timeout=10
+    )
     assert me.json()["user"]["id"] == 3
 
 
@@ -94,8 +102,9 @@ def test_session_exchange(live_stack, installed):
     ],
 )
 def test_session_exchange_refuses_bad_input(live_stack, installed, body, status, code):
-    kwargs = {"json": body} if isinstance(body, dict) else {"data": body,
-                                                             "headers": {"Content-Type": "application/json"}}
+    kwargs = (
+        {"json": body} if isinstance(body, dict) else {"data": body, "headers": {"Content-Type": "application/json"}}
+    )
     response = requests.post(f"{live_stack.app_url}/api/session", timeout=10, **kwargs)
     assert response.status_code == status
     assert set(response.json()) == {"error", "message"} and response.json()["error"] == code
@@ -116,8 +125,9 @@ def test_uninstalled_portal_sessions_stop_working(live_stack, installed):
     tokens = mint(live_stack, user_id=2)
     boot = boot_data(frame_post(live_stack, tokens, application_token=installed["application_token"]).text)
     live_stack.control("POST", "/_sandbox/portals/portal1/uninstall", {"clean": False})
-    me = requests.get(f"{live_stack.app_url}/api/current-user",
-                      headers={"Authorization": f"Bearer {boot['token']}"}, timeout=10)
+    me = requests.get(
+        f"{live_stack.app_url}/api/current-user", headers={"Authorization": f"Bearer {boot['token']}"}, timeout=10
+    )
     assert me.status_code == 401
 
 
@@ -132,8 +142,9 @@ def test_health_under_a_prefix(live_stack):
     plain = requests.get(f"{live_stack.app_url}/health", timeout=10).json()
     assert plain == {"status": "healthy", "service": "b24-telemost", "base_path": "/"}
     # The proxy has stripped its prefix already: the header only sets the script root (issue 7, finding 3).
-    prefixed = requests.get(f"{live_stack.app_url}/health/ready", headers={"X-Script-Name": "/telemost"},
-                            timeout=10).json()
+    prefixed = requests.get(
+        f"{live_stack.app_url}/health/ready", headers={"X-Script-Name": "/telemost"}, timeout=10
+    ).json()
     assert prefixed["status"] == "ready" and prefixed["base_path"] == "/telemost"
 
 
@@ -150,13 +161,23 @@ def frame_fields(portal) -> dict:
 
 
 def oauth_answer(services, portal) -> dict:
-    return {"client_id": services.install.settings.client_id, "user_id": 2, "scope": "user",
-            "install": {"member_id": portal.member_id, "domain": portal.domain,
-                        "client_endpoint": portal.client_endpoint, "installed": True}}
+    return {
+        "client_id": services.install.settings.client_id,
+        "user_id": 2,
+        "scope": "user",
+        "install": {
+            "member_id": portal.member_id,
+            "domain": portal.domain,
+            "client_endpoint": portal.client_endpoint,
+            "installed": True,
+        },
+    }
 
 
-PORTAL_ANSWER = {"result": {"user": {"ID": "2", "NAME": "Мария", "LAST_NAME": "Смирнова"},
-                            "profile": {"ADMIN": False}}, "result_error": []}
+PORTAL_ANSWER = {
+    "result": {"user": {"ID": "2", "NAME": "Мария", "LAST_NAME": "Смирнова"}, "profile": {"ADMIN": False}},
+    "result_error": [],
+}
 
 
 def test_iframe_open_asks_the_oauth_server_and_the_portal_at_once(client, services, frame_portal, monkeypatch):
@@ -189,14 +210,19 @@ def test_iframe_open_asks_the_oauth_server_and_the_portal_at_once(client, servic
     ("oauth_error", "portal_error", "status", "words"),
     [
         (OAuthError("invalid_token", PERMANENT, status=401), None, 401, "Токен доступа недействителен"),
-        (OAuthError("invalid_token", PERMANENT, status=401), Bitrix24Unavailable("network_error"), 401,
-         "Токен доступа недействителен"),
+        (
+            OAuthError("invalid_token", PERMANENT, status=401),
+            Bitrix24Unavailable("network_error"),
+            401,
+            "Токен доступа недействителен",
+        ),
         (None, Bitrix24Unavailable("network_error"), 503, "Портал не ответил"),
         (None, Bitrix24Error("expired_token", "", 401), 401, "Портал отклонил токен (expired_token)"),
     ],
 )
-def test_iframe_open_refusals_keep_their_order(client, services, frame_portal, monkeypatch, oauth_error,
-                                               portal_error, status, words):
+def test_iframe_open_refusals_keep_their_order(
+    client, services, frame_portal, monkeypatch, oauth_error, portal_error, status, words
+):
     """Both questions go out together, yet the OAuth server's refusal still wins over the portal's."""
 
     def app_info(access_token):

@@ -144,8 +144,12 @@ def test_malformed_event_bodies_are_400(live_stack):
 def test_bot_handler_url_ends_with_slash(live_stack):
     install(live_stack)
     info = portal_info(live_stack)
-    form = {"event": "ONIMBOTJOINCHAT", "auth[member_id]": info["member_id"], "ts": str(int(time.time())),
-            "auth[application_token]": info["application_token"]}
+    form = {
+        "event": "ONIMBOTJOINCHAT",
+        "auth[member_id]": info["member_id"],
+        "ts": str(int(time.time())),
+        "auth[application_token]": info["application_token"],
+    }
     assert requests.post(f"{live_stack.app_url}/python_bot/", data=form, timeout=10).status_code == 200
     form["auth[application_token]"] = "forged"
     assert requests.post(f"{live_stack.app_url}/python_bot/", data=form, timeout=10).status_code == 403
@@ -156,16 +160,24 @@ def test_update_with_an_employee_token_cannot_change_the_application_token(live_
     before = portal_rows(live_stack)
     employee = mint(live_stack, user_id=2)
     form = dict(load_fixture("event-ONAPPUPDATE.json")["payload"])
-    form.update({"auth[member_id]": employee["member_id"], "auth[domain]": employee["domain"],
-                 "auth[access_token]": employee["access_token"], "auth[refresh_token]": employee["refresh_token"],
-                 "auth[client_endpoint]": employee["client_endpoint"], "auth[application_token]": "hijack"})
+    form.update(
+        {
+            "auth[member_id]": employee["member_id"],
+            "auth[domain]": employee["domain"],
+            "auth[access_token]": employee["access_token"],
+            "auth[refresh_token]": employee["refresh_token"],
+            "auth[client_endpoint]": employee["client_endpoint"],
+            "auth[application_token]": "hijack",
+        }
+    )
     response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
     assert response.status_code == 403
     assert portal_rows(live_stack) == before
 
 
-@pytest.mark.parametrize("extra", [{}, {"auth[expires]": "1796000000", "auth[user_id]": "1"},
-                                   {"auth[scope]": "imbot imopenlines calendar"}])
+@pytest.mark.parametrize(
+    "extra", [{}, {"auth[expires]": "1796000000", "auth[user_id]": "1"}, {"auth[scope]": "imbot imopenlines calendar"}]
+)
 def test_onappinstall_with_or_without_unconfirmed_fields(live_stack, extra):
     """Spec §1.4: auth[expires]/auth[user_id] and the scope separator are unconfirmed; both shapes install."""
     admin = mint(live_stack, user_id=1)
@@ -181,8 +193,13 @@ def test_forged_uninstall_with_the_right_token_is_refused_while_installed(live_s
     info = portal_info(live_stack)
     before = portal_rows(live_stack)
     form = dict(load_fixture("event-ONAPPUNINSTALL.json")["payload"])
-    form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
-                 "auth[application_token]": info["application_token"]})
+    form.update(
+        {
+            "auth[member_id]": info["member_id"],
+            "auth[domain]": info["domain"],
+            "auth[application_token]": info["application_token"],
+        }
+    )
     response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
     assert response.status_code == 403 and response.json()["error"] == "still_installed"
     assert portal_rows(live_stack) == before and credential_rows(live_stack)
@@ -196,15 +213,22 @@ def test_update_with_the_right_token_but_an_employees_pair_writes_nothing(live_s
     portal_before = portal_rows(live_stack)
     employee = mint(live_stack, user_id=2)
     form = dict(load_fixture("event-ONAPPUPDATE.json")["payload"])
-    form.update({"auth[member_id]": info["member_id"], "auth[domain]": info["domain"],
-                 "auth[access_token]": employee["access_token"], "auth[refresh_token]": employee["refresh_token"],
-                 "auth[client_endpoint]": employee["client_endpoint"],
-                 "auth[application_token]": info["application_token"]})
+    form.update(
+        {
+            "auth[member_id]": info["member_id"],
+            "auth[domain]": info["domain"],
+            "auth[access_token]": employee["access_token"],
+            "auth[refresh_token]": employee["refresh_token"],
+            "auth[client_endpoint]": employee["client_endpoint"],
+            "auth[application_token]": info["application_token"],
+        }
+    )
     response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
     assert response.status_code == 403 and response.json()["error"] == "not_admin"
     after = credential_rows(live_stack)
-    assert [(c["id"], c["version"], c["refresh_token_enc"]) for c in after if c["subject"] == "portal"] == \
-        [(c["id"], c["version"], c["refresh_token_enc"]) for c in before if c["subject"] == "portal"]
+    assert [(c["id"], c["version"], c["refresh_token_enc"]) for c in after if c["subject"] == "portal"] == [
+        (c["id"], c["version"], c["refresh_token_enc"]) for c in before if c["subject"] == "portal"
+    ]
     assert portal_rows(live_stack) == portal_before
 
 
@@ -212,8 +236,12 @@ def test_update_after_uninstall_does_not_revive_the_portal(live_stack):
     install(live_stack)
     info = portal_info(live_stack)
     live_stack.control("POST", "/_sandbox/portals/portal1/uninstall", {"clean": True})
-    form = {"event": "ONAPPUPDATE", "data[VERSION]": "3", "auth[member_id]": info["member_id"],
-            "auth[application_token]": info["application_token"]}
+    form = {
+        "event": "ONAPPUPDATE",
+        "data[VERSION]": "3",
+        "auth[member_id]": info["member_id"],
+        "auth[application_token]": info["application_token"],
+    }
     response = requests.post(f"{live_stack.app_url}/events", data=form, timeout=30)
     assert response.status_code == 403
     assert portal_rows(live_stack)[0]["status"] == "uninstalled"

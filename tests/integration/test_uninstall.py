@@ -134,4 +134,7 @@ def test_cli_refresh_rechecks_pending_uninstalls(runner, services):
     assert (after.status, after.uninstall_pending_at, after.uninstall_pending_clean) == ("installed", None, False)
     [entry] = services.audit.entries(target=portal.member_id)
     assert (entry["action"], entry["actor"], entry["detail"]) == (
-        "uninstall_refused", "task", {"clean": True, "verdict": "unverifiable"})
+        "uninstall_refused",
+        "task",
+        {"clean": True, "verdict": "unverifiable"},
+    )

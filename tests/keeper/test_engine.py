@@ -52,8 +52,15 @@ def make_engine(services):
     def factory(provider, notifier=None, **settings):
         base = dict(max_attempts=3, backoff_seconds=0.001, failures_before_reauth=2, concurrency=4)
         base.update(settings)
-        return RefreshEngine(services.vault, {"bitrix24": provider}, RefreshSettings(**base),
-                             metrics=services.metrics, notifier=notifier, sleep=lambda s: None)
+        return RefreshEngine(
+            services.vault,
+            {"bitrix24": provider},
+            RefreshSettings(**base),
+            metrics=services.metrics,
+            notifier=notifier,
+            sleep=lambda s: None,
+        )
+
     return factory
 
 
@@ -258,11 +265,21 @@ def test_a_foreign_key_row_is_quarantined_and_the_run_goes_on(services, make_eng
     broken = foreign_credential(services)
     report = engine.run()
     assert (report.due, report.refreshed, report.failed, report.needs_reauth, report.errors) == (
-        4, 3, 1, 0, {"undecryptable": 1})
+        4,
+        3,
+        1,
+        0,
+        {"undecryptable": 1},
+    )
     assert sorted(provider.calls) == ["r0-0", "r0-1", "r0-2"], "nothing is sent for the broken row"
     row = raw_row(services, broken)
     assert (row.status, row.last_error, row.lease_owner, row.lease_until, row.version) == (
-        BROKEN, "undecryptable", None, None, 1)
+        BROKEN,
+        "undecryptable",
+        None,
+        None,
+        1,
+    )
     for cid in healthy:
         cred = services.vault.get(cid)
         assert (cred.status, cred.version, cred.unconfirmed_attempt, cred.lease_owner) == (ACTIVE, 2, False, None)
@@ -289,12 +306,17 @@ def test_leases_of_a_run_that_sent_nothing_are_taken_over_without_marking_unconf
         assert (cred.version, cred.unconfirmed_attempt) == (2, False)
 
 
-@pytest.mark.parametrize(("sent", "result", "error", "status"), [
-    (False, "failed", "invalid_grant", ACTIVE),
-    (True, REAUTH, "lost_response", NEEDS_REAUTH),
-], ids=["died-before-sending", "died-after-sending"])
+@pytest.mark.parametrize(
+    ("sent", "result", "error", "status"),
+    [
+        (False, "failed", "invalid_grant", ACTIVE),
+        (True, REAUTH, "lost_response", NEEDS_REAUTH),
+    ],
+    ids=["died-before-sending", "died-after-sending"],
+)
 def test_invalid_grant_after_a_takeover_is_a_lost_response_only_if_a_request_went_out(
-        services, make_engine, sent, result, error, status):
+    services, make_engine, sent, result, error, status
+):
     engine = make_engine(ScriptedProvider([grant_error()]), max_attempts=1)
     cid = due_credential(services)
     assert services.vault.claim_lease(cid, "dead", 0.01)
@@ -339,8 +361,11 @@ def test_request_time_claim_quarantines_and_gives_the_lease_back(services, make_
             looked.append(cred)
             other = Cipher([Fernet.generate_key().decode()])
             with services.db.write() as conn:
-                conn.execute(sa.update(credentials).where(credentials.c.id == credential_id)
-                             .values(access_token_enc=other.encrypt("x"), refresh_token_enc=other.encrypt("y")))
+                conn.execute(
+                    sa.update(credentials)
+                    .where(credentials.c.id == credential_id)
+                    .values(access_token_enc=other.encrypt("x"), refresh_token_enc=other.encrypt("y"))
+                )
         return cred
 
     services.vault.get = get_then_break

@@ -41,9 +41,16 @@ def sb(sandbox):
 @pytest.fixture
 def config(tmp_path, sb):
     """Overrides conftest's config: the app talks to the sandbox."""
-    return make_config(tmp_path, **sb.app_config(
-        HTTP_TIMEOUT_SECONDS=HTTP_TIMEOUT, REFRESH_BACKOFF_SECONDS=0.01, REFRESH_MAX_ATTEMPTS=MAX_ATTEMPTS,
-        REFRESH_FAILURES_BEFORE_REAUTH=2, REFRESH_AHEAD_SECONDS=600))
+    return make_config(
+        tmp_path,
+        **sb.app_config(
+            HTTP_TIMEOUT_SECONDS=HTTP_TIMEOUT,
+            REFRESH_BACKOFF_SECONDS=0.01,
+            REFRESH_MAX_ATTEMPTS=MAX_ATTEMPTS,
+            REFRESH_FAILURES_BEFORE_REAUTH=2,
+            REFRESH_AHEAD_SECONDS=600,
+        ),
+    )
 
 
 @pytest.fixture
@@ -120,9 +127,16 @@ def store_due(sb: SandboxControl, services, provider: str, *, portal_id: int | N
     """A minted pair stored in the vault as a credential that is due (expires within REFRESH_AHEAD_SECONDS)."""
     minted = sb.mint(provider, **({"subdomain": AMO_SUBDOMAIN} if provider == "amocrm" else {}))
     account = {"bitrix24": "member_id", "yandex": "user_id", "amocrm": "subdomain"}[provider]
-    cid = make_credential(services, provider, str(minted[account]), access=minted["access_token"],
-                          refresh=minted["refresh_token"], expires_in=60, portal_id=portal_id,
-                          endpoint=minted.get("server_endpoint"))
+    cid = make_credential(
+        services,
+        provider,
+        str(minted[account]),
+        access=minted["access_token"],
+        refresh=minted["refresh_token"],
+        expires_in=60,
+        portal_id=portal_id,
+        endpoint=minted.get("server_endpoint"),
+    )
     assert services.engine.is_due(services.vault.get(cid))
     return Subject(provider, cid, minted["grant_id"])
 

@@ -523,8 +523,11 @@ def test_amocrm_connect_flow_through_the_callback(stack):
 def test_amocrm_callback_with_a_bad_state_is_a_400_page(stack, state):
     if state == "signed-elsewhere":
         # A signed token is no state: states are single-use rows of the app's database.
-        state = jwt.encode({"by": "admin", "aud": "amocrm-connect-state", "iss": stack.app_url,
-                            "exp": int(time.time()) + 600}, "x" * 40, algorithm="HS256")
+        state = jwt.encode(
+            {"by": "admin", "aud": "amocrm-connect-state", "iss": stack.app_url, "exp": int(time.time()) + 600},
+            "x" * 40,
+            algorithm="HS256",
+        )
     code = amo_code(stack, "sandboxcrm")
     params = {"code": code, "referer": "sandboxcrm.amocrm.ru", **({"state": state} if state else {})}
     page = requests.get(f"{stack.app_url}/auth/amocrm/callback", params=params, timeout=30)
@@ -577,10 +580,16 @@ def test_yandex_connect_refresh_and_token_endpoint(stack, main_portal, admin_boo
 def test_yandex_connect_refuses_bad_tickets_and_states(stack, main_portal):
     # Tokens signed with the app's own key are no tickets: tickets are single-use rows of its database.
     key, now = stack.env["SESSION_SIGNING_KEY"], int(time.time())
-    expired = jwt.encode({"pid": 1, "uid": 1, "aud": "yandex-connect-ticket", "iss": stack.app_url,
-                          "exp": now - 30}, key, algorithm="HS256")
-    wrong_audience = jwt.encode({"pid": 1, "uid": 1, "aud": "yandex-connect-state", "iss": stack.app_url,
-                                 "exp": now + 300}, key, algorithm="HS256")
+    expired = jwt.encode(
+        {"pid": 1, "uid": 1, "aud": "yandex-connect-ticket", "iss": stack.app_url, "exp": now - 30},
+        key,
+        algorithm="HS256",
+    )
+    wrong_audience = jwt.encode(
+        {"pid": 1, "uid": 1, "aud": "yandex-connect-state", "iss": stack.app_url, "exp": now + 300},
+        key,
+        algorithm="HS256",
+    )
     for ticket in ("garbage", expired, wrong_audience, ""):
         page = requests.get(
             f"{stack.app_url}/auth/yandex/start", params={"ticket": ticket}, timeout=30, allow_redirects=False
@@ -598,8 +607,13 @@ def test_yandex_connect_is_bound_to_the_browser_that_started_it(stack, main_port
     assert start.status_code == 200 and "yandex_connect_nonce" in start.headers["Set-Cookie"]
     assert "HttpOnly" in start.headers["Set-Cookie"] and "SameSite=Lax" in start.headers["Set-Cookie"]
     ticket = parse_qs(urlsplit(url).query)["ticket"][0]
-    sent = requests.post(f"{stack.app_url}/auth/yandex/start", data={"ticket": ticket}, timeout=30,
-                         cookies=start.cookies, allow_redirects=False)
+    sent = requests.post(
+        f"{stack.app_url}/auth/yandex/start",
+        data={"ticket": ticket},
+        timeout=30,
+        cookies=start.cookies,
+        allow_redirects=False,
+    )
     assert sent.status_code == 303
     consent = requests.get(sent.headers["Location"], timeout=30, allow_redirects=False)
     callback = consent.headers["Location"]
@@ -702,23 +716,36 @@ def test_an_undecryptable_credential_is_quarantined_and_the_run_goes_on(stack):
     healthy_amo = []
     for sub in ("healthycrm1", "healthycrm2"):
         minted = mint_amocrm(stack, sub)
-        created = admin(stack, "POST", "/api/admin/amocrm/accounts", json={
-            "subdomain": sub, "access_token": minted["access_token"], "refresh_token": minted["refresh_token"],
-            "expires_in": 30})
+        created = admin(
+            stack,
+            "POST",
+            "/api/admin/amocrm/accounts",
+            json={
+                "subdomain": sub,
+                "access_token": minted["access_token"],
+                "refresh_token": minted["refresh_token"],
+                "expires_in": 30,
+            },
+        )
         assert created.status_code == 201, created.text
         healthy_amo.append(sub)
     db = app_db(stack)
     try:
         foreign = Vault(db, Cipher([Fernet.generate_key().decode()]))
         now = int(time.time())
-        broken_id = foreign.store("amocrm", "foreigncrm", "account",
-                                  TokenSet("foreign-access", "foreign-refresh", now + 30, now + 60 * 86400))
-        healthy = [c["id"] for c in rows(stack, credentials, credentials.c.account.in_(
-            [portal.member_id, *healthy_amo]))]
+        broken_id = foreign.store(
+            "amocrm", "foreigncrm", "account", TokenSet("foreign-access", "foreign-refresh", now + 30, now + 60 * 86400)
+        )
+        healthy = [
+            c["id"] for c in rows(stack, credentials, credentials.c.account.in_([portal.member_id, *healthy_amo]))
+        ]
         assert len(healthy) == 3
         with db.write() as conn:  # a crashed run's leases: expired, no request ever sent under them
-            conn.execute(sa.update(credentials).where(credentials.c.id.in_(healthy))
-                         .values(lease_owner="crashed-run", lease_until=time.time() - 1))
+            conn.execute(
+                sa.update(credentials)
+                .where(credentials.c.id.in_(healthy))
+                .values(lease_owner="crashed-run", lease_until=time.time() - 1)
+            )
     finally:
         db.dispose()
 
@@ -726,14 +753,31 @@ def test_an_undecryptable_credential_is_quarantined_and_the_run_goes_on(stack):
     assert first.status_code == 200, first.text
     report = first.json()
     counts = {k: report[k] for k in ("due", "refreshed", "failed", "needs_reauth", "left", "errors")}
-    assert counts == {"due": 4, "refreshed": 3, "failed": 1, "needs_reauth": 0, "left": 0,
-                      "errors": {"undecryptable": 1}}
+    assert counts == {
+        "due": 4,
+        "refreshed": 3,
+        "failed": 1,
+        "needs_reauth": 0,
+        "left": 0,
+        "errors": {"undecryptable": 1},
+    }
     [broken] = rows(stack, credentials, credentials.c.id == broken_id)
-    assert (broken["status"], broken["last_error"], broken["lease_owner"], broken["lease_until"],
-            broken["refresh_sent_at"], broken["version"]) == ("broken", "undecryptable", None, None, None, 1)
+    assert (
+        broken["status"],
+        broken["last_error"],
+        broken["lease_owner"],
+        broken["lease_until"],
+        broken["refresh_sent_at"],
+        broken["version"],
+    ) == ("broken", "undecryptable", None, None, None, 1)
     for cred in rows(stack, credentials, credentials.c.id.in_(healthy)):
-        assert (cred["status"], cred["version"], cred["unconfirmed_attempt"], cred["lease_owner"],
-                cred["refresh_sent_at"]) == ("active", 2, False, None, None), cred["account"]
+        assert (
+            cred["status"],
+            cred["version"],
+            cred["unconfirmed_attempt"],
+            cred["lease_owner"],
+            cred["refresh_sent_at"],
+        ) == ("active", 2, False, None, None), cred["account"]
 
     second = cron(stack)
     assert second.status_code == 200, second.text
@@ -744,7 +788,8 @@ def test_an_undecryptable_credential_is_quarantined_and_the_run_goes_on(stack):
     status = admin(stack, "GET", "/api/admin/status").json()
     assert status["credentials"]["amocrm"]["broken"] == 1
     assert [(r["id"], r["account"], r["last_error"]) for r in status["broken"]] == [
-        (broken_id, "foreigncrm", "undecryptable")]
+        (broken_id, "foreigncrm", "undecryptable")
+    ]
     refused = admin(stack, "GET", "/api/admin/tokens/amocrm/foreigncrm")
     assert refused.status_code == 409
     assert refused.json()["error"] == "credential_broken" and "TOKEN_ENCRYPTION_KEY" in refused.json()["message"]

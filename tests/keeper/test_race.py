@@ -28,25 +28,33 @@ pytestmark = pytest.mark.slow
 
 
 def worker_config(cfg: dict, env: dict, info: dict, **extra) -> dict:
-    out = dict(cfg, BITRIX24_OAUTH_URL=info["oauth"], BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
-               BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"], REFRESH_CONCURRENCY=8, AUTO_MIGRATE=False,
-               REFRESH_BACKOFF_SECONDS=0.05)
+    out = dict(
+        cfg,
+        BITRIX24_OAUTH_URL=info["oauth"],
+        BITRIX24_CLIENT_ID=env["BITRIX24_CLIENT_ID"],
+        BITRIX24_CLIENT_SECRET=env["BITRIX24_CLIENT_SECRET"],
+        REFRESH_CONCURRENCY=8,
+        AUTO_MIGRATE=False,
+        REFRESH_BACKOFF_SECONDS=0.05,
+    )
     out.update(extra)
     return out
 
 
 def seed(cfg: dict, sandbox, count: int) -> dict[int, str]:
     """Store `count` due credentials minted at the sandbox; returns credential id → grant id."""
-    minted = sandbox.control("POST", "/oauth/tokens", {"provider": "bitrix24", "portal": "portal1",
-                                                       "count": count})["tokens"]
+    minted = sandbox.control("POST", "/oauth/tokens", {"provider": "bitrix24", "portal": "portal1", "count": count})[
+        "tokens"
+    ]
     app = create_app(cfg)
     vault = app.extensions["services"].vault
     now = int(time.time())
     ids = {}
     for n, grant in enumerate(minted):
         tokens = TokenSet(grant["access_token"], grant["refresh_token"], now + 30, now + 180 * 86400)
-        cid = vault.store("bitrix24", f"acct-{n}", "portal", tokens, label=grant["grant_id"],
-                          endpoint=grant["server_endpoint"])
+        cid = vault.store(
+            "bitrix24", f"acct-{n}", "portal", tokens, label=grant["grant_id"], endpoint=grant["server_endpoint"]
+        )
         ids[cid] = grant["grant_id"]
     app.extensions["db"].dispose()
     return ids
@@ -54,8 +62,10 @@ def seed(cfg: dict, sandbox, count: int) -> dict[int, str]:
 
 def start_workers(cfg: dict, count: int) -> list[subprocess.Popen]:
     env = {**os.environ, "REFRESH_WORKER_CONFIG": json.dumps(cfg)}
-    return [subprocess.Popen([sys.executable, str(WORKER)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL) for _ in range(count)]
+    return [
+        subprocess.Popen([sys.executable, str(WORKER)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[dict]:
@@ -79,8 +89,12 @@ def stored(cfg: dict) -> dict[int, dict]:
     out = {}
     for cid in vault.iter_ids():
         cred = vault.get(cid)
-        out[cid] = {"refresh": cred.refresh_token, "version": cred.version, "status": cred.status,
-                    "error": cred.last_error}
+        out[cid] = {
+            "refresh": cred.refresh_token,
+            "version": cred.version,
+            "status": cred.status,
+            "error": cred.last_error,
+        }
     app.extensions["db"].dispose()
     return out
 
@@ -132,8 +146,15 @@ def test_kill_9_while_refreshing_loses_no_acknowledged_pair(sandbox, tmp_path):
         time.sleep(3.1)  # let the dead workers' leases expire
 
     db_path = cfg["DATABASE_PATH"]
-    check = subprocess.run(["python3", "-c", f"import sqlite3;print(sqlite3.connect({db_path!r})"
-                            ".execute('PRAGMA integrity_check').fetchone()[0])"], capture_output=True, text=True)
+    check = subprocess.run(
+        [
+            "python3",
+            "-c",
+            f"import sqlite3;print(sqlite3.connect({db_path!r}).execute('PRAGMA integrity_check').fetchone()[0])",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert check.stdout.strip() == "ok"
 
     newest = grants(sandbox, ids.values())

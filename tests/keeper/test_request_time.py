@@ -33,8 +33,9 @@ def sandboxed_app(sandbox, make_app):
 
 
 def mint(info, **body):
-    response = requests.post(f"{info['base']}/_sandbox/oauth/tokens",
-                             json={"provider": "bitrix24", "portal": "portal1", **body}, timeout=10)
+    response = requests.post(
+        f"{info['base']}/_sandbox/oauth/tokens", json={"provider": "bitrix24", "portal": "portal1", **body}, timeout=10
+    )
     return response.json()["tokens"][0]
 
 
@@ -44,9 +45,13 @@ def test_expired_token_refreshes_once_and_retries(sandboxed_app):
     grant = mint(info, expires_in=1)
     now = int(time.time())
     # Our clock says the token is good for an hour; the portal already considers it expired.
-    cid = services.vault.store("bitrix24", grant["member_id"], "portal",
-                               TokenSet(grant["access_token"], grant["refresh_token"], now + 3600, now + 10**7),
-                               endpoint=grant["server_endpoint"])
+    cid = services.vault.store(
+        "bitrix24",
+        grant["member_id"],
+        "portal",
+        TokenSet(grant["access_token"], grant["refresh_token"], now + 3600, now + 10**7),
+        endpoint=grant["server_endpoint"],
+    )
     time.sleep(1.5)
     from models.bitrix24 import PortalClient
 
@@ -65,9 +70,13 @@ def test_revoked_grant_fails_cleanly_and_counts(sandboxed_app):
     grant = mint(info, expires_in=1)
     requests.post(f"{info['base']}/_sandbox/oauth/grants/{grant['grant_id']}/revoke", timeout=10)
     now = int(time.time())
-    cid = services.vault.store("bitrix24", grant["member_id"], "portal",
-                               TokenSet(grant["access_token"], grant["refresh_token"], now + 3600, now + 10**7),
-                               endpoint=grant["server_endpoint"])
+    cid = services.vault.store(
+        "bitrix24",
+        grant["member_id"],
+        "portal",
+        TokenSet(grant["access_token"], grant["refresh_token"], now + 3600, now + 10**7),
+        endpoint=grant["server_endpoint"],
+    )
     from models.bitrix24 import PortalClient
 
     client = PortalClient(services.portals.rest, services.vault, services.engine, grant["client_endpoint"], cid)
@@ -89,17 +98,24 @@ def test_bitrix24_refresh_by_get_or_post(sandbox, make_app, method):
     services = make_app(BITRIX24_OAUTH_METHOD=method).extensions["services"]
     grant = mint(info)
     now = int(time.time())
-    cid = services.vault.store("bitrix24", grant["member_id"], "portal",
-                               TokenSet(grant["access_token"], grant["refresh_token"], now + 30, now + 10**7))
+    cid = services.vault.store(
+        "bitrix24",
+        grant["member_id"],
+        "portal",
+        TokenSet(grant["access_token"], grant["refresh_token"], now + 30, now + 10**7),
+    )
     assert services.engine.refresh(cid).result == "refreshed"
     counts = requests.get(f"{info['base']}/_sandbox/oauth/refreshes", timeout=10).json()["bitrix24"]
     assert counts["by_grant"] == {grant["grant_id"]: 1}
 
 
 def yandex_code(info, client_id):
-    answer = requests.get(f"{info['yandex_oauth']}/authorize", allow_redirects=False, timeout=10,
-                          params={"response_type": "code", "client_id": client_id,
-                                  "redirect_uri": "http://127.0.0.1:9/cb", "state": "s"})
+    answer = requests.get(
+        f"{info['yandex_oauth']}/authorize",
+        allow_redirects=False,
+        timeout=10,
+        params={"response_type": "code", "client_id": client_id, "redirect_uri": "http://127.0.0.1:9/cb", "state": "s"},
+    )
     return answer.headers["Location"].split("code=")[1].split("&")[0]
 
 

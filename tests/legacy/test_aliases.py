@@ -21,8 +21,12 @@ SECRET = "old-flask-secret-key-" + "x" * 24
         ("LOGGING_LEVEL", "debug", "LOG_LEVEL", "DEBUG"),
         ("SCRIPT_NAME", "/telemost-app/", "BASE_PATH", "/telemost-app"),
         ("API_SECRET_TOKEN", "bot-admin-token-" + "y" * 24, "ADMIN_API_TOKEN", "bot-admin-token-" + "y" * 24),
-        ("YANDEX_REDIRECT_URI", "https://apps.example.com/telemost-app/auth/yandex/callback", "PUBLIC_URL",
-         "https://apps.example.com/telemost-app"),
+        (
+            "YANDEX_REDIRECT_URI",
+            "https://apps.example.com/telemost-app/auth/yandex/callback",
+            "PUBLIC_URL",
+            "https://apps.example.com/telemost-app",
+        ),
     ],
 )
 def test_each_alias_is_read_as_the_new_setting(old, value, new, expected):
@@ -32,8 +36,9 @@ def test_each_alias_is_read_as_the_new_setting(old, value, new, expected):
 
 
 def test_old_yandex_callback_elsewhere_gives_origin_and_old_prefix():
-    parsed = config.from_environ({"YANDEX_REDIRECT_URI": "https://apps.example.com/telemost/oauth/callback",
-                                  "SCRIPT_NAME": "/telemost"})
+    parsed = config.from_environ(
+        {"YANDEX_REDIRECT_URI": "https://apps.example.com/telemost/oauth/callback", "SCRIPT_NAME": "/telemost"}
+    )
     assert parsed["PUBLIC_URL"] == "https://apps.example.com/telemost"
 
 
@@ -54,8 +59,13 @@ def test_no_alias_no_marker():
         ({"FLASK_ENV": "development", "APP_ENV": "production"}, ("FLASK_ENV", "APP_ENV")),
         ({"SCRIPT_NAME": "/a", "BASE_PATH": "/b"}, ("SCRIPT_NAME", "BASE_PATH")),
         ({"API_SECRET_TOKEN": "a" * 40, "ADMIN_API_TOKEN": "b" * 40}, ("API_SECRET_TOKEN", "ADMIN_API_TOKEN")),
-        ({"YANDEX_REDIRECT_URI": "https://old.example.com/auth/yandex/callback",
-          "PUBLIC_URL": "https://new.example.com"}, ("YANDEX_REDIRECT_URI", "PUBLIC_URL")),
+        (
+            {
+                "YANDEX_REDIRECT_URI": "https://old.example.com/auth/yandex/callback",
+                "PUBLIC_URL": "https://new.example.com",
+            },
+            ("YANDEX_REDIRECT_URI", "PUBLIC_URL"),
+        ),
     ],
 )
 def test_conflict_stops_start_up_naming_both(env, names):
@@ -75,8 +85,10 @@ def test_start_up_logs_one_line_per_alias_without_the_value(tmp_path, caplog):
         application = create_app(cfg)
     application.extensions["db"].dispose()
     lines = [r.getMessage() for r in caplog.records if r.name == "config"]
-    assert lines == ["setting SECRET_KEY is an old name: read as SESSION_SIGNING_KEY (rename it in .env)",
-                     "setting API_SECRET_TOKEN is an old name: read as ADMIN_API_TOKEN (rename it in .env)"]
+    assert lines == [
+        "setting SECRET_KEY is an old name: read as SESSION_SIGNING_KEY (rename it in .env)",
+        "setting API_SECRET_TOKEN is an old name: read as ADMIN_API_TOKEN (rename it in .env)",
+    ]
     assert application.config["ADMIN_API_TOKEN"] == token
     assert application.config["SESSION_SIGNING_KEY"] == SECRET
     assert not any(token in text or SECRET in text for text in caplog.text.splitlines())
@@ -93,6 +105,6 @@ def test_script_name_is_taken_away_from_gunicorn(monkeypatch):
 
 def test_env_example_lists_the_aliases():
     text = (config.ROOT / ".env.example").read_text(encoding="utf-8")
-    block = text[text.index("# --- settings of the old tools"):]
+    block = text[text.index("# --- settings of the old tools") :]
     for old, new in [*config.ALIASES.items(), ("YANDEX_REDIRECT_URI", "PUBLIC_URL")]:
         assert f"#   {old} → {new}" in block

@@ -9,12 +9,14 @@ from tests.integration.helpers import credential_rows, portal_info, portal_rows
 def test_demo_connects_an_organisation_yandex_account(live_stack):
     live_stack.control("POST", "/_sandbox/portals/portal1/install", {"mode": "event"}, expect=200)
     said = connect_demo_yandex(live_stack, portal_info(live_stack)["member_id"])
-    assert said == (f"Yandex: connected — organisation account {DEMO_YANDEX_LOGIN} on portal1 "
-                    "(create a conference at once)")
+    assert said == (
+        f"Yandex: connected — organisation account {DEMO_YANDEX_LOGIN} on portal1 (create a conference at once)"
+    )
     portal_id = portal_rows(live_stack)[0]["id"]
     yandex = [row for row in credential_rows(live_stack) if row["provider"] == "yandex"]
     assert [(row["portal_id"], row["subject"], row["status"], row["label"]) for row in yandex] == [
-        (portal_id, "account", "active", f"{DEMO_YANDEX_LOGIN}@yandex.ru")]
+        (portal_id, "account", "active", f"{DEMO_YANDEX_LOGIN}@yandex.ru")
+    ]
 
 
 def test_cli_refuses_an_unknown_portal(live_stack):

@@ -20,16 +20,22 @@ def app_dir(tmp_path) -> Path:
     """A checkout-looking directory with a production .env written with the old tools' names."""
     (tmp_path / "app.py").write_text("")
     (tmp_path / "requirements.txt").write_text("")
-    (tmp_path / ".env").write_text("\n".join([
-        "FLASK_ENV=production",
-        "PUBLIC_URL=http://телемост.рф/app",
-        f"SECRET_KEY={secrets.token_urlsafe(40)}",
-        f"API_SECRET_TOKEN={secrets.token_urlsafe(40)}",
-        f"CRON_TOKEN={secrets.token_urlsafe(40)}",
-        "BITRIX24_CLIENT_ID=local.abc.def",
-        f"BITRIX24_CLIENT_SECRET={secrets.token_urlsafe(40)}",
-        f"TOKEN_ENCRYPTION_KEY={Fernet.generate_key().decode()}",
-    ]) + "\n", encoding="utf-8")
+    (tmp_path / ".env").write_text(
+        "\n".join(
+            [
+                "FLASK_ENV=production",
+                "PUBLIC_URL=http://телемост.рф/app",
+                f"SECRET_KEY={secrets.token_urlsafe(40)}",
+                f"API_SECRET_TOKEN={secrets.token_urlsafe(40)}",
+                f"CRON_TOKEN={secrets.token_urlsafe(40)}",
+                "BITRIX24_CLIENT_ID=local.abc.def",
+                f"BITRIX24_CLIENT_SECRET={secrets.token_urlsafe(40)}",
+                f"TOKEN_ENCRYPTION_KEY={Fernet.generate_key().decode()}",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     token = tmp_path / "duckdns.token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
@@ -37,8 +43,13 @@ def app_dir(tmp_path) -> Path:
 
 
 def deploy(app_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(ROOT / "deploy.sh"), "--dry-run", "--app-dir", str(app_dir), *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["bash", str(ROOT / "deploy.sh"), "--dry-run", "--app-dir", str(app_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_plain_http_idn_with_duckdns(app_dir):
@@ -46,8 +57,10 @@ def test_plain_http_idn_with_duckdns(app_dir):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     owner = Path(app_dir / "duckdns.token").owner()
-    assert (f"    */5 * * * * {owner} /bin/sh {app_dir}/scripts/duckdns_update.sh myapp {app_dir}/duckdns.token "
-            "2>&1 | logger -t telemost-app-duckdns") in out.splitlines()
+    assert (
+        f"    */5 * * * * {owner} /bin/sh {app_dir}/scripts/duckdns_update.sh myapp {app_dir}/duckdns.token "
+        "2>&1 | logger -t telemost-app-duckdns"
+    ) in out.splitlines()
     assert "      server_name xn--e1aarfksbg.xn--p1ai;  # телемост.рф" in out.splitlines()
     assert out.splitlines()[-1] == "The app: http://телемост.рф/app"
     assert "/.venv/bin/flask --app app doctor" in out
@@ -60,16 +73,26 @@ def test_token_file_readable_by_others_is_refused(app_dir):
     token.chmod(0o644)
     result = deploy(app_dir, "--duckdns", "myapp", "--duckdns-token-file", str(token))
     assert result.returncode == 1
-    assert (f"error: --duckdns-token-file: {token} has mode 644, others can read the token: chmod 600 it"
-            in result.stderr.splitlines())
+    assert (
+        f"error: --duckdns-token-file: {token} has mode 644, others can read the token: chmod 600 it"
+        in result.stderr.splitlines()
+    )
     assert TOKEN not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--duckdns", "myapp"], "error: --duckdns needs --duckdns-token-file FILE (the token is never passed on the "
-                             "command line)"),
-    (["--duckdns", "bad_name!"], "error: --duckdns needs the subdomain, e.g. --duckdns myapp for myapp.duckdns.org"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--duckdns", "myapp"],
+            "error: --duckdns needs --duckdns-token-file FILE (the token is never passed on the command line)",
+        ),
+        (
+            ["--duckdns", "bad_name!"],
+            "error: --duckdns needs the subdomain, e.g. --duckdns myapp for myapp.duckdns.org",
+        ),
+    ],
+)
 def test_duckdns_options_are_checked(app_dir, args, message):
     result = deploy(app_dir, *args)
     assert result.returncode == 1
@@ -92,11 +115,17 @@ def test_update_script_passes_the_token_on_stdin_only(tmp_path):
     fake.chmod(0o755)
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    result = subprocess.run(["/bin/sh", str(ROOT / "scripts" / "duckdns_update.sh"), "myapp", str(token)],
-                            capture_output=True, text=True, timeout=30, check=False,
-                            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    result = subprocess.run(
+        ["/bin/sh", str(ROOT / "scripts" / "duckdns_update.sh"), "myapp", str(token)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "duckdns myapp: OK\n"
     assert (tmp_path / "argv").read_text() == "-fsS -m 30 -K -\n"
     assert (tmp_path / "stdin").read_text() == (
-        f'url = "https://www.duckdns.org/update?domains=myapp&token={TOKEN}&ip="\n')
+        f'url = "https://www.duckdns.org/update?domains=myapp&token={TOKEN}&ip="\n'
+    )

@@ -12,9 +12,17 @@ from tests.conftest import make_config
 
 def production(**overrides):
     cfg = config.defaults()
-    cfg.update({"APP_ENV": "production", "SESSION_SIGNING_KEY": "k" * 40,
-                "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(), "ADMIN_API_TOKEN": "a" * 40,
-                "CRON_TOKEN": "c" * 40, "BITRIX24_CLIENT_ID": "app.1", "BITRIX24_CLIENT_SECRET": "s" * 40})
+    cfg.update(
+        {
+            "APP_ENV": "production",
+            "SESSION_SIGNING_KEY": "k" * 40,
+            "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "ADMIN_API_TOKEN": "a" * 40,
+            "CRON_TOKEN": "c" * 40,
+            "BITRIX24_CLIENT_ID": "app.1",
+            "BITRIX24_CLIENT_SECRET": "s" * 40,
+        }
+    )
     cfg.update(overrides)
     return cfg
 
@@ -23,7 +31,10 @@ def production(**overrides):
     ("raw", "normalized"),
     [
         ("http://телемост.рф/", "http://xn--e1aarfksbg.xn--p1ai"),
-        ("http://Приложение.Пример.РФ:8080/телемост-app", "http://xn--e1aabhcpqfgk.xn--e1afmkfd.xn--p1ai:8080/телемост-app"),
+        (
+            "http://Приложение.Пример.РФ:8080/телемост-app",
+            "http://xn--e1aabhcpqfgk.xn--e1afmkfd.xn--p1ai:8080/телемост-app",
+        ),
         ("https://myapp.duckdns.org", "https://myapp.duckdns.org"),
         ("http://xn--e1aarfksbg.xn--p1ai/app/", "http://xn--e1aarfksbg.xn--p1ai/app"),
     ],
@@ -34,8 +45,17 @@ def test_production_accepts_plain_http_and_idn_hosts_as_punycode(raw, normalized
     assert cfg["PUBLIC_URL"] == normalized
 
 
-@pytest.mark.parametrize("raw", ["ftp://app.example.com", "http://", "http://user:pw@app.example.com",
-                                 "https://app.example.com/?x=1", "http://exa mple.com", "http://a..b"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ftp://app.example.com",
+        "http://",
+        "http://user:pw@app.example.com",
+        "https://app.example.com/?x=1",
+        "http://exa mple.com",
+        "http://a..b",
+    ],
+)
 def test_bad_public_url_names_the_setting(raw):
     with pytest.raises(config.ConfigError) as info:
         config.validate(production(PUBLIC_URL=raw))

@@ -27,8 +27,10 @@ class FakeRest:
         self.with_operator: set[tuple[str, int]] = set()
         self.history: dict[tuple[str, int], dict] = {}
         self.dialog_info: dict[tuple[str, int], dict] = {}
-        self.lines = [{"ID": "1", "LINE_NAME": "Site chat", "ACTIVE": "Y", "WELCOME_BOT_ENABLE": "N"},
-                      {"ID": "2", "LINE_NAME": "Telegram", "ACTIVE": "Y", "WELCOME_BOT_ENABLE": "N"}]
+        self.lines = [
+            {"ID": "1", "LINE_NAME": "Site chat", "ACTIVE": "Y", "WELCOME_BOT_ENABLE": "N"},
+            {"ID": "2", "LINE_NAME": "Telegram", "ACTIVE": "Y", "WELCOME_BOT_ENABLE": "N"},
+        ]
         self.users = [{"ID": "1", "NAME": "Anna", "LAST_NAME": "Admin", "WORK_POSITION": "CEO"}]
 
     def of(self, member_id: str, method: str | None = None) -> list[dict]:
@@ -101,45 +103,91 @@ def make_portal(services, name: str = "p1", *, bot_id: int = 39, version: str = 
     api_token = None
     ts = now()
     with services.db.write() as conn:
-        portal_id = conn.execute(sa.insert(portals).values(
-            member_id=member_id, domain=f"{name}.bitrix24.test", client_endpoint=f"https://{name}.bitrix24.test/rest/",
-            server_endpoint="https://oauth.bitrix.info/rest/", application_token_hash=token_hash(app_token),
-            status="installed", bot_id=bot_id, version=version, installed_at=ts, updated_at=ts,
-        )).inserted_primary_key[0]
-    services.vault.store("bitrix24", member_id, PORTAL_SUBJECT, TokenSet("a" * 32, "r" * 32, ts + 3600, ts + 86400),
-                         portal_id=portal_id, reason="install")
+        portal_id = conn.execute(
+            sa.insert(portals).values(
+                member_id=member_id,
+                domain=f"{name}.bitrix24.test",
+                client_endpoint=f"https://{name}.bitrix24.test/rest/",
+                server_endpoint="https://oauth.bitrix.info/rest/",
+                application_token_hash=token_hash(app_token),
+                status="installed",
+                bot_id=bot_id,
+                version=version,
+                installed_at=ts,
+                updated_at=ts,
+            )
+        ).inserted_primary_key[0]
+    services.vault.store(
+        "bitrix24",
+        member_id,
+        PORTAL_SUBJECT,
+        TokenSet("a" * 32, "r" * 32, ts + 3600, ts + 86400),
+        portal_id=portal_id,
+        reason="install",
+    )
     api_token = services.portals.issue_admin_token(portal_id, actor="test")["token"]
-    return {"id": portal_id, "member_id": member_id, "app_token": app_token, "api_token": api_token,
-            "bot_id": bot_id, "name": name}
+    return {
+        "id": portal_id,
+        "member_id": member_id,
+        "app_token": app_token,
+        "api_token": api_token,
+        "bot_id": bot_id,
+        "name": name,
+    }
 
 
-def lines_event(portal: dict, event: str = "ONIMBOTMESSAGEADD", *, chat_id: int = 1775, message_id: int | None = None,
-                text: str = "Hello, I need help", line_id: str = "1", client_id: str = "599",
-                client_name: str = "Ivan Petrov", language: str = "ru", ts: int | None = None,
-                application_token: str | None = None, crm: str = "LEAD|1209|COMPANY|0|CONTACT|0|DEAL|0") -> dict:
+def lines_event(
+    portal: dict,
+    event: str = "ONIMBOTMESSAGEADD",
+    *,
+    chat_id: int = 1775,
+    message_id: int | None = None,
+    text: str = "Hello, I need help",
+    line_id: str = "1",
+    client_id: str = "599",
+    client_name: str = "Ivan Petrov",
+    language: str = "ru",
+    ts: int | None = None,
+    application_token: str | None = None,
+    crm: str = "LEAD|1209|COMPANY|0|CONTACT|0|DEAL|0",
+) -> dict:
     """An Open Lines event form: the documented full envelope (group-chat fixture) with LINES parameters."""
     base = "event-ONIMBOTMESSAGEADD-group.json" if event == "ONIMBOTMESSAGEADD" else "event-ONIMBOTJOINCHAT-group.json"
     form = {k: v for k, v in load_fixture(base)["payload"].items()}
     old_bot = next(k.split("]")[1][1:] for k in form if k.startswith("data[BOT]["))
     form = {k.replace(f"data[BOT][{old_bot}]", f"data[BOT][{portal['bot_id']}]"): v for k, v in form.items()}
     lines = load_fixture("event-ONIMBOTMESSAGEADD-openlines.json")["payload"]
-    form.update({
-        "event": event, "ts": str(ts if ts is not None else int(time.time())),
-        "auth[member_id]": portal["member_id"], "auth[domain]": f"{portal['name']}.bitrix24.test",
-        "auth[application_token]": portal["app_token"] if application_token is None else application_token,
-        f"data[BOT][{portal['bot_id']}][BOT_ID]": str(portal["bot_id"]),
-        "data[PARAMS][CHAT_ENTITY_TYPE]": lines["data[PARAMS][CHAT_ENTITY_TYPE]"],
-        "data[PARAMS][CHAT_ENTITY_ID]": f"livechat|{line_id}|{chat_id + 100}|{client_id}",
-        "data[PARAMS][CHAT_ENTITY_DATA_2]": crm,
-        "data[PARAMS][CHAT_ID]": str(chat_id), "data[PARAMS][DIALOG_ID]": f"chat{chat_id}",
-        "data[PARAMS][CHAT_TYPE]": "L", "data[PARAMS][LANGUAGE]": language,
-        "data[PARAMS][BOT_ID]": str(portal["bot_id"]),
-        "data[USER][ID]": client_id, "data[USER][NAME]": client_name, "data[USER][IS_CONNECTOR]": "Y",
-    })
+    form.update(
+        {
+            "event": event,
+            "ts": str(ts if ts is not None else int(time.time())),
+            "auth[member_id]": portal["member_id"],
+            "auth[domain]": f"{portal['name']}.bitrix24.test",
+            "auth[application_token]": portal["app_token"] if application_token is None else application_token,
+            f"data[BOT][{portal['bot_id']}][BOT_ID]": str(portal["bot_id"]),
+            "data[PARAMS][CHAT_ENTITY_TYPE]": lines["data[PARAMS][CHAT_ENTITY_TYPE]"],
+            "data[PARAMS][CHAT_ENTITY_ID]": f"livechat|{line_id}|{chat_id + 100}|{client_id}",
+            "data[PARAMS][CHAT_ENTITY_DATA_2]": crm,
+            "data[PARAMS][CHAT_ID]": str(chat_id),
+            "data[PARAMS][DIALOG_ID]": f"chat{chat_id}",
+            "data[PARAMS][CHAT_TYPE]": "L",
+            "data[PARAMS][LANGUAGE]": language,
+            "data[PARAMS][BOT_ID]": str(portal["bot_id"]),
+            "data[USER][ID]": client_id,
+            "data[USER][NAME]": client_name,
+            "data[USER][IS_CONNECTOR]": "Y",
+        }
+    )
     if event == "ONIMBOTMESSAGEADD":
-        form.update({"data[PARAMS][MESSAGE]": text, "data[PARAMS][MESSAGE_ID]": str(message_id or chat_id * 10),
-                     "data[PARAMS][FROM_USER_ID]": client_id, "data[PARAMS][AUTHOR_ID]": client_id,
-                     "data[PARAMS][TO_CHAT_ID]": str(chat_id)})
+        form.update(
+            {
+                "data[PARAMS][MESSAGE]": text,
+                "data[PARAMS][MESSAGE_ID]": str(message_id or chat_id * 10),
+                "data[PARAMS][FROM_USER_ID]": client_id,
+                "data[PARAMS][AUTHOR_ID]": client_id,
+                "data[PARAMS][TO_CHAT_ID]": str(chat_id),
+            }
+        )
         form = {k: v for k, v in form.items() if not k.startswith("data[PARAMS][MENTIONED_LIST]")}
     else:
         form["data[PARAMS][USER_ID]"] = client_id
@@ -151,9 +199,15 @@ def lines_event(portal: dict, event: str = "ONIMBOTMESSAGEADD", *, chat_id: int 
 def private_event(portal: dict, *, language: str = "en", message_id: int = 84331) -> dict:
     """The documented private-chat ONIMBOTMESSAGEADD with this portal's auth."""
     form = dict(load_fixture("event-ONIMBOTMESSAGEADD-private.json")["payload"])
-    form.update({"ts": str(int(time.time())), "auth[member_id]": portal["member_id"],
-                 "auth[application_token]": portal["app_token"], "data[PARAMS][LANGUAGE]": language,
-                 "data[PARAMS][MESSAGE_ID]": str(message_id)})
+    form.update(
+        {
+            "ts": str(int(time.time())),
+            "auth[member_id]": portal["member_id"],
+            "auth[application_token]": portal["app_token"],
+            "data[PARAMS][LANGUAGE]": language,
+            "data[PARAMS][MESSAGE_ID]": str(message_id),
+        }
+    )
     return form
 
 
@@ -169,8 +223,18 @@ def rows(services, table, *where) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(sa.select(table).where(*where))]
 
 
-__all__ = ["FakeRest", "bot_handoffs", "bot_inbox", "count", "dialog_messages", "dialogs", "lines_event",
-           "make_portal", "private_event", "rows"]
+__all__ = [
+    "FakeRest",
+    "bot_handoffs",
+    "bot_inbox",
+    "count",
+    "dialog_messages",
+    "dialogs",
+    "lines_event",
+    "make_portal",
+    "private_event",
+    "rows",
+]
 
 
 def bot_lines_rows(services) -> list[dict]:

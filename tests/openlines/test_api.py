@@ -23,8 +23,11 @@ def client(bot_app):
 def two_portals(services, client):
     """Two portals with dialogs: a has 3 (line 1 ×2, line 2 ×1), b has 1."""
     a, b = make_portal(services, "a"), make_portal(services, "b")
-    for chat, line, name, text in ((1, "1", "Ivan", "Где заказ?"), (2, "1", "Maria", "Hello"),
-                                   (3, "2", "Oleg", "=HYPERLINK(1)")):
+    for chat, line, name, text in (
+        (1, "1", "Ivan", "Где заказ?"),
+        (2, "1", "Maria", "Hello"),
+        (3, "2", "Oleg", "=HYPERLINK(1)"),
+    ):
         client.post("/python_bot/", data=lines_event(a, chat_id=chat, line_id=line, client_name=name, text=text))
     client.post("/python_bot/", data=lines_event(b, chat_id=99, client_name="Other portal client"))
     services.openlines.process_ready(trigger="test", budget_s=30)
@@ -41,8 +44,9 @@ def test_portal_token_sees_only_its_own_portal(client, two_portals):
     page = client.get("/api/dialogs", headers={"X-API-Token": b["api_token"]}).get_json()
     assert [d["chat_id"] for d in page["items"]] == [99]
     assert client.get("/api/dialogs/1", headers={"X-API-Token": b["api_token"]}).status_code == 404
-    assert client.get(f"/api/dialogs?portal={a['member_id']}",
-                      headers={"X-API-Token": b["api_token"]}).status_code == 403
+    assert (
+        client.get(f"/api/dialogs?portal={a['member_id']}", headers={"X-API-Token": b["api_token"]}).status_code == 403
+    )
 
 
 def test_token_in_the_query_string_is_accepted(client, two_portals):
@@ -70,8 +74,12 @@ def test_iframe_bearer_of_a_portal_admin(bot_app, services, client, two_portals)
     ok = client.get("/api/dialogs", headers={"Authorization": f"Bearer {admin_token}"})
     assert ok.get_json()["total"] == 3
     assert client.get("/api/dialogs", headers={"Authorization": f"Bearer {employee_token}"}).status_code == 403
-    assert client.get(f"/api/dialogs?portal={b['member_id']}",
-                      headers={"Authorization": f"Bearer {admin_token}"}).status_code == 403
+    assert (
+        client.get(
+            f"/api/dialogs?portal={b['member_id']}", headers={"Authorization": f"Bearer {admin_token}"}
+        ).status_code
+        == 403
+    )
 
 
 def test_paging_and_filters(client, two_portals):
@@ -83,16 +91,17 @@ def test_paging_and_filters(client, two_portals):
     assert client.get("/api/dialogs?line_id=2", headers=h).get_json()["total"] == 1
     assert client.get("/api/dialogs?status=transferred", headers=h).get_json()["total"] == 3
     assert client.get("/api/dialogs?status=new", headers=h).get_json()["total"] == 0
-    assert [d["client"]["name"] for d in client.get("/api/dialogs?q=заказ", headers=h).get_json()["items"]] == [
-        "Ivan"]
+    assert [d["client"]["name"] for d in client.get("/api/dialogs?q=заказ", headers=h).get_json()["items"]] == ["Ivan"]
     assert client.get("/api/dialogs?q=%25", headers=h).get_json()["total"] == 0  # % is literal
     future = int(time.time()) + 3600
     assert client.get(f"/api/dialogs?from={future}", headers=h).get_json()["total"] == 0
     assert client.get("/api/dialogs?to=2000-01-01", headers=h).get_json()["total"] == 0
 
 
-@pytest.mark.parametrize("query", ["per_page=0", "per_page=101", "page=0", "page=x", "status=bogus", "line_id=a",
-                                   "from=yesterday", "q=" + "x" * 101])
+@pytest.mark.parametrize(
+    "query",
+    ["per_page=0", "per_page=101", "page=0", "page=x", "status=bogus", "line_id=a", "from=yesterday", "q=" + "x" * 101],
+)
 def test_bad_filters_are_400(client, two_portals, query):
     a, _ = two_portals
     response = client.get(f"/api/dialogs?{query}", headers={"X-API-Token": a["api_token"]})
@@ -148,25 +157,50 @@ def test_enable_disable_and_status(bot_app, services, client, two_portals):
 def test_settings_round_trip_and_validation(services, client, two_portals):
     a, _ = two_portals
     h = {"X-API-Token": a["api_token"]}
-    body = {"greeting": "Здравствуйте!", "timezone": "Asia/Yekaterinburg", "transfer_mode": "queue", "queue_id": "2",
-            "lines": {"1": {"schedule": {"mon": [["09:00", "18:00"]]}, "out_of_hours_text": "Закрыто",
-                            "out_of_hours_action": "finish"}}}
+    body = {
+        "greeting": "Здравствуйте!",
+        "timezone": "Asia/Yekaterinburg",
+        "transfer_mode": "queue",
+        "queue_id": "2",
+        "lines": {
+            "1": {
+                "schedule": {"mon": [["09:00", "18:00"]]},
+                "out_of_hours_text": "Закрыто",
+                "out_of_hours_action": "finish",
+            }
+        },
+    }
     saved = client.put("/api/admin/bot/settings", json=body, headers=h).get_json()
     assert saved["greeting"] == "Здравствуйте!" and saved["timezone"] == "Asia/Yekaterinburg"
-    assert saved["lines"] == [{"line_id": "1", "name": None, "attached": False,
-                               "schedule": {"mon": [["09:00", "18:00"]]}, "out_of_hours_text": "Закрыто",
-                               "out_of_hours_action": "finish"}]
+    assert saved["lines"] == [
+        {
+            "line_id": "1",
+            "name": None,
+            "attached": False,
+            "schedule": {"mon": [["09:00", "18:00"]]},
+            "out_of_hours_text": "Закрыто",
+            "out_of_hours_action": "finish",
+        }
+    ]
     assert client.get("/api/admin/bot/settings", headers=h).get_json() == saved
     [line] = bot_lines_rows(services)
     assert line["out_of_hours_action"] == "finish"
-    for bad in ({"timezone": "Mars/Olympus"}, {"transfer_mode": "robot"}, {"greeting": 5},
-                {"lines": {"1": {"schedule": {"mon": [["18:00", "09:00"]]}}}},
-                {"lines": {"1": {"schedule": {"funday": []}}}}, {"lines": {"x": {}}},
-                {"lines": {"1": {"out_of_hours_action": "explode"}}}, {"enabled": "yes"}):
+    for bad in (
+        {"timezone": "Mars/Olympus"},
+        {"transfer_mode": "robot"},
+        {"greeting": 5},
+        {"lines": {"1": {"schedule": {"mon": [["18:00", "09:00"]]}}}},
+        {"lines": {"1": {"schedule": {"funday": []}}}},
+        {"lines": {"x": {}}},
+        {"lines": {"1": {"out_of_hours_action": "explode"}}},
+        {"enabled": "yes"},
+    ):
         response = client.put("/api/admin/bot/settings", json=bad, headers=h)
         assert response.status_code == 400, bad
-    assert client.put("/api/admin/bot/settings", data="[", headers={**h, "Content-Type": "application/json"}
-                      ).status_code == 400
+    assert (
+        client.put("/api/admin/bot/settings", data="[", headers={**h, "Content-Type": "application/json"}).status_code
+        == 400
+    )
 
 
 def test_lines_and_attach(services, client, two_portals, rest):
@@ -176,8 +210,17 @@ def test_lines_and_attach(services, client, two_portals, rest):
     assert [(line["line_id"], line["bot_attached"]) for line in listed] == [("1", False), ("2", False)]
     answer = client.post("/api/admin/bot/attach", json={"line_id": "2"}, headers=h)
     assert answer.status_code == 200 and answer.get_json()["attached"] is True
-    assert rest.of(a["member_id"], "imopenlines.config.update") == [{"CONFIG_ID": "2", "PARAMS": {
-        "WELCOME_BOT_ENABLE": "Y", "WELCOME_BOT_ID": 39, "WELCOME_BOT_JOIN": "first", "WELCOME_BOT_LEFT": "queue"}}]
+    assert rest.of(a["member_id"], "imopenlines.config.update") == [
+        {
+            "CONFIG_ID": "2",
+            "PARAMS": {
+                "WELCOME_BOT_ENABLE": "Y",
+                "WELCOME_BOT_ID": 39,
+                "WELCOME_BOT_JOIN": "first",
+                "WELCOME_BOT_LEFT": "queue",
+            },
+        }
+    ]
     assert client.get("/api/admin/status", headers=h).get_json()["bot"]["lines_attached"] == ["2"]
     assert client.post("/api/admin/bot/attach", json={"line_id": "two"}, headers=h).status_code == 400
 
@@ -201,6 +244,11 @@ def test_reinit_db_is_idempotent_and_global_only(bot_app, client, two_portals):
 def test_error_words_in_both_languages():
     from routes.i18n import CATALOG
 
-    for key in ("error.portal_required", "error.bad_schedule", "error.stale_event", "bot.private_reply",
-                "bot.out_of_hours"):
+    for key in (
+        "error.portal_required",
+        "error.bad_schedule",
+        "error.stale_event",
+        "bot.private_reply",
+        "bot.out_of_hours",
+    ):
         assert CATALOG["ru"][key] and CATALOG["en"][key] and CATALOG["ru"][key] != CATALOG["en"][key]

@@ -44,8 +44,11 @@ def test_portals_list(runner, portal_with_dialog):
 
 @pytest.mark.parametrize("ref", ["member_id", "domain", "id"])
 def test_bot_off_and_on_by_any_portal_reference(runner, services, portal_with_dialog, ref):
-    value = {"member_id": portal_with_dialog["member_id"], "domain": "acme.bitrix24.test",
-             "id": str(portal_with_dialog["id"])}[ref]
+    value = {
+        "member_id": portal_with_dialog["member_id"],
+        "domain": "acme.bitrix24.test",
+        "id": str(portal_with_dialog["id"]),
+    }[ref]
     assert runner.invoke(args=["bot", "off", value]).exit_code == 0
     assert services.openlines.settings_row(portal_with_dialog["id"])["enabled"] is False
     assert runner.invoke(args=["bot", "on", value]).exit_code == 0

@@ -38,17 +38,30 @@ def install_and_attach(stack, name: str = "portal1", line_id: int = 1) -> dict:
     """Install (event), then attach the app's bot to the line through the admin API."""
     assert stack.control("POST", f"/_sandbox/portals/{name}/install", {"mode": "event"}, expect=200)["status"] == 200
     member_id = stack.control("GET", f"/_sandbox/portals/{name}", expect=200)["member_id"]
-    answer = requests.post(f"{stack.app_url}/api/admin/bot/attach", params={"portal": member_id},
-                           json={"line_id": str(line_id)}, headers={"X-API-Token": stack.env["ADMIN_API_TOKEN"]},
-                           timeout=30)
+    answer = requests.post(
+        f"{stack.app_url}/api/admin/bot/attach",
+        params={"portal": member_id},
+        json={"line_id": str(line_id)},
+        headers={"X-API-Token": stack.env["ADMIN_API_TOKEN"]},
+        timeout=30,
+    )
     assert answer.status_code == 200, answer.text
     return {"name": name, "member_id": member_id}
 
 
 def write(stack, name: str, text: str, client_id: str = "42", chat_id=None, line_id: int = 1) -> dict:
-    return stack.control("POST", f"/_sandbox/portals/{name}/openlines/message", {
-        "line_id": line_id, "client": {"id": client_id, "name": f"Клиент {client_id}"}, "text": text,
-        "connector": "livechat", "chat_id": chat_id}, expect=200)
+    return stack.control(
+        "POST",
+        f"/_sandbox/portals/{name}/openlines/message",
+        {
+            "line_id": line_id,
+            "client": {"id": client_id, "name": f"Клиент {client_id}"},
+            "text": text,
+            "connector": "livechat",
+            "chat_id": chat_id,
+        },
+        expect=200,
+    )
 
 
 def handoffs_on(stack, name: str) -> list[dict]:
@@ -57,8 +70,12 @@ def handoffs_on(stack, name: str) -> list[dict]:
 
 
 def api(stack, path: str, member_id: str, **params):
-    response = requests.get(f"{stack.app_url}{path}", params={"portal": member_id, **params},
-                            headers={"X-API-Token": stack.env["ADMIN_API_TOKEN"]}, timeout=30)
+    response = requests.get(
+        f"{stack.app_url}{path}",
+        params={"portal": member_id, **params},
+        headers={"X-API-Token": stack.env["ADMIN_API_TOKEN"]},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -66,8 +83,9 @@ def api(stack, path: str, member_id: str, **params):
 @pytest.fixture
 def stack(tmp_path):
     """Sandbox with three portals and the app; retries are due at once (no backoff) for the outage test."""
-    running = Stack(database_path=str(tmp_path / "live.db"), portals=3, log_dir=tmp_path,
-                    extra_app_env={"BOT_BACKOFF_SECONDS": "0"})
+    running = Stack(
+        database_path=str(tmp_path / "live.db"), portals=3, log_dir=tmp_path, extra_app_env={"BOT_BACKOFF_SECONDS": "0"}
+    )
     yield running
     running.stop()
 
@@ -78,11 +96,16 @@ def test_set_up_registers_the_bot_and_binds_session_finish(stack):
     state = stack.control("GET", "/_sandbox/portals/portal1/state", expect=200)
     [bot] = state["bots"]
     assert row["bot_id"] == bot["id"]
-    assert any(e["event"].upper() == "ONSESSIONFINISH" and e["handler"].endswith("/python_bot/")
-               for e in state["events"])
+    assert any(
+        e["event"].upper() == "ONSESSIONFINISH" and e["handler"].endswith("/python_bot/") for e in state["events"]
+    )
     line = state["lines"][0]
     assert (line["WELCOME_BOT_ENABLE"], line["WELCOME_BOT_ID"], line["WELCOME_BOT_JOIN"], line["WELCOME_BOT_LEFT"]) == (
-        "Y", str(bot["id"]), "first", "queue")
+        "Y",
+        str(bot["id"]),
+        "first",
+        "queue",
+    )
     lines = api(stack, "/api/admin/lines", portal["member_id"])["items"]
     assert [(x["line_id"], x["bot_attached"]) for x in lines] == [("1", True), ("2", False)]
 
@@ -95,15 +118,24 @@ def test_dialog_is_stored_handed_over_and_its_whole_conversation_kept(stack):
     wait_for(lambda: handoffs_on(stack, "portal1"))
     [handoff] = handoffs_on(stack, "portal1")
     assert (handoff["action"], int(handoff["chat_id"])) == ("operator", chat_id)
-    [dialog] = wait_for(lambda: [d for d in select(stack, dialogs) if d["status"] == "transferred"
-                                 and d["first_message"]])
+    [dialog] = wait_for(
+        lambda: [d for d in select(stack, dialogs) if d["status"] == "transferred" and d["first_message"]]
+    )
     assert (dialog["chat_id"], dialog["line_id"], dialog["connector"], dialog["client_name"]) == (
-        chat_id, "1", "livechat", "Клиент 42")
+        chat_id,
+        "1",
+        "livechat",
+        "Клиент 42",
+    )
     assert dialog["first_message"] == "Здравствуйте, где мой заказ?"
     assert dialog["crm_bindings"] and "LEAD" in dialog["crm_bindings"]
     # The operator answers and closes; OnSessionFinish brings the whole conversation.
-    stack.control("POST", "/_sandbox/portals/portal1/openlines/operator-reply",
-                  {"chat_id": chat_id, "text": "Заказ отправлен сегодня."}, expect=200)
+    stack.control(
+        "POST",
+        "/_sandbox/portals/portal1/openlines/operator-reply",
+        {"chat_id": chat_id, "text": "Заказ отправлен сегодня."},
+        expect=200,
+    )
     finished = stack.control("POST", "/_sandbox/portals/portal1/openlines/finish", {"chat_id": chat_id}, expect=200)
     assert finished["deliveries"] == [200]
     wait_for(lambda: select(stack, dialogs)[0]["history_fetched_at"])
@@ -131,8 +163,13 @@ def test_duplicate_delivery_gives_one_dialog_and_one_transfer(stack):
 @pytest.mark.parametrize("mode", ["503", "timeout"])
 def test_portal_rest_down_while_events_arrive_then_the_task_run_catches_up(stack, mode):
     portal = install_and_attach(stack)
-    fault = {"server": "portal", "mode": mode, "value": 2 if mode == "timeout" else None, "count": None,
-             "portal": "portal1"}
+    fault = {
+        "server": "portal",
+        "mode": mode,
+        "value": 2 if mode == "timeout" else None,
+        "count": None,
+        "portal": "portal1",
+    }
     stack.control("POST", "/_sandbox/faults", fault, expect=201)
     chats = [write(stack, "portal1", f"вопрос {n}", client_id=str(n)) for n in range(3)]
     assert all(c["deliveries"] == [200, 200] for c in chats)
@@ -141,8 +178,9 @@ def test_portal_rest_down_while_events_arrive_then_the_task_run_catches_up(stack
     stack.control("DELETE", "/_sandbox/faults", expect=200)
     # The cron run: rows a worker still holds (mid-retry) are left to it, so run until nothing is left.
     for _ in range(20):
-        run = requests.post(f"{stack.app_url}/tasks/process-events",
-                            headers={"X-Cron-Token": stack.env["CRON_TOKEN"]}, timeout=120)
+        run = requests.post(
+            f"{stack.app_url}/tasks/process-events", headers={"X-Cron-Token": stack.env["CRON_TOKEN"]}, timeout=120
+        )
         assert run.status_code == 200, run.text
         if run.json()["left"] == 0:
             break

@@ -93,7 +93,8 @@ def test_portal_down_while_events_arrive_then_the_task_run_catches_up(services, 
     report = services.openlines.process_ready(trigger="worker", budget_s=30)
     assert (report.retried, report.done) == (4, 0)
     assert {(r["status"], r["last_error"]) for r in rows(services, bot_inbox)} == {
-        ("pending", "http_503" if fault == "503" else "network_error")}
+        ("pending", "http_503" if fault == "503" else "network_error")
+    }
     rest.down = None
     cron = bot_app_any_db.config["CRON_TOKEN"]
     assert bot_app_any_db.test_client().post("/tasks/process-events").status_code == 401
@@ -102,7 +103,9 @@ def test_portal_down_while_events_arrive_then_the_task_run_catches_up(services, 
     assert (answer.get_json()["done"], answer.get_json()["left"]) == (4, 0)
     for portal in portals:
         assert sorted(c["CHAT_ID"] for c in rest.of(portal["member_id"], "imopenlines.bot.session.operator")) == [
-            10, 11]
+            10,
+            11,
+        ]
     assert count(services, dialogs) == 4
 
 
@@ -144,10 +147,14 @@ def test_hundred_dialogs_from_three_portals_at_once(services, bot_app_any_db, re
         portal, chat = job
         c = bot_app_any_db.test_client()
         name = f"{portal['name']} client"
-        statuses = [c.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", chat_id=chat,
-                                                            client_name=name)).status_code,
-                    c.post("/python_bot/", data=lines_event(portal, chat_id=chat, text=f"question {chat}",
-                                                            client_name=name)).status_code]
+        statuses = [
+            c.post(
+                "/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", chat_id=chat, client_name=name)
+            ).status_code,
+            c.post(
+                "/python_bot/", data=lines_event(portal, chat_id=chat, text=f"question {chat}", client_name=name)
+            ).status_code,
+        ]
         return statuses
 
     with ThreadPoolExecutor(8) as pool:
@@ -167,8 +174,11 @@ def test_hundred_dialogs_from_three_portals_at_once(services, bot_app_any_db, re
         mine = sorted(chat for p, chat in jobs if p is portal)
         calls = rest.of(portal["member_id"], "imopenlines.bot.session.operator")
         assert sorted(c["CHAT_ID"] for c in calls) == mine  # each once, on its own portal
-        page = bot_app_any_db.test_client().get("/api/dialogs?per_page=100",
-                                                headers={"X-API-Token": portal["api_token"]}).get_json()
+        page = (
+            bot_app_any_db.test_client()
+            .get("/api/dialogs?per_page=100", headers={"X-API-Token": portal["api_token"]})
+            .get_json()
+        )
         assert page["total"] == len(mine)
         assert {d["client"]["name"] for d in page["items"]} == {f"p{index} client"}
 
@@ -187,8 +197,7 @@ def test_working_hours_in(services, client, rest):
 @pytest.mark.parametrize(("language", "start"), [("ru", "Спасибо за обращение"), ("en", "Thank you")])
 def test_working_hours_out_sends_the_default_message_and_queues(services, client, rest, language, start):
     portal = make_portal(services)
-    services.openlines.update_settings(portal["id"], {"greeting": "Hi!",
-                                                      "lines": {"1": {"schedule": ALL_WEEK_CLOSED}}})
+    services.openlines.update_settings(portal["id"], {"greeting": "Hi!", "lines": {"1": {"schedule": ALL_WEEK_CLOSED}}})
     client.post("/python_bot/", data=lines_event(portal, language=language))
     services.openlines.process_ready(trigger="test", budget_s=30)
     [notice] = rest.of(portal["member_id"], "imbot.message.add")
@@ -200,8 +209,18 @@ def test_working_hours_out_sends_the_default_message_and_queues(services, client
 
 def test_working_hours_out_with_finish_and_own_text(services, client, rest):
     portal = make_portal(services)
-    services.openlines.update_settings(portal["id"], {"lines": {"1": {
-        "schedule": ALL_WEEK_CLOSED, "out_of_hours_text": "Мы работаем с 9 до 18.", "out_of_hours_action": "finish"}}})
+    services.openlines.update_settings(
+        portal["id"],
+        {
+            "lines": {
+                "1": {
+                    "schedule": ALL_WEEK_CLOSED,
+                    "out_of_hours_text": "Мы работаем с 9 до 18.",
+                    "out_of_hours_action": "finish",
+                }
+            }
+        },
+    )
     client.post("/python_bot/", data=lines_event(portal))
     services.openlines.process_ready(trigger="test", budget_s=30)
     assert [p["MESSAGE"] for p in rest.of(portal["member_id"], "imbot.message.add")] == ["Мы работаем с 9 до 18."]
@@ -233,24 +252,56 @@ def test_schedule_follows_the_portal_time_zone():
     assert is_open(None, timezone(None, "UTC"), monday_0700_utc) is True
 
 
-HISTORY = {"chatId": 1775, "sessionId": 469, "message": {
-    "19001": {"id": "19001", "chatid": "1775", "senderid": "599", "date": "2026-01-05T10:00:00+03:00",
-              "text": "Where is my order?"},
-    "19002": {"id": "19002", "chatid": "1775", "senderid": "39", "date": "2026-01-05T10:00:01+03:00",
-              "text": "Connecting you"},
-    "19003": {"id": "19003", "chatid": "1775", "senderid": "7", "date": "2026-01-05T10:01:00+03:00",
-              "text": "It ships today."},
-    "19004": {"id": "19004", "chatid": "1775", "senderid": "0", "date": "2026-01-05T10:05:00+03:00",
-              "text": "Dialog closed."},
-}}
+HISTORY = {
+    "chatId": 1775,
+    "sessionId": 469,
+    "message": {
+        "19001": {
+            "id": "19001",
+            "chatid": "1775",
+            "senderid": "599",
+            "date": "2026-01-05T10:00:00+03:00",
+            "text": "Where is my order?",
+        },
+        "19002": {
+            "id": "19002",
+            "chatid": "1775",
+            "senderid": "39",
+            "date": "2026-01-05T10:00:01+03:00",
+            "text": "Connecting you",
+        },
+        "19003": {
+            "id": "19003",
+            "chatid": "1775",
+            "senderid": "7",
+            "date": "2026-01-05T10:01:00+03:00",
+            "text": "It ships today.",
+        },
+        "19004": {
+            "id": "19004",
+            "chatid": "1775",
+            "senderid": "0",
+            "date": "2026-01-05T10:05:00+03:00",
+            "text": "Dialog closed.",
+        },
+    },
+}
 
 
 def finish_event(portal, chat_id=1775, session_id="469"):
     """OnSessionFinish as the sandbox posts it (data[connector][chat_id] is the channel's own chat)."""
-    return {"event": "ONSESSIONFINISH", "ts": str(int(time.time())), "data[chat][id]": str(chat_id),
-            "data[connector][chat_id]": "88888", "data[connector][line_id]": "1",
-            "data[session][id]": session_id, "data[session][closed]": "Y", "data[user][id]": "7",
-            "auth[member_id]": portal["member_id"], "auth[application_token]": portal["app_token"]}
+    return {
+        "event": "ONSESSIONFINISH",
+        "ts": str(int(time.time())),
+        "data[chat][id]": str(chat_id),
+        "data[connector][chat_id]": "88888",
+        "data[connector][line_id]": "1",
+        "data[session][id]": session_id,
+        "data[session][closed]": "Y",
+        "data[user][id]": "7",
+        "auth[member_id]": portal["member_id"],
+        "auth[application_token]": portal["app_token"],
+    }
 
 
 def test_full_conversation_stored_once_after_the_operator_finishes(services, client, rest):
@@ -265,7 +316,11 @@ def test_full_conversation_stored_once_after_the_operator_finishes(services, cli
     assert rest.of(portal["member_id"], "imopenlines.session.history.get") == [{"CHAT_ID": 1775, "SESSION_ID": "469"}]
     messages = sorted(rows(services, dialog_messages), key=lambda m: m["message_id"])
     assert [(m["message_id"], m["author_kind"]) for m in messages] == [
-        ("19001", "client"), ("19002", "bot"), ("19003", "operator"), ("19004", "system")]
+        ("19001", "client"),
+        ("19002", "bot"),
+        ("19003", "operator"),
+        ("19004", "system"),
+    ]
     [dialog] = rows(services, dialogs)
     assert (dialog["status"], dialog["session_id"]) == ("finished", "469") and dialog["history_fetched_at"]
     # The same history fetched again (the task run, a second finish) adds nothing.
@@ -279,8 +334,12 @@ def test_task_run_finds_finished_sessions_without_the_event(services, client, re
     services.openlines.process_ready(trigger="test", budget_s=30)
     with services.db.write() as conn:
         conn.execute(sa.update(dialogs).values(transferred_at=int(time.time()) - 3600))
-    rest.dialog_info[(portal["member_id"], 1775)] = {"id": "1775", "entity_type": "LINES", "session_id": "469",
-                                                     "session_status": "closed"}
+    rest.dialog_info[(portal["member_id"], 1775)] = {
+        "id": "1775",
+        "entity_type": "LINES",
+        "session_id": "469",
+        "session_status": "closed",
+    }
     rest.history[(portal["member_id"], 1775)] = HISTORY
     result = bot_app_any_db.test_cli_runner().invoke(args=["bot", "process-events"])
     assert result.exit_code == 0 and '"history_fetched": 1' in result.output, result.output
@@ -307,9 +366,11 @@ def test_task_run_prunes_old_processed_rows_only(services, client):
     services.openlines.process_ready(trigger="worker", budget_s=30)
     client.post("/python_bot/", data=lines_event(portal, chat_id=3))  # still pending
     with services.db.write() as conn:
-        conn.execute(sa.update(bot_inbox).where(bot_inbox.c.status == "done", bot_inbox.c.event_key.like("%:10"))
-                     .values(processed_at=time.time() - 8 * 86400))
+        conn.execute(
+            sa.update(bot_inbox)
+            .where(bot_inbox.c.status == "done", bot_inbox.c.event_key.like("%:10"))
+            .values(processed_at=time.time() - 8 * 86400)
+        )
     report = services.openlines.process_ready(trigger="cli", limit=1, budget_s=30)
     assert report.pruned == 1
-    assert sorted(r["event_key"] for r in rows(services, bot_inbox)) == ["ONIMBOTMESSAGEADD:20",
-                                                                        "ONIMBOTMESSAGEADD:30"]
+    assert sorted(r["event_key"] for r in rows(services, bot_inbox)) == ["ONIMBOTMESSAGEADD:20", "ONIMBOTMESSAGEADD:30"]

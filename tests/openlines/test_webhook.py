@@ -34,8 +34,10 @@ def run_inbox(services):
     return services.openlines.process_ready(trigger="test", budget_s=30)
 
 
-@pytest.mark.parametrize("forgery", ["wrong_token", "other_portals_token", "missing_token", "stale_ts", "no_ts",
-                                     "future_ts", "unknown_portal"])
+@pytest.mark.parametrize(
+    "forgery",
+    ["wrong_token", "other_portals_token", "missing_token", "stale_ts", "no_ts", "future_ts", "unknown_portal"],
+)
 def test_forged_events_are_refused_and_nothing_is_written(services, client, forgery):
     victim = make_portal(services, "victim")
     other = make_portal(services, "other")
@@ -93,7 +95,11 @@ def test_open_lines_dialog_is_recorded_and_handed_over(services, client, rest):
     assert (report.done, report.handed_off, report.left) == (2, 1, 0)
     [dialog] = rows(services, dialogs)
     assert (dialog["chat_id"], dialog["dialog_id"], dialog["line_id"], dialog["connector"]) == (
-        1775, "chat1775", "1", "livechat")
+        1775,
+        "chat1775",
+        "1",
+        "livechat",
+    )
     assert (dialog["client_id"], dialog["client_name"]) == ("599", "Ivan Petrov")
     assert json.loads(dialog["crm_bindings"]) == {"LEAD": 1209}
     assert dialog["first_message"] == "Где мой заказ?"
@@ -103,8 +109,7 @@ def test_open_lines_dialog_is_recorded_and_handed_over(services, client, rest):
     assert rest.of(portal["member_id"], "imopenlines.bot.session.operator") == [{"CHAT_ID": 1775}]
     assert rest.of(portal["member_id"], "imbot.message.add") == []  # no greeting configured
     [handoff] = rows(services, bot_handoffs)
-    assert (handoff["state"], handoff["method"], handoff["attempts"]) == (
-        "done", "imopenlines.bot.session.operator", 1)
+    assert (handoff["state"], handoff["method"], handoff["attempts"]) == ("done", "imopenlines.bot.session.operator", 1)
 
 
 def test_duplicate_delivery_gives_one_dialog_and_one_transfer(services, client, rest):
@@ -162,8 +167,10 @@ def test_greeting_then_operator(services, client, rest):
     run_inbox(services)
     sent = [(m, p) for member, m, p in rest.calls if member == portal["member_id"]]
     assert sent == [
-        ("imbot.message.add", {"BOT_ID": "39", "DIALOG_ID": "chat1775",
-                               "MESSAGE": "Здравствуйте! Соединяю с оператором."}),
+        (
+            "imbot.message.add",
+            {"BOT_ID": "39", "DIALOG_ID": "chat1775", "MESSAGE": "Здравствуйте! Соединяю с оператором."},
+        ),
         ("imopenlines.bot.session.operator", {"CHAT_ID": 1775}),
     ]
 
@@ -174,7 +181,8 @@ def test_transfer_to_a_configured_queue(services, client, rest):
     client.post("/python_bot/", data=lines_event(portal))
     run_inbox(services)
     assert rest.of(portal["member_id"], "imopenlines.bot.session.transfer") == [
-        {"CHAT_ID": 1775, "QUEUE_ID": "2", "LEAVE": "Y"}]
+        {"CHAT_ID": 1775, "QUEUE_ID": "2", "LEAVE": "Y"}
+    ]
     assert rest.of(portal["member_id"], "imopenlines.bot.session.operator") == []
 
 
@@ -212,8 +220,13 @@ def test_group_chat_is_not_intercepted(services, client, rest):
 
     portal = make_portal(services)
     form = dict(load_fixture("event-ONIMBOTMESSAGEADD-group.json")["payload"])
-    form.update({"ts": str(int(time.time())), "auth[member_id]": portal["member_id"],
-                 "auth[application_token]": portal["app_token"]})
+    form.update(
+        {
+            "ts": str(int(time.time())),
+            "auth[member_id]": portal["member_id"],
+            "auth[application_token]": portal["app_token"],
+        }
+    )
     assert client.post("/python_bot/", data=form).status_code == 200
     run_inbox(services)
     assert count(services, dialogs) == 0
@@ -236,9 +249,14 @@ def test_bot_delete_forgets_the_bot_id(services, client):
     from models.portal import Portal  # noqa: F401 - the service reads portals through PortalService
 
     portal = make_portal(services)
-    form = {"event": "ONIMBOTDELETE", "ts": str(int(time.time())), "data[BOT_ID]": str(portal["bot_id"]),
-            "data[BOT_CODE]": "telemost_openlines_bot", "auth[member_id]": portal["member_id"],
-            "auth[application_token]": portal["app_token"]}
+    form = {
+        "event": "ONIMBOTDELETE",
+        "ts": str(int(time.time())),
+        "data[BOT_ID]": str(portal["bot_id"]),
+        "data[BOT_CODE]": "telemost_openlines_bot",
+        "auth[member_id]": portal["member_id"],
+        "auth[application_token]": portal["app_token"],
+    }
     assert client.post("/python_bot/", data=form).status_code == 200
     run_inbox(services)
     assert services.portals.get(portal["id"]).bot_id is None
@@ -284,8 +302,13 @@ def test_background_worker_processes_after_the_answer(tmp_path, rest):
 def test_bot_delete_is_honoured_with_the_switch_off(services, client):
     portal = make_portal(services)
     services.openlines.set_enabled(portal["id"], False)
-    form = {"event": "ONIMBOTDELETE", "ts": str(int(time.time())), "data[BOT_ID]": str(portal["bot_id"]),
-            "auth[member_id]": portal["member_id"], "auth[application_token]": portal["app_token"]}
+    form = {
+        "event": "ONIMBOTDELETE",
+        "ts": str(int(time.time())),
+        "data[BOT_ID]": str(portal["bot_id"]),
+        "auth[member_id]": portal["member_id"],
+        "auth[application_token]": portal["app_token"],
+    }
     client.post("/python_bot/", data=form)
     run_inbox(services)
     assert services.portals.get(portal["id"]).bot_id is None
@@ -320,18 +343,24 @@ def test_database_trouble_is_retried_and_a_bug_does_not_stop_the_inbox(services,
     report = run_inbox(services)
     assert (report.retried, report.failed, calls) == (1, 1, ["1", "2"])
     by_key = {r["event_key"]: (r["status"], r["last_error"]) for r in rows(services, bot_inbox)}
-    assert by_key == {"ONIMBOTMESSAGEADD:10": ("pending", "database_error"),
-                      "ONIMBOTMESSAGEADD:20": ("failed", "internal_error")}
+    assert by_key == {
+        "ONIMBOTMESSAGEADD:10": ("pending", "database_error"),
+        "ONIMBOTMESSAGEADD:20": ("failed", "internal_error"),
+    }
 
 
 def test_a_later_join_of_the_same_chat_is_new_but_hands_over_nothing_twice(services, client, rest):
     portal = make_portal(services)
     now = int(time.time())
-    assert client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now - 60)).get_json()[
-        "status"] == "accepted"
+    assert (
+        client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now - 60)).get_json()["status"]
+        == "accepted"
+    )
     run_inbox(services)
-    assert client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now)).get_json()[
-        "status"] == "accepted"
+    assert (
+        client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT", ts=now)).get_json()["status"]
+        == "accepted"
+    )
     run_inbox(services)
     assert count(services, bot_inbox) == 2
     assert len(rest.of(portal["member_id"], "imopenlines.bot.session.operator")) == 1

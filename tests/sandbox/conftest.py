@@ -48,9 +48,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_Quiet)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Any:

@@ -61,8 +61,6 @@ def test_cli_prints_endpoints_and_stops_on_sigterm(creds: dict[str, str]) -> Non
 
 def test_cli_requires_bitrix_credentials() -> None:
     command = [sys.executable, "-m", "sandbox", "--port", "0", "--app-url", "http://127.0.0.1:9"]
-    done = subprocess.run(
-        command, cwd=ROOT, env=_env(None), capture_output=True, text=True, timeout=30, check=False
-    )
+    done = subprocess.run(command, cwd=ROOT, env=_env(None), capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
     assert "BITRIX24_CLIENT_ID" in done.stderr and done.stdout == ""

@@ -21,9 +21,7 @@ def _amo_refresh_body(creds: dict[str, str], refresh_token: str) -> dict[str, st
 
 def test_latency_and_count(api: Any) -> None:
     token = api.mint()["access_token"]
-    fault = api.control(
-        "POST", "faults", json={"server": "portal", "mode": "latency", "value": 0.3, "count": 1}
-    )
+    fault = api.control("POST", "faults", json={"server": "portal", "mode": "latency", "value": 0.3, "count": 1})
     assert fault.status_code == 201
     started = time.monotonic()
     assert api.call("profile", token).status_code == 200

@@ -203,9 +203,7 @@ def test_custom_events_and_bot_events(api: Any, receiver: Any) -> None:
     assert form["data[PARAMS][CHAT_ID]"] == "7" and form["data[PARAMS][CHAT_ENTITY_TYPE]"] == "LINES"
     assert form[f"data[BOT][{bot_id}][BOT_CODE]"] == "olbot"
     assert form[f"data[BOT][{bot_id}][AUTH][user_id]"] == str(bot_id)
-    assert (
-        form["auth[application_token]"] == api.control("GET", "portals/portal1").json()["application_token"]
-    )
+    assert form["auth[application_token]"] == api.control("GET", "portals/portal1").json()["application_token"]
     reply = api.post(
         "imbot.message.add",
         form[f"data[BOT][{bot_id}][access_token]"],
@@ -213,9 +211,7 @@ def test_custom_events_and_bot_events(api: Any, receiver: Any) -> None:
     )
     assert reply.status_code == 200
 
-    api.post(
-        "event.bind", admin, {"event": "ONCALENDARENTRYADD", "handler": f"{receiver.url}/cal", "auth_type": 0}
-    )
+    api.post("event.bind", admin, {"event": "ONCALENDARENTRYADD", "handler": f"{receiver.url}/cal", "auth_type": 0})
     api.control(
         "POST",
         "portals/portal1/events",
@@ -234,8 +230,7 @@ def test_create_portal(api: Any) -> None:
     body = created.json()
     assert body["name"] == "acme" and body["rest"] == f"{body['base']}/rest/"
     assert (
-        body["users"][0] == {"id": 1, "name": "Иван Петров", "admin": True, "active": True}
-        and len(body["users"]) == 60
+        body["users"][0] == {"id": 1, "name": "Иван Петров", "admin": True, "active": True} and len(body["users"]) == 60
     )
     assert api.control("POST", "portals", json={"name": "acme"}).status_code == 409
     assert len(api.control("GET", "portals").json()) == 3

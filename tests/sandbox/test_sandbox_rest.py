@@ -154,10 +154,7 @@ def test_events_and_placements_permissions(api: Any) -> None:
     assert duplicate.status_code == 400 and "already exists" in duplicate.json()["error_description"]
     offline = api.post("event.bind", user, {**bind, "event": "ONCRMDEALADD", "event_type": "offline"})
     assert offline.status_code == 403 and offline.json()["error"] == "ACCESS_DENIED"
-    assert (
-        api.post("event.bind", user, {"event": "ONCALENDARENTRYADD", "handler": bind["handler"]}).status_code
-        == 200
-    )
+    assert api.post("event.bind", user, {"event": "ONCALENDARENTRYADD", "handler": bind["handler"]}).status_code == 200
     listed = api.call("event.get", admin).json()["result"]
     assert {"event": "ONAPPUNINSTALL", "handler": bind["handler"], "auth_type": "1", "offline": 0} in listed
     assert api.post("event.unbind", admin, bind).json()["result"] == {"count": 1}
@@ -191,9 +188,7 @@ def test_imbot_notify_openlines(api: Any, example: Any) -> None:
         api.post("im.notify.system.add", token, {"USER_ID": 2, "MESSAGE": text, "TAG": "conf-1"})
     for action in ("operator", "finish"):
         assert api.post(f"imopenlines.bot.session.{action}", token, {"CHAT_ID": 42}).json()["result"] is True
-    assert api.post("imopenlines.bot.session.transfer", token, {"CHAT_ID": 42, "QUEUE_ID": 1}).json()[
-        "result"
-    ]
+    assert api.post("imopenlines.bot.session.transfer", token, {"CHAT_ID": 42, "QUEUE_ID": 1}).json()["result"]
 
     state = api.control("GET", "portals/portal1/state").json()
     assert state["bots"][0]["code"] == "newbot"
@@ -211,9 +206,7 @@ def test_calendar(api: Any, example: Any) -> None:
     added = api.post("calendar.event.add", host, request)
     assert added.status_code == 200 and isinstance(added.json()["result"], int)
     event_id = added.json()["result"]
-    company = {
-        k: v for k, v in example("rest-calendar.event.add-request-company.json").items() if k != "auth"
-    }
+    company = {k: v for k, v in example("rest-calendar.event.add-request-company.json").items() if k != "auth"}
     assert api.post("calendar.event.add", host, company).status_code == 200
     missing = api.post("calendar.event.add", host, {k: v for k, v in request.items() if k != "name"})
     assert missing.status_code == 400 and missing.json() == example("rest-calendar.event.add-error.json")
@@ -235,14 +228,12 @@ def test_calendar(api: Any, example: Any) -> None:
     timed_row = api.call("calendar.event.getbyid", host, id=timed).json()["result"]
     assert timed_row["DATE_FROM_TS_UTC"] == "1742475600"
     assert (
-        api.post(
-            "calendar.event.update", host, {"id": timed, "type": "user", "ownerId": 2, "name": "Renamed"}
-        ).json()["result"]
+        api.post("calendar.event.update", host, {"id": timed, "type": "user", "ownerId": 2, "name": "Renamed"}).json()[
+            "result"
+        ]
         == timed
     )
-    listed = api.call(
-        "calendar.event.get", api.mint(user_id=1)["access_token"], type="user", ownerId=1
-    ).json()
+    listed = api.call("calendar.event.get", api.mint(user_id=1)["access_token"], type="user", ownerId=1).json()
     assert [r["ID"] for r in listed["result"]] == [str(event_id)]  # user 1 attends the meeting only
     assert api.post("calendar.event.delete", host, {"id": timed}).json()["result"] is True
     gone = api.call("calendar.event.getbyid", host, id=timed)

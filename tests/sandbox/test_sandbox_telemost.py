@@ -48,8 +48,17 @@ def test_create_answers_201_with_id_and_join_url_only(api: Any, example: Any) ->
     assert body["join_url"] == f"https://telemost.yandex.ru/j/{body['id']}"
     assert response.headers["Yandex-Cloud-Request-ID"]
     held = _listing(api)
-    assert held == [{"id": body["id"], "join_url": body["join_url"], "owner": "sandbox.user@yandex.ru",
-                     "cohosts": [], "live_stream": None, "waiting_room_level": "PUBLIC", "deleted": False}]
+    assert held == [
+        {
+            "id": body["id"],
+            "join_url": body["join_url"],
+            "owner": "sandbox.user@yandex.ru",
+            "cohosts": [],
+            "live_stream": None,
+            "waiting_room_level": "PUBLIC",
+            "deleted": False,
+        }
+    ]
     log = api.control("GET", "telemost/requests").json()
     assert log[-1]["x_request_id"] == "req-1" and log[-1]["authorization_scheme"] == "OAuth"
 
@@ -67,9 +76,12 @@ def test_broadcast_gets_a_watch_url_and_get_returns_the_full_object(api: Any, ex
     assert got.status_code == 200
     body = got.json()
     assert body["waiting_room_level"] == "ORGANIZATION"
-    assert body["live_stream"] == {"watch_url": watch, "access_level": "PUBLIC",
-                                   "title": payload["live_stream"]["title"],
-                                   "description": payload["live_stream"]["description"]}
+    assert body["live_stream"] == {
+        "watch_url": watch,
+        "access_level": "PUBLIC",
+        "title": payload["live_stream"]["title"],
+        "description": payload["live_stream"]["description"],
+    }
     assert body["sip_uri_telemost"] == "j@sip.t.ya.ru"
     assert _listing(api)[0]["cohosts"] == ["admin1@yandex.ru", "ivan.petrov.1@sandbox.example"]
 
@@ -105,19 +117,26 @@ def test_cohost_endpoints(api: Any) -> None:
 
 def test_unknown_cohosts_are_named(api: Any) -> None:
     token = _token(api)
-    response = _req(api, "POST", "/conferences", token, json={"cohosts": [
-        {"email": "ok@yandex.ru"}, {"email": "x@unknown.example"}, {"email": "y@unknown.example"}]})
+    response = _req(
+        api,
+        "POST",
+        "/conferences",
+        token,
+        json={"cohosts": [{"email": "ok@yandex.ru"}, {"email": "x@unknown.example"}, {"email": "y@unknown.example"}]},
+    )
     assert response.status_code == 404
-    assert response.json() == {"error": "NoSuchUserPrincipalsFound", "description": "No such user principals found",
-                               "message": "Пользователи не найдены.",
-                               "details": {"emails": "x@unknown.example;y@unknown.example"}}
+    assert response.json() == {
+        "error": "NoSuchUserPrincipalsFound",
+        "description": "No such user principals found",
+        "message": "Пользователи не найдены.",
+        "details": {"emails": "x@unknown.example;y@unknown.example"},
+    }
     assert _listing(api) == []
 
 
 def test_more_than_30_cohosts_is_a_bad_request(api: Any) -> None:
     token = _token(api)
-    response = _req(api, "POST", "/conferences", token,
-                    json={"cohosts": [{"email": f"u{i}@x.ru"} for i in range(31)]})
+    response = _req(api, "POST", "/conferences", token, json={"cohosts": [{"email": f"u{i}@x.ru"} for i in range(31)]})
     assert response.status_code == 400
     assert set(response.json()) == {"error", "description", "message", "details"}
 

@@ -28,8 +28,7 @@ def test_yandex_code_flow_refresh_and_info(api: Any, creds: dict[str, str]) -> N
     assert query["state"] == "s1" and len(query["code"]) == 7 and query["code"].isdigit()
 
     basic = (
-        "Basic "
-        + base64.b64encode(f"{creds['YANDEX_CLIENT_ID']}:{creds['YANDEX_CLIENT_SECRET']}".encode()).decode()
+        "Basic " + base64.b64encode(f"{creds['YANDEX_CLIENT_ID']}:{creds['YANDEX_CLIENT_SECRET']}".encode()).decode()
     )
     token = api.http.post(
         f"{base}/yandex-oauth/token",
@@ -71,10 +70,7 @@ def test_yandex_code_flow_refresh_and_info(api: Any, creds: dict[str, str]) -> N
     def post(**data: str) -> Any:
         return api.http.post(f"{base}/yandex-oauth/token", data=data).json()["error"]
 
-    assert (
-        post(grant_type="refresh_token", refresh_token="x", client_id="nope", client_secret="x")
-        == "invalid_client"
-    )
+    assert post(grant_type="refresh_token", refresh_token="x", client_id="nope", client_secret="x") == "invalid_client"
     assert post(grant_type="password", **body_creds) == "unsupported_grant_type"
     assert post(grant_type="refresh_token", **body_creds) == "invalid_request"
     assert post(grant_type="authorization_code", code="12ab", **body_creds) == "bad_verification_code"

@@ -59,9 +59,12 @@ def _signed_in_app(config):
     services = application.extensions["services"]
     portal = make_portal(services)
     identity = Identity(portal.member_id, 1, portal.id, portal.domain, "Анна Смирнова", True)
-    headers = {"bearer": {"Authorization": f"Bearer {services.signer.issue(identity)[0]}"},
-               "admin": {"X-API-Token": config["ADMIN_API_TOKEN"]},
-               "cron": {"X-Cron-Token": config["CRON_TOKEN"]}, "none": {}}
+    headers = {
+        "bearer": {"Authorization": f"Bearer {services.signer.issue(identity)[0]}"},
+        "admin": {"X-API-Token": config["ADMIN_API_TOKEN"]},
+        "cron": {"X-Cron-Token": config["CRON_TOKEN"]},
+        "none": {},
+    }
     return application, headers
 
 

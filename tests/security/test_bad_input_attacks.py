@@ -20,7 +20,7 @@ JSON_ROUTES = [
 ]
 BAD_BODIES = {
     "lone_surrogate_value": '{"member_id": "\\ud800", "access_token": "a", "domain": "a.bitrix24.ru", '
-                            '"title": "\\ud800", "subdomain": "\\ud800", "auth": {"application_token": "\\ud800"}}',
+    '"title": "\\ud800", "subdomain": "\\ud800", "auth": {"application_token": "\\ud800"}}',
     "lone_surrogate_key": '{"\\udfff": 1}',
     "deep_array": "[" * 200000,
     "deep_object": '{"a": ' * 50000 + "1" + "}" * 50000,
@@ -34,8 +34,12 @@ BAD_BODIES = {
 def test_bad_json_on_every_json_route_is_400(signed_in, caplog, method, path, auth, body):
     client, headers = signed_in
     with caplog.at_level(logging.ERROR):
-        response = client.open(path, method=method, data=body.encode("utf-8", "surrogatepass"),
-                               headers={**headers[auth], "Content-Type": "application/json"})
+        response = client.open(
+            path,
+            method=method,
+            data=body.encode("utf-8", "surrogatepass"),
+            headers={**headers[auth], "Content-Type": "application/json"},
+        )
     assert response.status_code == 400
     assert response.get_json()["error"] == "bad_request" and set(response.get_json()) == {"error", "message"}
     assert "Traceback" not in caplog.text
@@ -49,8 +53,7 @@ ID_ROUTES = [("GET", ""), ("PUT", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "
 def test_ids_past_an_integer_column_are_404_not_500(signed_in_any_db, caplog, method, suffix, number):
     client, headers = signed_in_any_db
     with caplog.at_level(logging.ERROR):
-        response = client.open(f"/api/conferences/{number}{suffix}", method=method, json={},
-                               headers=headers["bearer"])
+        response = client.open(f"/api/conferences/{number}{suffix}", method=method, json={}, headers=headers["bearer"])
     assert response.status_code == 404
     assert response.get_json()["error"] == "not_found"
     assert "Traceback" not in caplog.text
@@ -63,13 +66,17 @@ def test_the_largest_id_a_column_holds_still_reaches_the_route(signed_in_any_db)
     assert response.get_json()["error"] == "conference_not_found"
 
 
-@pytest.mark.parametrize(("path", "status", "error"), [
-    ("/events", 403, "bad_application_token"),
-    ("/python_bot/", 403, "bad_application_token"),
-    ("/api/session", 400, "bad_request"),
-])
-def test_surrogate_bytes_in_form_fields_and_query_strings_are_refused_not_crashed(signed_in, caplog, path, status,
-                                                                                  error):
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/events", 403, "bad_application_token"),
+        ("/python_bot/", 403, "bad_application_token"),
+        ("/api/session", 400, "bad_request"),
+    ],
+)
+def test_surrogate_bytes_in_form_fields_and_query_strings_are_refused_not_crashed(
+    signed_in, caplog, path, status, error
+):
     # %ED%A0%80 is U+D800 in UTF-8 form, which no decoder accepts; %FF is no UTF-8 at all.
     client, _headers = signed_in
     body = "event=ONAPPUNINSTALL&auth%5Bmember_id%5D=%ED%A0%80&auth%5Bapplication_token%5D=%FF&data%5BCLEAN%5D=1"

@@ -18,8 +18,14 @@ def test_a_forged_uninstall_of_a_portal_with_an_undecryptable_credential_deletes
     with services.db.write() as conn:
         conn.execute(sa.update(credentials).where(credentials.c.id == cred_id).values(access_token_enc=foreign))
     form = dict(load_fixture("event-ONAPPUNINSTALL.json")["payload"])
-    form.update({"auth[member_id]": portal.member_id, "auth[domain]": portal.domain,
-                 "auth[application_token]": APP_TOKEN, "data[CLEAN]": "1"})
+    form.update(
+        {
+            "auth[member_id]": portal.member_id,
+            "auth[domain]": portal.domain,
+            "auth[application_token]": APP_TOKEN,
+            "data[CLEAN]": "1",
+        }
+    )
 
     response = client.post("/events", data=form)
 

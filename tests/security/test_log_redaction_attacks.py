@@ -37,9 +37,14 @@ def test_every_spelling_of_a_secret_is_redacted(root_log, line):
     assert "[REDACTED]" in text
 
 
-@pytest.mark.parametrize("line", ["GET /x?next=%2Fapi%2Fconferences%3Fpage%3D2 HTTP/1.1",
-                                  "GET /api/admin/tokens/bitrix24/abc123 HTTP/1.1",
-                                  "authorization failed for member_id=abc"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /x?next=%2Fapi%2Fconferences%3Fpage%3D2 HTTP/1.1",
+        "GET /api/admin/tokens/bitrix24/abc123 HTTP/1.1",
+        "authorization failed for member_id=abc",
+    ],
+)
 def test_harmless_encoded_values_are_kept(root_log, line):
     logging.getLogger("tests.security").warning("request %s", line)
     assert line in root_log.getvalue()

@@ -19,8 +19,9 @@ def own_token(services):
     return mine, theirs, {"X-API-Token": token}
 
 
-@pytest.mark.parametrize("target", ["bitrix24/{theirs}", "yandex/their-yandex", "amocrm/operatorcrm",
-                                    "bitrix24/{theirs}/../{theirs}"])
+@pytest.mark.parametrize(
+    "target", ["bitrix24/{theirs}", "yandex/their-yandex", "amocrm/operatorcrm", "bitrix24/{theirs}/../{theirs}"]
+)
 def test_a_portal_token_reads_no_credential_of_anyone_else(client, services, own_token, target):
     _mine, theirs, headers = own_token
     response = client.get(f"/api/admin/tokens/{target.format(theirs=theirs.member_id)}", headers=headers)
@@ -29,9 +30,14 @@ def test_a_portal_token_reads_no_credential_of_anyone_else(client, services, own
     assert services.audit.entries(action="token_read") == []
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/api/admin/amocrm/accounts"),
-                                              ("POST", "/api/admin/amocrm/authorize"),
-                                              ("DELETE", "/api/admin/amocrm/accounts/operatorcrm")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/admin/amocrm/accounts"),
+        ("POST", "/api/admin/amocrm/authorize"),
+        ("DELETE", "/api/admin/amocrm/accounts/operatorcrm"),
+    ],
+)
 def test_a_portal_token_cannot_work_the_operators_amocrm_accounts(client, own_token, method, path):
     _mine, _theirs, headers = own_token
     response = client.open(path, method=method, headers=headers, json={})

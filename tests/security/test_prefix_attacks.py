@@ -10,8 +10,9 @@ CLIENT_PREFIX = {"X-Forwarded-Prefix": "/telemost-app", "X-Script-Name": "/telem
 
 def send(client, raw_path: str, method: str = "GET", headers: dict | None = None):
     """A request whose PATH_INFO is exactly `raw_path` (the test client would read `//x` as a host)."""
-    return client.open("/", method=method, environ_overrides={"PATH_INFO": raw_path}, environ_base=REMOTE,
-                       headers=headers or {})
+    return client.open(
+        "/", method=method, environ_overrides={"PATH_INFO": raw_path}, environ_base=REMOTE, headers=headers or {}
+    )
 
 
 @pytest.mark.parametrize("trusted_proxies", [0, 1])
@@ -23,9 +24,17 @@ def test_metrics_in_any_spelling_is_refused_to_a_remote_client(make_client, trus
     assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
 
 
-@pytest.mark.parametrize("raw_path", ["/telemost-app/telemost-app/metrics", "//telemost-app/metrics",
-                                      "/telemost-app//telemost-app/metrics", "/./metrics", "/metrics/.",
-                                      "/telemost-app/telemost-app/tasks/refresh"])
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/telemost-app/telemost-app/metrics",
+        "//telemost-app/metrics",
+        "/telemost-app//telemost-app/metrics",
+        "/./metrics",
+        "/metrics/.",
+        "/telemost-app/telemost-app/tasks/refresh",
+    ],
+)
 def test_dotted_and_doubled_prefix_paths_name_nothing(make_client, raw_path):
     client = make_client(TRUSTED_PROXIES=1, BASE_PATH="/telemost-app")
     method = "POST" if "tasks" in raw_path else "GET"

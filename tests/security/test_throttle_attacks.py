@@ -22,8 +22,9 @@ def cron_guess(client, forwarded_for: str, token: str = "guess"):
 
 def test_fresh_ipv6_addresses_of_one_64_are_one_client(two_workers, throttled_config):
     first, second = two_workers
-    statuses = [cron_guess((first, second)[n % 2], f"2001:db8:1:2::{n + 1:x}").status_code
-                for n in range(THROTTLE_ATTEMPTS)]
+    statuses = [
+        cron_guess((first, second)[n % 2], f"2001:db8:1:2::{n + 1:x}").status_code for n in range(THROTTLE_ATTEMPTS)
+    ]
     assert statuses == [401] * THROTTLE_ATTEMPTS
 
     refused = cron_guess(second, "2001:db8:1:2:ffff:ffff:ffff:ffff", throttled_config["CRON_TOKEN"])
@@ -45,9 +46,11 @@ def test_an_ipv4_address_and_its_ipv6_mapped_spelling_are_one_client(two_workers
 
 def test_admin_token_guesses_in_header_and_query_add_up_across_instances(two_workers, throttled_config):
     first, second = two_workers
-    guesses = [first.get("/api/admin/status", headers={"X-API-Token": "guess-1"}),
-               second.get("/api/admin/status?token=guess-2"),
-               first.get("/api/admin/status?%74oken=guess-3")]
+    guesses = [
+        first.get("/api/admin/status", headers={"X-API-Token": "guess-1"}),
+        second.get("/api/admin/status?token=guess-2"),
+        first.get("/api/admin/status?%74oken=guess-3"),
+    ]
     assert [r.status_code for r in guesses] == [401] * THROTTLE_ATTEMPTS
 
     refused = second.get("/api/admin/status", headers={"X-API-Token": throttled_config["ADMIN_API_TOKEN"]})

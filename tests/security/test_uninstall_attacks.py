@@ -48,7 +48,11 @@ def test_forged_clean_uninstall_with_an_expired_token_and_two_oauth_503s_deletes
     assert (row["status"], row["uninstall_pending_at"]) == ("installed", None)
     [after] = credential_rows(live_stack)
     assert (after["id"], after["status"], after["version"], after["failure_count"]) == (
-        before["id"], "active", before["version"] + 1, 0)
+        before["id"],
+        "active",
+        before["version"] + 1,
+        0,
+    )
 
 
 def test_forged_clean_uninstall_while_every_oauth_answer_is_503_is_only_pending(live_stack, installed):
@@ -61,7 +65,10 @@ def test_forged_clean_uninstall_while_every_oauth_answer_is_503_is_only_pending(
     assert response.status_code == 202 and response.json()["status"] == "pending"
     [after] = credential_rows(live_stack)
     assert (after["status"], after["version"], after["refresh_token_enc"]) == (
-        "active", before["version"], before["refresh_token_enc"])
+        "active",
+        before["version"],
+        before["refresh_token_enc"],
+    )
     live_stack.control("DELETE", "/_sandbox/faults", expect=200)
 
     run = run_tasks(live_stack)
@@ -111,11 +118,19 @@ def spend_stored_refresh_token(stack) -> None:
     """Refresh the stored pair behind the app's back (a database restored from an older backup, a copy of
     the app on the same credentials): the stored refresh token is spent, the app is still installed."""
     [cred] = credential_rows(stack)
-    refresh_token = Fernet(stack.env["TOKEN_ENCRYPTION_KEY"].split(",")[0]).decrypt(
-        cred["refresh_token_enc"].encode()).decode()
-    answer = requests.post(f"{stack.sandbox['oauth']}/oauth/token/", timeout=30, data={
-        "grant_type": "refresh_token", "client_id": stack.env["BITRIX24_CLIENT_ID"],
-        "client_secret": stack.env["BITRIX24_CLIENT_SECRET"], "refresh_token": refresh_token})
+    refresh_token = (
+        Fernet(stack.env["TOKEN_ENCRYPTION_KEY"].split(",")[0]).decrypt(cred["refresh_token_enc"].encode()).decode()
+    )
+    answer = requests.post(
+        f"{stack.sandbox['oauth']}/oauth/token/",
+        timeout=30,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": stack.env["BITRIX24_CLIENT_ID"],
+            "client_secret": stack.env["BITRIX24_CLIENT_SECRET"],
+            "refresh_token": refresh_token,
+        },
+    )
     assert answer.status_code == 200, answer.text
 
 
@@ -140,13 +155,13 @@ def test_an_employees_unproven_refresh_token_proves_no_uninstall(make_stack):
     (needs re-authorisation), that pair must not be refreshed to "prove" that the victim uninstalled."""
     stack = make_stack(portals=2)
     for name in ("portal1", "portal2"):
-        assert stack.control("POST", f"/_sandbox/portals/{name}/install", {"mode": "event"}, expect=200)["status"] \
-            == 200
+        assert (
+            stack.control("POST", f"/_sandbox/portals/{name}/install", {"mode": "event"}, expect=200)["status"] == 200
+        )
     victim, own = portal_info(stack, "portal1"), mint(stack, portal="portal2", user_id=1)
     stack.control("POST", "/_sandbox/portals/portal2/uninstall", {"clean": True}, expect=200)
     employee = mint(stack, portal="portal1", user_id=2)
-    opened = frame_post(stack, employee, application_token=victim["application_token"],
-                        REFRESH_ID=own["refresh_token"])
+    opened = frame_post(stack, employee, application_token=victim["application_token"], REFRESH_ID=own["refresh_token"])
     assert opened.status_code == 200
     rows = {c["subject"]: c for c in credential_rows(stack) if c["account"] == victim["member_id"]}
     update_rows(stack, credentials, credentials.c.id == rows["portal"]["id"], status="needs_reauth")

@@ -32,9 +32,17 @@ def test_update_with_an_admin_token_of_another_portal_writes_nothing(two_portals
     own_admin = mint(stack, portal="portal2", user_id=1)
     portals_before, creds_before = portal_rows(stack), credential_rows(stack)
     clear_calls(stack, "portal1")
-    form = event_form(stack, "event-ONAPPUPDATE.json", victim, **{
-        "data[VERSION]": "66.6.0", "auth[access_token]": own_admin["access_token"],
-        "auth[refresh_token]": own_admin["refresh_token"], "auth[application_token]": "attacker-chosen"})
+    form = event_form(
+        stack,
+        "event-ONAPPUPDATE.json",
+        victim,
+        **{
+            "data[VERSION]": "66.6.0",
+            "auth[access_token]": own_admin["access_token"],
+            "auth[refresh_token]": own_admin["refresh_token"],
+            "auth[application_token]": "attacker-chosen",
+        },
+    )
 
     response = requests.post(f"{stack.app_url}/events", data=form, timeout=30)
 
@@ -48,8 +56,12 @@ def test_install_event_claiming_the_victim_with_another_portals_admin_token_is_r
     stack, victim = two_portals
     own_admin = mint(stack, portal="portal2", user_id=1)
     portals_before, creds_before = portal_rows(stack), credential_rows(stack)
-    form = install_event_form(stack, own_admin, application_token="attacker-chosen", **{
-        "auth[member_id]": victim["member_id"], "auth[domain]": victim["domain"]})
+    form = install_event_form(
+        stack,
+        own_admin,
+        application_token="attacker-chosen",
+        **{"auth[member_id]": victim["member_id"], "auth[domain]": victim["domain"]},
+    )
 
     response = requests.post(f"{stack.app_url}/install", data=form, timeout=30)
 

@@ -104,12 +104,18 @@ def test_failures_count_to_needs_reauth(vault):
     assert vault.record_failure(cid, "w", 1, "timeout", permanent=False, unconfirmed=True, threshold=2) == ACTIVE
     assert vault.get(cid).failure_count == 0 and vault.get(cid).unconfirmed_attempt
     assert vault.record_failure(cid, "w", 1, "invalid_grant", permanent=True, unconfirmed=False, threshold=2) == ACTIVE
-    assert vault.record_failure(cid, "w", 1, "invalid_grant", permanent=True, unconfirmed=False,
-                                threshold=2) == NEEDS_REAUTH
+    assert (
+        vault.record_failure(cid, "w", 1, "invalid_grant", permanent=True, unconfirmed=False, threshold=2)
+        == NEEDS_REAUTH
+    )
     assert vault.record_failure(cid, "w", 0, "x", permanent=True, unconfirmed=False, threshold=2) is None
     cred = vault.get(cid)
-    assert (cred.status, cred.failure_count, cred.last_error, cred.lease_owner) == (NEEDS_REAUTH, 2,
-                                                                                    "invalid_grant", None)
+    assert (cred.status, cred.failure_count, cred.last_error, cred.lease_owner) == (
+        NEEDS_REAUTH,
+        2,
+        "invalid_grant",
+        None,
+    )
     assert not vault.claim_lease(cid, "w", 30), "needs_reauth credentials are never refreshed"
     vault.store("amocrm", "acme", "account", pair(2))
     assert vault.get(cid).status == ACTIVE and vault.get(cid).failure_count == 0
@@ -124,8 +130,13 @@ def test_due_selection_streams_in_pages(vault):
     stale = vault.store("bitrix24", "idle", "portal", pair(98, ttl=60))
     with vault.db.write() as conn:
         conn.execute(sa.update(credentials).where(credentials.c.id == stale).values(last_used_at=now - 30 * 86400))
-    args = {"now_ts": now, "ahead_seconds": 600, "recent_use_seconds": 7 * 86400,
-            "renew_before_seconds": 30 * 86400, "provider": None}
+    args = {
+        "now_ts": now,
+        "ahead_seconds": 600,
+        "recent_use_seconds": 7 * 86400,
+        "renew_before_seconds": 30 * 86400,
+        "provider": None,
+    }
     seen, after = [], None
     while page := vault.due_page(after=after, limit=10, **args):
         seen += [cid for _, cid in page]

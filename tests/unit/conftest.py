@@ -65,8 +65,9 @@ class PortalServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
-                recorder.requests.append({"path": self.path, "host": self.headers.get("Host"),
-                                          "body": self.rfile.read(length)})
+                recorder.requests.append(
+                    {"path": self.path, "host": self.headers.get("Host"), "body": self.rfile.read(length)}
+                )
                 body = json.dumps({"result": {"ID": "1"}}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -102,8 +103,12 @@ def _self_signed(name: str, tmp_path) -> tuple[str, str]:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -111,8 +116,9 @@ def _self_signed(name: str, tmp_path) -> tuple[str, str]:
     )
     cert_file, key_file = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_file), str(key_file)
 
 

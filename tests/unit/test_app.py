@@ -35,8 +35,10 @@ NGINX_HEADERS = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
 
 @pytest.mark.parametrize("base_path", ["", "/telemost-app"])
 @pytest.mark.parametrize("prefix_header", ["X-Forwarded-Prefix", "X-Script-Name"])
-@pytest.mark.parametrize(("method", "path"), [("get", "/telemost-app/metrics"), ("post", "/telemost-app/tasks/refresh"),
-                                              ("get", "/telemost-app/health")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/telemost-app/metrics"), ("post", "/telemost-app/tasks/refresh"), ("get", "/telemost-app/health")],
+)
 def test_doubled_prefix_is_not_stripped_again(make_client, base_path, prefix_header, method, path):
     client = make_client(BASE_PATH=base_path)
     headers = {**NGINX_HEADERS, prefix_header: "/telemost-app"}
@@ -69,17 +71,21 @@ def test_forwarded_prefix_takes_the_value_of_the_trusted_hop(make_client):
 def test_forwarded_for_is_ignored_without_a_trusted_proxy(make_client, config):
     # With TRUSTED_PROXIES=0 a client cannot pretend to be 127.0.0.1 to read /metrics.
     client = make_client(TRUSTED_PROXIES=0)
-    response = client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"},
-                          environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    response = client.get(
+        "/metrics", headers={"X-Forwarded-For": "127.0.0.1"}, environ_base={"REMOTE_ADDR": "203.0.113.7"}
+    )
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize(("path", "status", "base_path"), [
-    ("/telemost-app/health", 200, "/telemost-app"),
-    ("/health", 200, "/telemost-app"),  # cron and health checks on 127.0.0.1 skip the prefix
-    ("/telemost-app/telemost-app/health", 404, None),
-    ("/telemost-appx/health", 404, None),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "base_path"),
+    [
+        ("/telemost-app/health", 200, "/telemost-app"),
+        ("/health", 200, "/telemost-app"),  # cron and health checks on 127.0.0.1 skip the prefix
+        ("/telemost-app/telemost-app/health", 404, None),
+        ("/telemost-appx/health", 404, None),
+    ],
+)
 def test_base_path_strips_exactly_once_without_a_proxy(make_client, path, status, base_path):
     client = make_client(BASE_PATH="/telemost-app", TRUSTED_PROXIES=0)
     response = client.get(path)
@@ -129,16 +135,21 @@ def test_malformed_event_form_is_400(client):
 
 def test_refresh_budget_over_http_is_capped_by_config(client, config):
     headers = {"X-Cron-Token": config["CRON_TOKEN"]}
-    over = client.post("/tasks/refresh", json={"budget_s": config.get("REFRESH_BUDGET_SECONDS", 240) + 1},
-                       headers=headers)
+    over = client.post(
+        "/tasks/refresh", json={"budget_s": config.get("REFRESH_BUDGET_SECONDS", 240) + 1}, headers=headers
+    )
     assert over.status_code == 400 and over.get_json()["error"] == "bad_request"
     assert client.post("/tasks/refresh", json={"budget_s": 5}, headers=headers).status_code == 200
 
 
 @pytest.mark.parametrize(
     ("allow_loopback", "protocol", "expected"),
-    [(False, "0", "https://acme.bitrix24.ru"), (False, "1", "https://acme.bitrix24.ru"),
-     (True, "0", "http://acme.bitrix24.ru"), (True, "1", "https://acme.bitrix24.ru")],
+    [
+        (False, "0", "https://acme.bitrix24.ru"),
+        (False, "1", "https://acme.bitrix24.ru"),
+        (True, "0", "http://acme.bitrix24.ru"),
+        (True, "1", "https://acme.bitrix24.ru"),
+    ],
 )
 def test_verified_origin_ignores_protocol_outside_the_sandbox(allow_loopback, protocol, expected):
     from types import SimpleNamespace
@@ -152,16 +163,27 @@ def test_verified_origin_ignores_protocol_outside_the_sandbox(allow_loopback, pr
 
 @pytest.mark.parametrize(
     ("referer", "expected"),
-    [("acme.amocrm.ru", "acme"), ("ACME.amocrm.ru", "acme"), ("acme.kommo.com", ""), ("evil.com", ""),
-     ("a.b.amocrm.ru", ""), ("", "")],
+    [
+        ("acme.amocrm.ru", "acme"),
+        ("ACME.amocrm.ru", "acme"),
+        ("acme.kommo.com", ""),
+        ("evil.com", ""),
+        ("a.b.amocrm.ru", ""),
+        ("", ""),
+    ],
 )
 def test_amocrm_subdomain_from_referer(services, referer, expected):
     assert services.integrations.amocrm_subdomain(referer) == expected
 
 
-@pytest.mark.parametrize("body", [{"subdomain": "acme", "access_token": 5, "expires_in": 60},
-                                  {"subdomain": ["acme"], "code": "x"}, {"subdomain": "acme", "code": "x",
-                                                                         "expires_in": True}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"subdomain": "acme", "access_token": 5, "expires_in": 60},
+        {"subdomain": ["acme"], "code": "x"},
+        {"subdomain": "acme", "code": "x", "expires_in": True},
+    ],
+)
 def test_amocrm_register_rejects_non_string_fields(client, config, body):
     response = client.post("/api/admin/amocrm/accounts", json=body, headers={"X-API-Token": config["ADMIN_API_TOKEN"]})
     assert response.status_code == 400 and response.get_json()["error"] == "bad_request"

@@ -38,8 +38,9 @@ def test_bad_json_is_400_without_a_traceback(client, caplog, path, body):
 
 
 def test_bad_json_stores_nothing(client, services):
-    response = client.post("/events", data=EVENT.replace("ONAPPUPDATE", "ONAPPINSTALL") % (LONE, LONE),
-                           content_type="application/json")
+    response = client.post(
+        "/events", data=EVENT.replace("ONAPPUPDATE", "ONAPPINSTALL") % (LONE, LONE), content_type="application/json"
+    )
     assert response.status_code == 400
     assert services.portals.counts() == {}
 
@@ -49,8 +50,10 @@ def test_undecodable_form_fields_are_refused_not_crashed(client, caplog, field):
     # Bytes that are not UTF-8 (the CESU-8 form of a surrogate) in a Bitrix24 form post.
     caplog.set_level(logging.INFO)
     body = "event=ONAPPUPDATE&auth%5Bmember_id%5D=abc&auth%5Bapplication_token%5D=abc"
-    body = body.replace(field.replace("[", "%5B").replace("]", "%5D") + "=abc",
-                        field.replace("[", "%5B").replace("]", "%5D") + "=%ED%A0%80")
+    body = body.replace(
+        field.replace("[", "%5B").replace("]", "%5D") + "=abc",
+        field.replace("[", "%5B").replace("]", "%5D") + "=%ED%A0%80",
+    )
     response = client.post("/events", data=body, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 403
     assert response.get_json()["error"] == "bad_application_token"

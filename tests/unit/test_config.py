@@ -10,16 +10,18 @@ from tests.conftest import make_config
 
 def production(**overrides):
     cfg = config.defaults()
-    cfg.update({
-        "APP_ENV": "production",
-        "SESSION_SIGNING_KEY": "k" * 40,
-        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "ADMIN_API_TOKEN": "a" * 40,
-        "CRON_TOKEN": "c" * 40,
-        "BITRIX24_CLIENT_ID": "app.1",
-        "BITRIX24_CLIENT_SECRET": "s" * 40,
-        "PUBLIC_URL": "https://app.example.com",
-    })
+    cfg.update(
+        {
+            "APP_ENV": "production",
+            "SESSION_SIGNING_KEY": "k" * 40,
+            "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "ADMIN_API_TOKEN": "a" * 40,
+            "CRON_TOKEN": "c" * 40,
+            "BITRIX24_CLIENT_ID": "app.1",
+            "BITRIX24_CLIENT_SECRET": "s" * 40,
+            "PUBLIC_URL": "https://app.example.com",
+        }
+    )
     cfg.update(overrides)
     return cfg
 
@@ -61,11 +63,21 @@ def test_environment_casts():
 
 
 def test_web_settings_from_the_environment():
-    env = {"TRUSTED_PROXIES": "0", "METRICS_ALLOW": "10.0.0.0/8, ::1", "AUTH_THROTTLE_ATTEMPTS": "5",
-           "AUTH_THROTTLE_WINDOW_SECONDS": "60", "METRICS_TOKEN": " t " + "x" * 40}
+    env = {
+        "TRUSTED_PROXIES": "0",
+        "METRICS_ALLOW": "10.0.0.0/8, ::1",
+        "AUTH_THROTTLE_ATTEMPTS": "5",
+        "AUTH_THROTTLE_WINDOW_SECONDS": "60",
+        "METRICS_TOKEN": " t " + "x" * 40,
+    }
     parsed = config.from_environ(env)
-    assert parsed == {"TRUSTED_PROXIES": 0, "METRICS_ALLOW": "10.0.0.0/8, ::1", "AUTH_THROTTLE_ATTEMPTS": 5,
-                      "AUTH_THROTTLE_WINDOW_SECONDS": 60, "METRICS_TOKEN": "t " + "x" * 40}
+    assert parsed == {
+        "TRUSTED_PROXIES": 0,
+        "METRICS_ALLOW": "10.0.0.0/8, ::1",
+        "AUTH_THROTTLE_ATTEMPTS": 5,
+        "AUTH_THROTTLE_WINDOW_SECONDS": 60,
+        "METRICS_TOKEN": "t " + "x" * 40,
+    }
     config.validate(production(**parsed))
     assert (config.defaults()["TRUSTED_PROXIES"], config.defaults()["METRICS_ALLOW"]) == (1, "127.0.0.1,::1")
 

@@ -29,24 +29,29 @@ def test_the_refusal_speaks_russian_by_default(client):
 
 def test_tokens_in_the_body_are_not_refused(client):
     # What Bitrix24 really sends: auth in the POST body, only DOMAIN/PROTOCOL/LANG/APP_SID in the query.
-    response = client.post("/", query_string={"DOMAIN": "acme.bitrix24.ru", "PROTOCOL": "1"},
-                           data={"AUTH_ID": SECRET, "member_id": "unknown"})
+    response = client.post(
+        "/",
+        query_string={"DOMAIN": "acme.bitrix24.ru", "PROTOCOL": "1"},
+        data={"AUTH_ID": SECRET, "member_id": "unknown"},
+    )
     assert response.status_code == 401  # not installed: verified as usual, not refused up front
 
 
 @pytest.fixture
 def production_client(tmp_path):
     """The app with APP_ENV=production (and its schema created, which production leaves to deploys)."""
-    application = create_app(make_config(tmp_path, APP_ENV="production", ALLOW_LOOPBACK_PORTALS=False,
-                                         AUTO_MIGRATE=True))
+    application = create_app(
+        make_config(tmp_path, APP_ENV="production", ALLOW_LOOPBACK_PORTALS=False, AUTO_MIGRATE=True)
+    )
     yield application.test_client()
     application.extensions["db"].dispose()
 
 
 @pytest.mark.parametrize(("path", "status"), [("/", 401), ("/install", 400)])
 def test_production_never_names_an_http_portal(production_client, path, status):
-    response = production_client.post(path, query_string={"DOMAIN": "acme.bitrix24.ru", "PROTOCOL": "0"},
-                                      data={"LANG": "en"})
+    response = production_client.post(
+        path, query_string={"DOMAIN": "acme.bitrix24.ru", "PROTOCOL": "0"}, data={"LANG": "en"}
+    )
     assert response.status_code == status  # not opened from Bitrix24 / missing install fields
     policy = response.headers["Content-Security-Policy"]
     assert "frame-ancestors 'self' https://acme.bitrix24.ru" in policy

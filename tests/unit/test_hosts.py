@@ -21,10 +21,27 @@ def test_valid_hosts_are_normalised(raw, expected):
 @pytest.mark.parametrize(
     "raw",
     [
-        "", None, "localhost", "127.0.0.1", "10.0.0.5", "192.168.1.1", "[::1]", "169.254.169.254",
-        "acme.bitrix24.com:8443", "https://acme.bitrix24.com", "acme.bitrix24.com/rest", "user@acme.bitrix24.com",
-        "acme", "-bad-.com", "a..b.com", "acme.bitrix24.com?x=1", "foo.localhost", "1.2.3.4.5", "a b.com",
-        "acme%2ebitrix24.com", "x" * 300 + ".com",
+        "",
+        None,
+        "localhost",
+        "127.0.0.1",
+        "10.0.0.5",
+        "192.168.1.1",
+        "[::1]",
+        "169.254.169.254",
+        "acme.bitrix24.com:8443",
+        "https://acme.bitrix24.com",
+        "acme.bitrix24.com/rest",
+        "user@acme.bitrix24.com",
+        "acme",
+        "-bad-.com",
+        "a..b.com",
+        "acme.bitrix24.com?x=1",
+        "foo.localhost",
+        "1.2.3.4.5",
+        "a b.com",
+        "acme%2ebitrix24.com",
+        "x" * 300 + ".com",
     ],
 )
 def test_bad_hosts_are_refused(raw):
@@ -55,8 +72,14 @@ def test_endpoints(raw, expected):
 
 @pytest.mark.parametrize(
     "raw",
-    ["http://acme.bitrix24.com/rest/", "https://u:p@acme.bitrix24.com/rest/", "https://10.0.0.1/rest/",
-     "https://acme.bitrix24.com/rest/?a=1", "ftp://acme.bitrix24.com/", ""],
+    [
+        "http://acme.bitrix24.com/rest/",
+        "https://u:p@acme.bitrix24.com/rest/",
+        "https://10.0.0.1/rest/",
+        "https://acme.bitrix24.com/rest/?a=1",
+        "ftp://acme.bitrix24.com/",
+        "",
+    ],
 )
 def test_bad_endpoints(raw):
     with pytest.raises(InvalidHost):
@@ -99,8 +122,22 @@ def test_rest_calls_refuse_private_portal_addresses(services):
 
 @pytest.mark.parametrize(
     "raw",
-    ["0x7f.0x1", "0x7f.0.0.0x1", "0xa9.0xfe.0xa9.0xfe", "0177.0.0.1", "127.1", "10.1", "0x0a000001",
-     "2130706433", "1.2.3", "０x7f.０x1", "::1", "::ffff:127.0.0.1", "[2001:db8::1]", "2001:4860:4860::8888"],
+    [
+        "0x7f.0x1",
+        "0x7f.0.0.0x1",
+        "0xa9.0xfe.0xa9.0xfe",
+        "0177.0.0.1",
+        "127.1",
+        "10.1",
+        "0x0a000001",
+        "2130706433",
+        "1.2.3",
+        "０x7f.０x1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "[2001:db8::1]",
+        "2001:4860:4860::8888",
+    ],
 )
 def test_every_ip_spelling_the_resolver_accepts_is_refused(raw):
     with pytest.raises(InvalidHost):
@@ -123,9 +160,24 @@ def test_names_that_only_look_numeric_stay_valid():
 
 @pytest.mark.parametrize(
     "internal",
-    ["10.0.0.1", "100.64.0.1", "169.254.169.254", "224.0.0.1", "240.0.0.1", "0.0.0.0", "198.18.0.1",
-     "fe80::1", "fc00::1", "fec0::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::", "64:ff9b::a00:1",
-     "ff02::1", "127.0.0.1"],
+    [
+        "10.0.0.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "224.0.0.1",
+        "240.0.0.1",
+        "0.0.0.0",
+        "198.18.0.1",
+        "fe80::1",
+        "fc00::1",
+        "fec0::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "2002:7f00:1::",
+        "64:ff9b::a00:1",
+        "ff02::1",
+        "127.0.0.1",
+    ],
 )
 def test_one_internal_address_among_public_ones_refuses_the_name(fake_dns, internal):
     from models.hosts import resolve_public
@@ -157,8 +209,9 @@ def test_a_name_that_passed_is_not_trusted_on_the_next_call(fake_dns):
     assert fake_dns.lookups["flip.example.com"] == 2
 
 
-def test_rebinding_between_check_and_connect_cannot_reach_loopback(strict_services, fake_dns, portal_server,
-                                                                   monkeypatch):
+def test_rebinding_between_check_and_connect_cannot_reach_loopback(
+    strict_services, fake_dns, portal_server, monkeypatch
+):
     """DNS answers public for the check and 127.0.0.1 afterwards: the connect goes to the checked address."""
     import urllib3.util.connection
 
@@ -176,8 +229,7 @@ def test_rebinding_between_check_and_connect_cannot_reach_loopback(strict_servic
     monkeypatch.setattr(urllib3.util.connection, "create_connection", recording_connect)
     fake_dns.script("rebind.example.com", ["93.184.216.34"], ["127.0.0.1"])
     with pytest.raises(Bitrix24Unavailable):
-        strict_services.portals.rest.call(f"http://rebind.example.com:{portal_server.port}/rest/", "t",
-                                          "user.current")
+        strict_services.portals.rest.call(f"http://rebind.example.com:{portal_server.port}/rest/", "t", "user.current")
     assert connects == [("93.184.216.34", portal_server.port)]
     assert fake_dns.lookups["rebind.example.com"] == 1
     assert portal_server.requests == [], "the internal server must never see the request"
@@ -188,8 +240,7 @@ def test_portal_rest_refuses_a_name_leading_inside(strict_services, fake_dns, po
 
     fake_dns.script("inside.example.com", ["127.0.0.1"])
     with pytest.raises(Bitrix24Error) as refused:
-        strict_services.portals.rest.call(f"http://inside.example.com:{portal_server.port}/rest/", "t",
-                                          "user.current")
+        strict_services.portals.rest.call(f"http://inside.example.com:{portal_server.port}/rest/", "t", "user.current")
     assert refused.value.code == "PORTAL_ADDRESS_REFUSED"
     assert portal_server.requests == []
 
@@ -206,8 +257,9 @@ def test_pinned_https_keeps_host_header_sni_and_certificate_name(fake_dns, tls_p
     port = tls_portal_server.port
     assert rest.call(f"https://portal.test:{port}/rest/", "t", "user.current").result == {"ID": "1"}
     assert tls_portal_server.server_names == ["portal.test"]
-    assert [(r["path"], r["host"]) for r in tls_portal_server.requests] == [("/rest/user.current",
-                                                                             f"portal.test:{port}")]
+    assert [(r["path"], r["host"]) for r in tls_portal_server.requests] == [
+        ("/rest/user.current", f"portal.test:{port}")
+    ]
     assert fake_dns.lookups["portal.test"] == 1
 
 
@@ -234,8 +286,7 @@ def test_plain_http_loopback_keeps_the_host_header(fake_dns, portal_server):
     assert portal_server.requests[0]["host"] == f"sandbox.test:{portal_server.port}"
 
 
-def test_the_next_checked_address_is_tried_only_when_the_first_took_no_connection(fake_dns, portal_server,
-                                                                                  monkeypatch):
+def test_the_next_checked_address_is_tried_only_when_the_first_took_no_connection(fake_dns, portal_server, monkeypatch):
     import urllib3.util.connection
 
     from models.bitrix24 import Bitrix24Rest

@@ -38,6 +38,8 @@ def test_no_key_is_defined_twice_with_different_words():
 
 
 def test_error_message_fills_params_and_falls_back_to_the_code():
-    assert i18n.error_message("portal_refused", "en", upstream="expired_token") == \
-        "The portal refused the token (expired_token)."
+    assert (
+        i18n.error_message("portal_refused", "en", upstream="expired_token")
+        == "The portal refused the token (expired_token)."
+    )
     assert i18n.error_message("no_such_code_anywhere", "ru") == "no_such_code_anywhere"

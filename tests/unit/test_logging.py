@@ -61,8 +61,14 @@ def test_app_log_lines_are_redacted(root_stream, line):
     assert "[REDACTED]" in text
 
 
-@pytest.mark.parametrize("line", ["GET /api/portal?member_id=abc&domain=acme.bitrix24.ru",
-                                  "auth[member_id]=abc&auth[domain]=acme.bitrix24.ru", "tokens=3 codes=4"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /api/portal?member_id=abc&domain=acme.bitrix24.ru",
+        "auth[member_id]=abc&auth[domain]=acme.bitrix24.ru",
+        "tokens=3 codes=4",
+    ],
+)
 def test_other_fields_are_kept(line):
     assert redact(line) == line
 
@@ -96,21 +102,31 @@ def gunicorn_logger(tmp_path):
             handler.close()
 
 
-@pytest.mark.parametrize("uri", [
-    f"/api/admin/status?%74oken={SECRET}",
-    f"/api/admin/status?t%6Fken={SECRET}",
-    f"/events?auth%5Bapplication_token%5D={SECRET}",
-    f"/auth/yandex/callback?c%6Fde={SECRET}&state=x",
-    f"/api/admin/status?token={SECRET}",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"/api/admin/status?%74oken={SECRET}",
+        f"/api/admin/status?t%6Fken={SECRET}",
+        f"/events?auth%5Bapplication_token%5D={SECRET}",
+        f"/auth/yandex/callback?c%6Fde={SECRET}&state=x",
+        f"/api/admin/status?token={SECRET}",
+    ],
+)
 def test_gunicorn_access_log_is_redacted(tmp_path, gunicorn_logger, uri):
     # gunicorn builds its own handlers; the filter configure_logging puts on its loggers still applies
     # (in a worker the app is loaded after gunicorn's logger set-up, hence that order here too).
     logger = gunicorn_logger
     configure_logging("INFO")
     path, _, query = uri.partition("?")
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": uri, "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": path,
-               "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1", "HTTP_REFERER": f"https://x.example{uri}"}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": uri,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_REFERER": f"https://x.example{uri}",
+    }
     response = SimpleNamespace(status="401 UNAUTHORIZED", sent=10, headers=[])
     logger.access(response, SimpleNamespace(headers=[]), environ, datetime.timedelta(milliseconds=3))
     for handler in logging.getLogger("gunicorn.access").handlers:

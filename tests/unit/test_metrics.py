@@ -11,18 +11,21 @@ TOKEN = "metrics-" + "x" * 40
 ELSEWHERE = {"REMOTE_ADDR": "203.0.113.9"}
 
 
-@pytest.mark.parametrize(("overrides", "environ", "headers", "status"), [
-    ({}, {"REMOTE_ADDR": "127.0.0.1"}, {}, 200),
-    ({}, {"REMOTE_ADDR": "::1"}, {}, 200),
-    ({}, ELSEWHERE, {}, 403),
-    ({"METRICS_ALLOW": "203.0.113.0/24"}, ELSEWHERE, {}, 200),
-    ({"METRICS_TOKEN": TOKEN}, ELSEWHERE, {}, 401),
-    ({"METRICS_TOKEN": TOKEN}, ELSEWHERE, {"Authorization": f"Bearer {TOKEN}"}, 200),
-    ({"METRICS_TOKEN": TOKEN}, ELSEWHERE, {"Authorization": "Bearer wrong"}, 401),
-    ({"METRICS_TOKEN": TOKEN}, {"REMOTE_ADDR": "127.0.0.1"}, {"Authorization": "Bearer wrong"}, 401),
-    ({}, ELSEWHERE, {"Authorization": "Bearer anything"}, 401),  # no METRICS_TOKEN: no bearer works
-    ({"METRICS_ALLOW": ""}, {"REMOTE_ADDR": "127.0.0.1"}, {}, 403),
-])
+@pytest.mark.parametrize(
+    ("overrides", "environ", "headers", "status"),
+    [
+        ({}, {"REMOTE_ADDR": "127.0.0.1"}, {}, 200),
+        ({}, {"REMOTE_ADDR": "::1"}, {}, 200),
+        ({}, ELSEWHERE, {}, 403),
+        ({"METRICS_ALLOW": "203.0.113.0/24"}, ELSEWHERE, {}, 200),
+        ({"METRICS_TOKEN": TOKEN}, ELSEWHERE, {}, 401),
+        ({"METRICS_TOKEN": TOKEN}, ELSEWHERE, {"Authorization": f"Bearer {TOKEN}"}, 200),
+        ({"METRICS_TOKEN": TOKEN}, ELSEWHERE, {"Authorization": "Bearer wrong"}, 401),
+        ({"METRICS_TOKEN": TOKEN}, {"REMOTE_ADDR": "127.0.0.1"}, {"Authorization": "Bearer wrong"}, 401),
+        ({}, ELSEWHERE, {"Authorization": "Bearer anything"}, 401),  # no METRICS_TOKEN: no bearer works
+        ({"METRICS_ALLOW": ""}, {"REMOTE_ADDR": "127.0.0.1"}, {}, 403),
+    ],
+)
 def test_metrics_access(make_client, overrides, environ, headers, status):
     response = make_client(**overrides).get("/metrics", headers=headers, environ_base=environ)
     assert response.status_code == status
@@ -33,8 +36,9 @@ def test_metrics_access(make_client, overrides, environ, headers, status):
 def test_a_remote_client_behind_nginx_is_not_localhost(make_client):
     # nginx connects from 127.0.0.1, but X-Forwarded-For names the real client: that one is checked.
     client = make_client()
-    response = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"},
-                          environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    response = client.get(
+        "/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+    )
     assert response.status_code == 403
 
 
@@ -72,10 +76,15 @@ def test_metrics_text_comes_from_the_database(app, client, services):
     assert samples['b24_refresh_failures_total{error_class="transient",provider="bitrix24"}'] == 1
     assert "b24_refresh_last_run_duration_seconds" in samples
     assert 0 <= samples["b24_refresh_last_run_age_seconds"] < 60
-    for name, kind in [("b24_credentials", "gauge"), ("b24_refresh_runs_total", "counter"),
-                       ("b24_refresh_attempts_total", "counter"), ("b24_refresh_success_total", "counter"),
-                       ("b24_credentials_needs_reauth_total", "counter"), ("b24_portals", "gauge"),
-                       ("b24_refresh_last_run_age_seconds", "gauge")]:
+    for name, kind in [
+        ("b24_credentials", "gauge"),
+        ("b24_refresh_runs_total", "counter"),
+        ("b24_refresh_attempts_total", "counter"),
+        ("b24_refresh_success_total", "counter"),
+        ("b24_credentials_needs_reauth_total", "counter"),
+        ("b24_portals", "gauge"),
+        ("b24_refresh_last_run_age_seconds", "gauge"),
+    ]:
         assert f"# TYPE {name} {kind}" in texts[0]
 
 

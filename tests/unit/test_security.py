@@ -15,8 +15,9 @@ from models.security import (
     token_hash,
 )
 
-IDENTITY = Identity(member_id="m1", user_id=7, portal_id=3, domain="acme.bitrix24.ru", name="Иван Петров",
-                    is_admin=True)
+IDENTITY = Identity(
+    member_id="m1", user_id=7, portal_id=3, domain="acme.bitrix24.ru", name="Иван Петров", is_admin=True
+)
 KEY = "k" * 40
 
 
@@ -56,8 +57,11 @@ def test_wrong_key_and_none_alg_are_refused():
     token, _ = SessionSigner("x" * 40, 900).issue(IDENTITY)
     with pytest.raises(InvalidSession):
         SessionSigner(KEY, 900).verify(token)
-    unsigned = jwt.encode({"sub": "m1:7", "aud": SESSION_AUDIENCE, "iss": "b24-telemost", "exp": 2**31,
-                           "iat": 1, "pid": 3, "dom": "x"}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {"sub": "m1:7", "aud": SESSION_AUDIENCE, "iss": "b24-telemost", "exp": 2**31, "iat": 1, "pid": 3, "dom": "x"},
+        None,
+        algorithm="none",
+    )
     with pytest.raises(InvalidSession):
         SessionSigner(KEY, 900).verify(unsigned)
 

@@ -8,13 +8,16 @@ import pytest
 from flask import render_template
 
 
-@pytest.mark.parametrize(("boot", "url", "lang", "title"), [
-    ({"lang": "en"}, "/", "en", "Yandex Telemost"),
-    ({"lang": "ru"}, "/", "ru", "Яндекс Телемост"),
-    ({"lang": "de"}, "/", "en", "Yandex Telemost"),  # other Bitrix24 languages read as English
-    ({}, "/?LANG=en", "en", "Yandex Telemost"),  # no boot lang: the LANG Bitrix24 put in the URL
-    ({}, "/", "ru", "Яндекс Телемост"),
-])
+@pytest.mark.parametrize(
+    ("boot", "url", "lang", "title"),
+    [
+        ({"lang": "en"}, "/", "en", "Yandex Telemost"),
+        ({"lang": "ru"}, "/", "ru", "Яндекс Телемост"),
+        ({"lang": "de"}, "/", "en", "Yandex Telemost"),  # other Bitrix24 languages read as English
+        ({}, "/?LANG=en", "en", "Yandex Telemost"),  # no boot lang: the LANG Bitrix24 put in the URL
+        ({}, "/", "ru", "Яндекс Телемост"),
+    ],
+)
 def test_app_page_language(app, boot, url, lang, title):
     with app.test_request_context(url):
         html = render_template("index.html", boot=boot)
@@ -23,10 +26,13 @@ def test_app_page_language(app, boot, url, lang, title):
     assert ("включите JavaScript" in html) is (lang == "ru")
 
 
-@pytest.mark.parametrize(("url", "lang", "title"), [
-    ("/install?LANG=en", "en", "Installing — Yandex Telemost"),
-    ("/install?LANG=ru", "ru", "Установка — Яндекс Телемост"),
-])
+@pytest.mark.parametrize(
+    ("url", "lang", "title"),
+    [
+        ("/install?LANG=en", "en", "Installing — Yandex Telemost"),
+        ("/install?LANG=ru", "ru", "Установка — Яндекс Телемост"),
+    ],
+)
 def test_installer_page_language(app, url, lang, title):
     with app.test_request_context(url):
         html = render_template("install.html", boot={"install": {"ok": True}})

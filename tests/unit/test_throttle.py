@@ -17,8 +17,9 @@ WINDOW = 60
 @pytest.fixture
 def config(tmp_path):
     """A SQLite testing config with a small burst allowance."""
-    return make_config(tmp_path, AUTH_THROTTLE_ATTEMPTS=ATTEMPTS, AUTH_THROTTLE_WINDOW_SECONDS=WINDOW,
-                       METRICS_TOKEN="m" * 40)
+    return make_config(
+        tmp_path, AUTH_THROTTLE_ATTEMPTS=ATTEMPTS, AUTH_THROTTLE_WINDOW_SECONDS=WINDOW, METRICS_TOKEN="m" * 40
+    )
 
 
 @pytest.fixture
@@ -42,14 +43,14 @@ def audit_rows(services) -> list[dict]:
 
 def test_cron_token_burst_across_workers_is_throttled_and_audited(client, second_worker, services, config):
     wrong = {"X-Cron-Token": "not-the-cron-token"}
-    statuses = [worker.post("/tasks/refresh", headers=wrong).status_code
-                for worker in (client, second_worker, client)]
+    statuses = [worker.post("/tasks/refresh", headers=wrong).status_code for worker in (client, second_worker, client)]
     assert statuses == [401, 401, 401]
     refused = second_worker.post("/tasks/refresh", headers=wrong)
     assert refused.status_code == 429
-    assert refused.get_json() == {"error": "too_many_attempts",
-                                  "message": f"Too many failed attempts from your address. Try again in "
-                                             f"{refused.headers['Retry-After']} s."}
+    assert refused.get_json() == {
+        "error": "too_many_attempts",
+        "message": f"Too many failed attempts from your address. Try again in {refused.headers['Retry-After']} s.",
+    }
     assert 1 <= int(refused.headers["Retry-After"]) <= WINDOW
     # Once throttled, even the right token waits: guessing cannot go on under cover of the 429s.
     right = client.post("/tasks/refresh", headers={"X-Cron-Token": config["CRON_TOKEN"]})
@@ -59,20 +60,28 @@ def test_cron_token_burst_across_workers_is_throttled_and_audited(client, second
     assert (row["scope"], row["client"], row["failures"]) == ("cron", "127.0.0.1", ATTEMPTS)
     audits = audit_rows(services)
     assert [(a["actor"], a["action"], a["target"]) for a in audits] == [
-        ("client:127.0.0.1", "auth_failed", "cron"), ("client:127.0.0.1", "auth_failed", "cron"),
-        ("client:127.0.0.1", "auth_throttled", "cron")]
+        ("client:127.0.0.1", "auth_failed", "cron"),
+        ("client:127.0.0.1", "auth_failed", "cron"),
+        ("client:127.0.0.1", "auth_throttled", "cron"),
+    ]
     assert json.loads(audits[-1]["detail"]) == {"ip": "127.0.0.1", "failures": ATTEMPTS}
     assert all("not-the-cron-token" not in a["detail"] for a in audits)
 
     # Another address is not affected.
-    other = client.post("/tasks/refresh", headers={"X-Cron-Token": config["CRON_TOKEN"]},
-                        environ_base={"REMOTE_ADDR": "192.0.2.10"})
+    other = client.post(
+        "/tasks/refresh", headers={"X-Cron-Token": config["CRON_TOKEN"]}, environ_base={"REMOTE_ADDR": "192.0.2.10"}
+    )
     assert other.status_code == 200
 
 
-@pytest.mark.parametrize("send", [lambda c, t: c.get("/api/admin/status", headers={"X-API-Token": t}),
-                                  lambda c, t: c.get("/api/admin/status", query_string={"token": t})],
-                         ids=["header", "query"])
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda c, t: c.get("/api/admin/status", headers={"X-API-Token": t}),
+        lambda c, t: c.get("/api/admin/status", query_string={"token": t}),
+    ],
+    ids=["header", "query"],
+)
 def test_admin_token_burst_is_throttled(client, services, config, send):
     assert [send(client, f"guess-{i}").status_code for i in range(ATTEMPTS)] == [401] * ATTEMPTS
     refused = send(client, config["ADMIN_API_TOKEN"])
@@ -97,14 +106,15 @@ def test_clients_behind_the_proxy_are_told_apart(client, services):
     assert [attempt("198.51.100.1").status_code for _ in range(ATTEMPTS)] == [401] * ATTEMPTS
     assert attempt("198.51.100.1").status_code == 429
     assert attempt("198.51.100.2").status_code == 401
-    assert {r["client"]: r["failures"] for r in failure_rows(services)} == {"198.51.100.1": ATTEMPTS,
-                                                                            "198.51.100.2": 1}
+    assert {r["client"]: r["failures"] for r in failure_rows(services)} == {"198.51.100.1": ATTEMPTS, "198.51.100.2": 1}
 
 
 def test_metrics_bearer_guesses_are_throttled(client, config):
     elsewhere = {"REMOTE_ADDR": "203.0.113.9"}
-    guesses = [client.get("/metrics", headers={"Authorization": "Bearer guess"}, environ_base=elsewhere)
-               for _ in range(ATTEMPTS)]
+    guesses = [
+        client.get("/metrics", headers={"Authorization": "Bearer guess"}, environ_base=elsewhere)
+        for _ in range(ATTEMPTS)
+    ]
     assert [r.status_code for r in guesses] == [401] * ATTEMPTS
     right = {"Authorization": f"Bearer {config['METRICS_TOKEN']}"}
     assert client.get("/metrics", headers=right, environ_base=elsewhere).status_code == 429
@@ -115,8 +125,7 @@ def throttle(storage_config):
     """The throttle on SQLite, then on PostgreSQL, with audit entries collected in a list."""
     application = create_app(storage_config)
     audited = []
-    yield AuthThrottle(application.extensions["db"], ATTEMPTS, WINDOW,
-                       lambda *entry: audited.append(entry)), audited
+    yield AuthThrottle(application.extensions["db"], ATTEMPTS, WINDOW, lambda *entry: audited.append(entry)), audited
     application.extensions["db"].dispose()
 
 
