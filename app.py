@@ -160,6 +160,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp, conferences.bp, bot.bp, dialogs.bp):
         app.register_blueprint(blueprint)
+    from routes import connections
+
+    app.register_blueprint(connections.bp)
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)
