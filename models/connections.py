@@ -54,9 +54,11 @@ def _worst(statuses) -> str | None:
 class Connections:
     """Builds the card's view of one portal's credentials."""
 
-    def __init__(self, db: Database, settings: RefreshSettings):
+    def __init__(self, db: Database, settings: RefreshSettings, env_yandex_token: bool = False):
         self.db = db
         self.settings = settings
+        # YANDEX_OAUTH_TOKEN (single-portal set-ups) serves portals with no Yandex account of their own.
+        self.env_yandex_token = env_yandex_token
 
     def _rows(self, portal_id: int) -> list[dict]:
         query = sa.select(*_COLUMNS).where(credentials.c.portal_id == portal_id).order_by(credentials.c.id)
@@ -147,7 +149,10 @@ class Connections:
         items = [
             self._one(b24_portal[-1] if b24_portal else None, "bitrix24", "portal", REAUTH_OPEN_APP, t),
             self._aggregate(pick("bitrix24", is_user), "bitrix24", "employees", REAUTH_EMPLOYEE_OPEN, t),
-            self._one(yandex_portal[-1] if yandex_portal else None, "yandex", "portal", REAUTH_YANDEX_CONNECT, t),
+            {
+                **self._one(yandex_portal[-1] if yandex_portal else None, "yandex", "portal", REAUTH_YANDEX_CONNECT, t),
+                "fallback": not yandex_portal and self.env_yandex_token,
+            },
             self._aggregate(pick("yandex", is_user), "yandex", "personal", REAUTH_EMPLOYEE_YANDEX, t),
         ]
         items += [self._one(r, "amocrm", "account", REAUTH_OPERATOR, t) for r in pick("amocrm", lambda s: True)]

@@ -15,4 +15,6 @@ bp = Blueprint("connections", __name__)
 def portal_connections():
     """Status, refresh times, refresh-token life, last error code and re-authorise action of each credential."""
     svc = services()
-    return jsonify(Connections(svc.db, svc.engine.settings).for_portal(g.portal.id))
+    return jsonify(
+        Connections(svc.db, svc.engine.settings, bool(svc.integrations.env_yandex_token)).for_portal(g.portal.id)
+    )

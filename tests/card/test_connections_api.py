@@ -94,6 +94,7 @@ def test_admin_sees_every_credential_of_the_portal(client, services, portal):
 
     assert items[("yandex", "portal")]["label"] == "org@yandex.example"
     assert items[("yandex", "portal")]["reauthorize"] == "yandex_connect"
+    assert items[("yandex", "portal")]["fallback"] is False
     assert items[("yandex", "personal")]["by_status"] == {"active": 1}
     assert items[("amocrm", "shop")]["status"] == "active"
 
@@ -170,3 +171,14 @@ def test_long_lived_amocrm_token_is_not_refreshable(client, services):
     assert amo["next_refresh_at"] is None
     assert amo["refresh_token_left_seconds"] is None
     assert amo["reauthorize"] is None
+
+
+def test_server_yandex_token_is_shown_as_the_fallback(make_client, tmp_path):
+    client = make_client(YANDEX_OAUTH_TOKEN="server-wide-yandex-token")
+    services = client.application.extensions["services"]
+    p = make_portal(services)
+    response = client.get(URL, headers=bearer(services, p))
+    yandex = by_scope(response.get_json())[("yandex", "portal")]
+    assert yandex["status"] == "not_connected"
+    assert yandex["fallback"] is True
+    assert "server-wide-yandex-token" not in response.get_data(as_text=True)

@@ -306,6 +306,7 @@ export default {
     next_on_use: 'Refreshed when it is next used',
     not_refreshable: 'Long-lived token: nothing to refresh',
     refresh_left: 'Refresh token valid for {days} more days',
+    fallback: 'Meetings use the server’s Yandex token (YANDEX_OAUTH_TOKEN) until you connect an account.',
     last_error: 'Last error ({when}): {text}',
     scope: {
       bitrix24_portal: 'Bitrix24 — the portal',

@@ -306,6 +306,7 @@ export default {
     next_on_use: 'Обновится при следующем использовании',
     not_refreshable: 'Долгосрочный токен: обновлять нечего',
     refresh_left: 'Refresh-токен действует ещё {days} дн.',
+    fallback: 'Встречи создаются через токен Яндекса на сервере (YANDEX_OAUTH_TOKEN), пока вы не подключите аккаунт.',
     last_error: 'Последняя ошибка ({when}): {text}',
     scope: {
       bitrix24_portal: 'Битрикс24 — портал',
