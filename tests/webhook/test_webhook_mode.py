@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import requests
 
-from database import conferences
-from tests.integration.helpers import boot_data, frame_post, mint, portal_info, portal_rows, table_rows
+from database import conferences, credentials
+from tests.integration.helpers import (
+    boot_data,
+    frame_post,
+    mint,
+    portal_info,
+    portal_rows,
+    table_rows,
+    update_rows,
+)
 from tests.webhook.conftest import webhook_code
 
 
@@ -59,6 +67,9 @@ def test_install_open_and_conference_through_the_webhook(webhook_stack):
     connected = stack.connect_yandex(row["member_id"])
     assert connected.returncode == 0, connected.stderr
 
+    # Every Bitrix24 access token the app holds is past its expiry: the webhook needs none of them.
+    assert update_rows(stack, credentials, credentials.c.provider == "bitrix24", expires_at=0) == 2
+    stack.control("DELETE", "/_sandbox/oauth/refreshes", expect=200)
     stack.control("DELETE", "/_sandbox/portals/portal1/calls", expect=200)
     created = requests.post(
         f"{stack.app_url}/api/conferences",
@@ -78,6 +89,7 @@ def test_install_open_and_conference_through_the_webhook(webhook_stack):
     [conference] = table_rows(stack, conferences)
     assert conference["status"] == "scheduled"
     assert conference["failed_step"] is None
+    assert stack.control("GET", "/_sandbox/oauth/refreshes", expect=200)["bitrix24"]["total"] == 0
     calls = portal_calls(stack)
     assert {c["method"] for c in calls} >= {"calendar.event.add", "im.notify.system.add"}
     # Every portal call of the create went through the webhook, acting as its user (1), not a token.
