@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import idna
 from cryptography.fernet import Fernet
 
+from models.webhook import InvalidWebhook, parse_webhook_url
+
 ROOT = Path(__file__).resolve().parent
 
 ENVIRONMENTS = ("development", "production", "testing")
@@ -94,6 +96,9 @@ def defaults() -> dict:
         "BITRIX24_OAUTH_URL": "https://oauth.bitrix.info",
         "BITRIX24_OAUTH_METHOD": "GET",
         "ALLOW_LOOPBACK_PORTALS": False,
+        # Single-portal webhook mode: an incoming webhook https://<portal>/rest/<user>/<code>/ of the one
+        # portal the app serves; its server-side REST calls go through it (models/webhook.py).
+        "BITRIX24_WEBHOOK_URL": "",
         "BOT_CODE": "telemost_openlines_bot",
         "BOT_NAME": "Телемост-бот",
         "YANDEX_CLIENT_ID": "",
@@ -338,6 +343,18 @@ def validate(cfg: dict) -> None:
     base_path = cfg.get("BASE_PATH") or ""
     if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
         raise ConfigError("BASE_PATH must start with '/' and not end with '/', e.g. /telemost-app")
+
+    if str(cfg.get("BITRIX24_WEBHOOK_URL") or "").strip():
+        try:
+            webhook = parse_webhook_url(
+                str(cfg["BITRIX24_WEBHOOK_URL"]), allow_loopback=bool(cfg.get("ALLOW_LOOPBACK_PORTALS"))
+            )
+        except InvalidWebhook as exc:
+            # Never the value: it holds the webhook's code.
+            raise ConfigError(
+                f"BITRIX24_WEBHOOK_URL {exc}, e.g. https://yourcompany.bitrix24.ru/rest/1/<code>/"
+            ) from None
+        cfg["BITRIX24_WEBHOOK_URL"] = webhook.url
 
     if cfg.get("PUBLIC_URL"):
         # Handler URLs given to Bitrix24 and the Yandex callback are built from it: ASCII (punycode) only.

@@ -1,6 +1,7 @@
 """Bitrix24 REST client: call, batch, list paging, expired_token → refresh → retry, rate limits, pacing.
 
-Calls go to the portal's stored `client_endpoint` with the token in `auth` (spec §3.1). When the
+Calls go to the portal's stored `client_endpoint` with the token in `auth` (spec §3.1), or, in
+single-portal webhook mode, to the incoming webhook's URL with no token (`WebhookClient`). When the
 token is a vault credential, an `expired_token` answer triggers the refresh engine once (request-time
 refresh shares the cron path) and the call is retried with the new token. The system errors of spec
 §3.3 arrive as typed subclasses of `Bitrix24Error` (callers that catch the base class keep working).
@@ -26,6 +27,7 @@ import requests
 from models.hosts import InvalidHost
 from models.refresh import RefreshEngine
 from models.vault import Credential, Vault
+from models.webhook import needs_app_context
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +186,13 @@ class Bitrix24Rest:
 
     def call(self, endpoint: str, access_token: str, method: str, params: dict | None = None) -> RestResult:
         """POST JSON to `{endpoint}{method}`; raises a Bitrix24Error (typed per §3.3) on an error answer."""
-        url = f"{endpoint}{method}"
-        body = dict(params or {}, auth=access_token)
-        pace_key = urlsplit(endpoint).netloc
+        return self._post(f"{endpoint}{method}", dict(params or {}, auth=access_token), urlsplit(endpoint).netloc)
+
+    def call_webhook(self, webhook_url: str, method: str, params: dict | None = None) -> RestResult:
+        """POST JSON to `{webhook_url}{method}` (an incoming webhook, §3.1): no `auth`, nothing to refresh."""
+        return self._post(f"{webhook_url}{method}", dict(params or {}), urlsplit(webhook_url).netloc)
+
+    def _post(self, url: str, body: dict, pace_key: str) -> RestResult:
         for attempt in range(self.rate_limit_retries + 1):
             self.pacer.wait(pace_key)
             try:
@@ -283,6 +289,38 @@ class PortalClient:
             if page.next is None or len(items) >= max_items or not rows:
                 return items[:max_items]
             start = int(page.next)
+
+
+class WebhookClient(PortalClient):
+    """REST calls through the portal's incoming webhook (single-portal webhook mode, models/webhook.py).
+
+    Acts as the webhook's user with no token to refresh. Methods that need the app's own context
+    (events, placements, the app's bot) go through `app_client`, the app's OAuth credential, when there
+    is one: Bitrix24 refuses them through a webhook.
+    """
+
+    def __init__(self, rest: Bitrix24Rest, webhook_url: str, app_client: PortalClient | None = None):
+        self.rest = rest
+        self.webhook_url = webhook_url
+        self.app_client = app_client
+        self.endpoint = app_client.endpoint if app_client else ""
+        self.credential_id = app_client.credential_id if app_client else None
+
+    def __repr__(self) -> str:
+        # The URL holds the webhook's code: never in a repr (tracebacks, debug logs).
+        return f"WebhookClient(host={urlsplit(self.webhook_url).netloc!r})"
+
+    def call(self, method: str, params: dict | None = None) -> RestResult:
+        """Call a method through the webhook (app-context methods through the app's credential)."""
+        if self.app_client is not None and needs_app_context(method):
+            return self.app_client.call(method, params)
+        return self.rest.call_webhook(self.webhook_url, method, params)
+
+    def batch(self, commands: dict[str, tuple[str, dict]], halt: bool = False) -> dict:
+        """A batch through the webhook, or through the app's credential when a command needs the app."""
+        if self.app_client is not None and any(needs_app_context(method) for method, _ in commands.values()):
+            return self.app_client.batch(commands, halt)
+        return super().batch(commands, halt)
 
 
 def command_errors(batch_result: dict) -> dict[str, Bitrix24Error]:

@@ -47,6 +47,9 @@ _AUTH_HEADER = re.compile(
     r"([^\s'\",}]+)"
 )
 _BRACKET_PART = re.compile(r"[^\[\]]+")
+# An incoming webhook's URL carries its secret in the path: /rest/<user>/<code>/ (BITRIX24_WEBHOOK_URL).
+# Slashes may come JSON-escaped (`\/rest\/1\/…`); percent-encoded URLs are decoded by _redact_pair.
+_WEBHOOK_PATH = re.compile(r"(?i)(\\?/rest\\?/[0-9]{1,10}\\?/)([^/\\\s?#&'\",;]+)")
 
 
 def _decoded(name: str) -> str:
@@ -94,7 +97,9 @@ def _redact_pair(match: re.Match) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace secret values in a string (query strings, forms, JSON, reprs, Authorization headers)."""
+    """Replace secret values in a string (query strings, forms, JSON, reprs, Authorization headers, webhook
+    codes in URL paths)."""
+    text = _WEBHOOK_PATH.sub(lambda m: m.group(1) + REDACTED, text)
     text = _PAIR.sub(_redact_pair, text)
     text = _QUOTED.sub(_redact_quoted, text)
     return _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)

@@ -25,12 +25,13 @@ from sqlalchemy.sql.dml import UpdateBase
 from database import Database, credentials, now, portals
 from models import forms
 from models.audit import AuditLog
-from models.bitrix24 import Bitrix24Error, Bitrix24Rest, PortalClient
+from models.bitrix24 import Bitrix24Error, Bitrix24Rest, PortalClient, WebhookClient
 from models.errors import ServiceError
 from models.hosts import normalize_host
 from models.refresh import RefreshEngine
 from models.security import matches_hash, new_secret, token_hash
 from models.vault import NEEDS_REAUTH, PORTAL_SUBJECT, Vault
+from models.webhook import OtherPortal, Webhook
 
 INSTALLED = "installed"
 UNINSTALLED = "uninstalled"
@@ -85,6 +86,7 @@ class PortalSettings:
     oauth_url: str
     bot_code: str
     bot_name: str
+    webhook: Webhook | None = None  # single-portal webhook mode (BITRIX24_WEBHOOK_URL)
 
 
 def row_to_portal(row) -> Portal:
@@ -230,11 +232,28 @@ class PortalService:
         return {status: count for status, count in rows}
 
     def host(self, raw: str) -> str:
-        """A portal host validated and normalised (raises InvalidHost)."""
-        return normalize_host(raw, allow_loopback=self.settings.allow_loopback)
+        """A portal host validated and normalised (raises InvalidHost; OtherPortal in webhook mode for
+        any portal but the webhook's: installs and iframe opens from elsewhere are refused)."""
+        host = normalize_host(raw, allow_loopback=self.settings.allow_loopback)
+        webhook = self.settings.webhook
+        if webhook is not None and host != webhook.host:
+            raise OtherPortal(f"{host} is not the portal of BITRIX24_WEBHOOK_URL")
+        return host
 
     def client(self, portal: Portal, credential_id: int | None = None) -> PortalClient:
-        """A REST client acting with the portal's credential (or the given one)."""
+        """A REST client acting with the portal's credential (or the given one); for the webhook portal, a
+        WebhookClient (the credential then serves only the methods that need the app's context)."""
+        webhook = self.settings.webhook
+        if webhook is not None and portal.domain == webhook.host:
+            if credential_id is None:
+                cred = self.vault.find("bitrix24", portal.member_id, PORTAL_SUBJECT)
+                credential_id = cred.id if cred is not None else None
+            app_client = (
+                PortalClient(self.rest, self.vault, self.engine, portal.client_endpoint, credential_id)
+                if credential_id is not None
+                else None
+            )
+            return WebhookClient(self.rest, webhook.url, app_client)
         if credential_id is None:
             cred = self.vault.find("bitrix24", portal.member_id, PORTAL_SUBJECT)
             if cred is None:

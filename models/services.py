@@ -24,6 +24,7 @@ from models.refresh import RefreshEngine, RefreshSettings
 from models.security import SessionSigner
 from models.telemost import TelemostApi
 from models.vault import Vault
+from models.webhook import webhook_from_config
 
 
 @dataclass
@@ -97,6 +98,7 @@ def build(cfg, db: Database, translate: Translate | None = None) -> Services:
         oauth_url=cfg["BITRIX24_OAUTH_URL"],
         bot_code=cfg["BOT_CODE"],
         bot_name=cfg["BOT_NAME"],
+        webhook=webhook_from_config(cfg),
     )
     portals = PortalService(db, vault, engine, rest, portal_settings, audit)
     install = InstallService(db, portals, vault, engine, bitrix_oauth, rest, portal_settings, audit, translate)

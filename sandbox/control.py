@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from typing import Any
 
@@ -238,6 +239,20 @@ def limits(name: str) -> Response:
         portal.bucket.level = 0.0
         portal.bucket.stamp = time.monotonic()
         return jsonify({"bucket": portal.bucket.size, "drain": portal.bucket.drain})
+
+
+@bp.post("/portals/<name>/webhooks")
+def webhooks(name: str) -> tuple[Response, int]:
+    """Issue an incoming webhook acting as `user_id` (an active employee): 201 {"url", "user_id"}."""
+    portal = _portal_or_404(name)
+    user_id = _body().get("user_id", 1)
+    with _state().lock:
+        user = portal.find_user(user_id)
+        if user is None or user.is_bot or not user.active:
+            raise NotFoundError(f"unknown user {user_id}")
+        code = secrets.token_hex(8)  # Bitrix24's codes are 16 lower-case letters and digits
+        portal.webhooks[code] = user.id
+    return jsonify({"url": f"{portal.rest}{user.id}/{code}/", "user_id": user.id}), 201
 
 
 @bp.post("/portals/<name>/payment")

@@ -115,6 +115,7 @@ class Portal:
     frame_events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     opened_by: set[int] = field(default_factory=set)
+    webhooks: dict[str, int] = field(default_factory=dict)  # incoming webhook code → the user it acts as
     next_id: int = 100  # bots, messages, notifications, calendar entries and handlers share one sequence
 
     @property

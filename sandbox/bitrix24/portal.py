@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from .forms import request_params
 from .launch import frame_launch
 
 HERE = Path(__file__).resolve().parent
+WEBHOOK_PATH = re.compile(r"(?P<user>\d+)/(?P<code>[^/]+)/(?P<method>[^/]+)")
 NOT_INSTALLED = "The application is not installed on this portal."
 NOT_FINISHED = "The application is not fully installed yet. Please contact your administrator."
 
@@ -59,9 +61,11 @@ def create_portal_app(state: State, portal: Portal) -> Flask:
     @app.route("/rest/<path:method>", methods=["GET", "POST"])
     @faulty("portal")
     def rest_call(method: str) -> Response:
-        """REST: /rest/{method} and /rest/{method}.json."""
-        name = method.strip("/").lower().removesuffix(".json")
-        status, body = rest.handle(state, portal, name, request_params(request))
+        """REST: /rest/{method}, /rest/{method}.json and incoming webhooks /rest/{user_id}/{code}/{method}."""
+        hook = WEBHOOK_PATH.fullmatch(method.strip("/"))
+        webhook = (hook["user"], hook["code"]) if hook else None
+        name = (hook["method"] if hook else method.strip("/")).lower().removesuffix(".json")
+        status, body = rest.handle(state, portal, name, request_params(request), webhook)
         response = jsonify(body)
         response.status_code = status
         return response

@@ -35,24 +35,29 @@ def method(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return register
 
 
+# Methods an incoming webhook may not call (spec §4.7, §7.4: app context only).
+APP_ONLY_PREFIXES = ("event.", "placement.")
+
+
 @dataclass
 class Ctx:
-    """Who is calling: portal, token grant and acting user."""
+    """Who is calling: portal, token grant (None for an incoming webhook) and acting user."""
 
     state: State
     portal: Portal
-    grant: Grant
+    grant: Grant | None
     user: User
+    webhook: str | None = None  # the incoming webhook's code when the call came through one
 
     @property
     def client_id(self) -> str:
-        """App that owns the token."""
-        return self.grant.client_id
+        """App that owns the token; an incoming webhook is its own client (it owns no app's bots)."""
+        return self.grant.client_id if self.grant is not None else f"webhook:{self.user.id}:{self.webhook}"
 
     @property
     def ours(self) -> bool:
         """True for the app under test (tokens can be minted for foreign apps too)."""
-        return self.grant.client_id == self.state.our_client_id
+        return self.grant is not None and self.grant.client_id == self.state.our_client_id
 
     def require_admin(self) -> None:
         """Refuse unless the acting user is a portal administrator."""
@@ -78,9 +83,23 @@ def authenticate(state: State, portal: Portal, token: Any) -> tuple[Grant, User]
     return grant, user
 
 
+def authenticate_webhook(state: State, portal: Portal, user_id: str, code: str) -> User:
+    """Resolve `/rest/{user_id}/{code}/` to the employee the incoming webhook acts as (§3.1, §3.3)."""
+    with state.lock:
+        owner = portal.webhooks.get(code)
+        user = portal.find_user(owner) if owner is not None else None
+    if user is None or str(user.id) != user_id:
+        raise RestError("NO_AUTH_FOUND", "Wrong authorization data", 401)
+    if not user.active:
+        raise RestError("authorization_error", "User is not active", 401)
+    return user
+
+
 def invoke(ctx: Ctx, name: str, params: dict[str, Any]) -> Any:
     """Run one method (no auth/limit checks: the caller did them)."""
-    if ctx.ours and ctx.portal.payment_required and name not in PAYMENT_FREE:
+    if ctx.webhook is not None and name.startswith(APP_ONLY_PREFIXES):
+        raise RestError("WRONG_AUTH_TYPE", "Current authorization type is denied for this method", 403)
+    if (ctx.ours or ctx.webhook is not None) and ctx.portal.payment_required and name not in PAYMENT_FREE:
         raise RestError("PAYMENT_REQUIRED", "Payment required", int(ctx.state.config["payment_required_status"]))
     fn = METHODS.get(name)
     if fn is None:
@@ -100,8 +119,11 @@ def _wrap(result: Any, started: float) -> dict[str, Any]:
     return {"result": result, "time": rest_time(started)}
 
 
-def handle(state: State, portal: Portal, name: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """Serve one HTTP REST request: limit, auth, dispatch, and record it in the call log."""
+def handle(
+    state: State, portal: Portal, name: str, params: dict[str, Any], webhook: tuple[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Serve one HTTP REST request: limit, auth (`auth` token, or `webhook` = (user id, code) from the
+    URL), dispatch, and record it in the call log with the kind of auth used."""
     started = time.time()
     entry: dict[str, Any] = {
         "method": name,
@@ -110,6 +132,7 @@ def handle(state: State, portal: Portal, name: str, params: dict[str, Any]) -> t
         "time": started,
         "status": None,
         "batch": None,
+        "auth": "webhook" if webhook else "oauth",
     }
     with state.lock:
         portal.record(portal.calls, entry)  # recorded first so the log keeps arrival order
@@ -117,9 +140,13 @@ def handle(state: State, portal: Portal, name: str, params: dict[str, Any]) -> t
     try:
         if not allowed:
             raise RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503)
-        grant, user = authenticate(state, portal, params.get("auth"))
+        if webhook:
+            grant, user = None, authenticate_webhook(state, portal, *webhook)
+        else:
+            grant, user = authenticate(state, portal, params.get("auth"))
         entry["user_id"] = user.id
-        body = _wrap(invoke(Ctx(state, portal, grant, user), name, params), started)
+        ctx = Ctx(state, portal, grant, user, webhook[1] if webhook else None)
+        body = _wrap(invoke(ctx, name, params), started)
         status = 200
     except RestError as exc:
         status, body = exc.status, exc.body()
@@ -186,6 +213,7 @@ def batch(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
             "time": started,
             "status": None,
             "batch": key,
+            "auth": "oauth" if ctx.webhook is None else "webhook",
         }
         with ctx.state.lock:
             ctx.portal.record(ctx.portal.calls, entry)
