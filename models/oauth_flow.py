@@ -46,7 +46,7 @@ class CodeFlow:
     def portal_for_domain(self, raw_domain: str) -> Portal:
         """The installed portal a user typed or linked (raises CodeFlowRefused)."""
         if not raw_domain or len(raw_domain) > 255:
-            raise CodeFlowRefused("portal_required", status=400)
+            raise CodeFlowRefused("portal_domain_required", status=400)
         try:
             host = self.portals.host(raw_domain)
         except InvalidHost:

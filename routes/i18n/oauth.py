@@ -7,7 +7,7 @@ MESSAGES = {
         "oauth.start.portal_label": "Bitrix24 portal",
         "oauth.start.button": "Continue",
         "oauth.refused.title": "Could not sign in with Bitrix24",
-        "error.portal_required": "Enter the address of your Bitrix24 portal.",
+        "error.portal_domain_required": "Enter the address of your Bitrix24 portal.",
         "error.app_not_on_portal": "The application is not installed on the portal {domain}. Ask the portal's "
         "administrator to install it, or check the address.",
         "error.state_invalid": "This sign-in link is not valid. Start again from the app's address.",
@@ -24,7 +24,7 @@ MESSAGES = {
         "oauth.start.portal_label": "Портал Bitrix24",
         "oauth.start.button": "Продолжить",
         "oauth.refused.title": "Не удалось войти через Bitrix24",
-        "error.portal_required": "Введите адрес вашего портала Bitrix24.",
+        "error.portal_domain_required": "Введите адрес вашего портала Bitrix24.",
         "error.app_not_on_portal": "Приложение не установлено на портале {domain}. Попросите администратора "
         "портала установить его или проверьте адрес.",
         "error.state_invalid": "Ссылка для входа недействительна. Начните заново с адреса приложения.",
