@@ -90,7 +90,7 @@ class CodeFlow:
     def spend(self, state: str, nonce: str | None) -> int:
         """Spend a state once in the browser that started it; returns the portal id it was issued for."""
         raw, _, signature = (state or "").partition(".")
-        if not raw or len(state) > 200 or not hmac.compare_digest(signature, self._sign(raw)):
+        if not raw or len(state) > 200 or not hmac.compare_digest(signature.encode(), self._sign(raw).encode()):
             raise CodeFlowRefused("state_invalid", status=400)
         ts = now()
         where = [_c.state_hash == token_hash(state), _c.used_at.is_(None), _c.expires_at > ts]

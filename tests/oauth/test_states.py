@@ -54,7 +54,7 @@ def test_a_state_is_spent_once_in_the_browser_that_started_it(flow, portal):
     assert replay.value.code == "state_used"
 
 
-@pytest.mark.parametrize("tamper", ["", "no-dot", "abc.def", "x" * 300])
+@pytest.mark.parametrize("tamper", ["", "no-dot", "abc.def", "x" * 300, "ф.ф"])
 def test_a_forged_state_is_refused(flow, portal, tamper):
     flow.start(portal, "nonce-1")
     with pytest.raises(CodeFlowRefused) as refused:
@@ -128,3 +128,13 @@ def test_a_web_session_ends_with_the_install(flow, portal, application):
     with pytest.raises(CodeFlowRefused) as gone:
         flow.web_identity(cookie)
     assert (gone.value.code, gone.value.status) == ("not_installed", 401)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{}, {"state": "x"}, {"state": "ф.ф"}, {"state": "a.b", "code": "c" * 5000}, {"state": "a.b", "error": "x"}],
+)
+def test_bad_callbacks_get_a_400_page_never_a_500(application, query):
+    response = application.test_client().get("/auth/bitrix24/callback", query_string=query)
+    assert response.status_code == 400
+    assert b'data-testid="error-page"' in response.data
