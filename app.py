@@ -170,6 +170,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     doctor.init_cli(app)
     bot.init_app(app)
+    from routes.oauth_flow import bp as oauth_flow_bp  # the code flow (/auth/bitrix24), outside the frame
+
+    app.register_blueprint(oauth_flow_bp)
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS

@@ -148,6 +148,20 @@ connect_links = sa.Table(
     sa.Column("finished_at", sa.Integer),
 )
 sa.Index("ix_connect_links_expires", connect_links.c.expires_at)
+# OAuth code flow (/auth/bitrix24): one row per `state` sent to a portal's consent page; spent once, and
+# only by the browser holding the nonce cookie. Only hashes are stored.
+oauth_states = sa.Table(
+    "oauth_states",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("state_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("nonce_hash", sa.String(64), nullable=False),
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Integer, nullable=False),
+    sa.Column("used_at", sa.Integer),
+)
+sa.Index("ix_oauth_states_expires", oauth_states.c.expires_at)
 # Failed secret-token attempts per (scope, client address) in the current window: every gunicorn worker
 # sees the same count, so a burst spread over the workers is still one burst.
 auth_failures = sa.Table(

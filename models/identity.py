@@ -16,7 +16,7 @@ from models import forms
 from models.bitrix24 import Bitrix24Error, Bitrix24Rest, Bitrix24Unavailable
 from models.hosts import InvalidHost
 from models.install import InstallService
-from models.oauth import BITRIX_REFRESH_LIFETIME
+from models.oauth import BITRIX_REFRESH_LIFETIME, OAuthError
 from models.portal import Portal, PortalService, Rejected
 from models.security import Identity, matches_hash
 from models.vault import ACTIVE, PORTAL_SUBJECT, TokenSet, Vault, user_subject
@@ -55,6 +55,27 @@ class IdentityService:
         if refresh_token:
             self._store_user_pair(
                 portal, identity, access_token, refresh_token, forms.integer(fields, "AUTH_EXPIRES", 3600) or 3600
+            )
+        return identity, portal
+
+    def verify_code_flow(self, code: str, member_id: str, domain: str) -> tuple[Identity, Portal]:
+        """Exchange an authorization code (the code flow's callback) and verify its user like an iframe open."""
+        if not code or len(code) > 256:
+            raise Rejected("missing_fields", 401)
+        try:
+            tokens = self.install.oauth.exchange_code(code)
+        except OAuthError as exc:
+            if not exc.permanent:
+                raise Rejected("oauth_unavailable", 503) from exc
+            raise Rejected("code_refused", 401) from exc
+        # The rules of an iframe open, less the application token (a redirect carries none): installed
+        # portal, same domain, a token of our app for that portal, a user the portal names.
+        identity, portal, access_token = self._verify_user(
+            tokens.access_token, member_id, domain, application_token="", require_app_token=False
+        )
+        if tokens.refresh_token:
+            self._store_user_pair(
+                portal, identity, access_token, tokens.refresh_token, max(60, tokens.expires_at - now()), "code"
             )
         return identity, portal
 
@@ -117,7 +138,13 @@ class IdentityService:
         return identity, portal, access_token
 
     def _store_user_pair(
-        self, portal: Portal, identity: Identity, access_token: str, refresh_token: str, expires_in: int
+        self,
+        portal: Portal,
+        identity: Identity,
+        access_token: str,
+        refresh_token: str,
+        expires_in: int,
+        reason: str = "frame",
     ) -> None:
         ts = now()
         tokens = TokenSet(
@@ -148,7 +175,7 @@ class IdentityService:
             portal_id=portal.id,
             user_id=identity.user_id,
             endpoint=portal.server_endpoint,
-            reason="frame",
+            reason=reason,
             label=identity.name,
             used=False,
         )

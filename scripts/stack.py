@@ -126,6 +126,7 @@ class Stack:
         self.app_port = app_port or free_port()
         self.app_url = f"http://127.0.0.1:{self.app_port}"
         self.env.setdefault("AMOCRM_REDIRECT_URI", f"{self.app_url}/auth/amocrm/callback")
+        self.env.setdefault("BITRIX24_REDIRECT_URI", f"{self.app_url}/auth/bitrix24/callback")  # the app card's
         self.database_path = database_path
         self.log_dir = log_dir or Path(database_path).parent
         self.procs: list[subprocess.Popen] = []

@@ -1,5 +1,7 @@
 // JSON client for the app's own API. The session token lives in this module's memory only: never in
-// localStorage or cookies (third-party frame, see DESIGN.md "Identity and trust").
+// localStorage or cookies (third-party frame, see DESIGN.md "Identity and trust"). The one exception is a tab
+// opened with the OAuth code flow (/auth/bitrix24, boot.session === 'cookie'): there the server keeps a
+// first-party HttpOnly cookie, and the token is renewed with it instead of the frame SDK.
 import { getFrame } from './frame.js'
 
 // Renew this long before the server-side expiry so a request never races the deadline.
@@ -9,6 +11,7 @@ let apiBase = ''
 let token = null
 let expiresAt = 0
 let renewing = null
+let cookieSession = false
 const sessionListeners = new Set()
 
 /**
@@ -31,6 +34,7 @@ export function configureApi(boot) {
   apiBase = String(boot.api_base || '').replace(/\/+$/, '')
   token = boot.token || null
   expiresAt = Number(boot.token_expires_at) || 0
+  cookieSession = boot.session === 'cookie'
 }
 
 /** Calls fn(sessionResponse) every time the session is renewed; returns an unsubscribe function. */
@@ -94,18 +98,41 @@ async function exchange(auth) {
   return parse(await send('/session', 'POST', body, false))
 }
 
-/** Exchanges a fresh Bitrix24 frame auth for a new session token; concurrent callers share one exchange. */
+async function cookieExchange() {
+  // The only request that sends cookies: same origin, a JSON body (no cross-site form can forge it).
+  let response
+  try {
+    response = await fetch(apiUrl('/session/cookie'), {
+      method: 'POST',
+      headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: '{}',
+      credentials: 'same-origin',
+      cache: 'no-store',
+    })
+  } catch {
+    throw new ApiError(0, 'network_error', '')
+  }
+  return parse(response)
+}
+
+async function frameExchange() {
+  try {
+    return await exchange(await frameAuth(false))
+  } catch (error) {
+    // The cached portal token may have expired or been revoked: ask the portal for a new one, once.
+    if (!(error instanceof ApiError && error.status === 401)) throw error
+    return exchange(await frameAuth(true))
+  }
+}
+
+/**
+ * Renews the session token: with a fresh Bitrix24 frame auth, or in a code-flow tab with its session cookie;
+ * concurrent callers share one exchange.
+ */
 export function renewSession() {
   if (!renewing) {
     renewing = (async () => {
-      let data
-      try {
-        data = await exchange(await frameAuth(false))
-      } catch (error) {
-        // The cached portal token may have expired or been revoked: ask the portal for a new one, once.
-        if (!(error instanceof ApiError && error.status === 401)) throw error
-        data = await exchange(await frameAuth(true))
-      }
+      const data = cookieSession ? await cookieExchange() : await frameExchange()
       token = data.token
       expiresAt = Number(data.expires_at) || 0
       for (const fn of sessionListeners) fn(data)
