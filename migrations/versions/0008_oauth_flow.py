@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_oauth_flow"
-down_revision = "0007_openlines"  # the head when this branch started; the lead re-chains at merge
+down_revision = "0007_openlines"
 branch_labels = None
 depends_on = None
 
