@@ -167,6 +167,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     doctor.init_cli(app)
     bot.init_app(app)
+    from routes import legacy_api
+
+    app.register_blueprint(legacy_api.bp)  # the seeds' URLs under their old names
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS
