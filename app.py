@@ -173,6 +173,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from routes.oauth_flow import bp as oauth_flow_bp  # the code flow (/auth/bitrix24), outside the frame
 
     app.register_blueprint(oauth_flow_bp)
+    from routes import legacy_api
+
+    app.register_blueprint(legacy_api.bp)  # the seeds' URLs under their old names
 
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS

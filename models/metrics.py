@@ -29,6 +29,7 @@ HELP = {
     "refresh_success_total": "Refreshes whose new pair was stored.",
     "refresh_failures_total": "Failed refresh requests by error class (transient, permanent, lost_response).",
     "credentials_needs_reauth_total": "Credentials that became needs_reauth.",
+    "credentials_restored_total": "Credentials that needed re-authorisation and got a working pair again.",
     "refresh_runs_total": "Refresh runs by trigger.",
 }
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

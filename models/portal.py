@@ -225,6 +225,12 @@ class PortalService:
         with self.db.read() as conn:
             return [row_to_portal(r) for r in conn.execute(sa.select(portals).order_by(portals.c.id))]
 
+    def only_installed(self) -> Portal | None:
+        """The installed portal when exactly one is installed (single-portal deployments), else None."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(portals).where(portals.c.status == INSTALLED).limit(2)).all()
+        return row_to_portal(rows[0]) if len(rows) == 1 else None
+
     def counts(self) -> dict[str, int]:
         """Portals by status."""
         with self.db.read() as conn:

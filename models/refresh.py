@@ -150,6 +150,8 @@ class RefreshEngine:
         self.notifier = notifier
         self._sleep = sleep
         self._owner_prefix = f"{socket.gethostname()[:40]}:{os.getpid()}"
+        # The other half of needs_reauth: a fresh pair from outside (install, iframe open, re-connect).
+        vault.on_restored = self.restored
 
     # ---- one credential ------------------------------------------------------------------------
 
@@ -346,6 +348,18 @@ class RefreshEngine:
                     log.exception("could not notify about credential %s", cred.id)
             return RefreshOutcome(cred.id, REAUTH, error=code)
         return RefreshOutcome(cred.id, FAILED, error=code)
+
+    def restored(self, cred: Credential) -> None:
+        """A credential that needed re-authorisation works again: count it and have the admin told."""
+        self._count("credentials_restored_total", provider=cred.provider)
+        self.flush()
+        log.info("credential %s (%s %s) works again after re-authorisation", cred.id, cred.provider, cred.account)
+        tell = getattr(self.notifier, "restored", None)
+        if tell is not None:
+            try:
+                tell(cred)
+            except Exception:  # the notice is a courtesy; the credential is restored either way
+                log.exception("could not notify that credential %s is restored", cred.id)
 
     def _wait_for_peer(self, cred: Credential, deadline: float | None) -> RefreshOutcome:
         """Another process holds the lease: wait for its result instead of spending the token twice."""

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -36,6 +37,9 @@ UNDECRYPTABLE = "undecryptable"
 
 PORTAL_SUBJECT = "portal"
 ACCOUNT_SUBJECT = "account"
+# How long the restored-credential announcement waits for the storing transaction to commit; a caller
+# that rolled back never commits, and the announcement is dropped after this.
+RESTORED_WAIT_SECONDS = 10.0
 
 
 def user_subject(user_id: int) -> str:
@@ -203,6 +207,9 @@ class Vault:
         self.db = db
         self.cipher = cipher
         self.history_keep = max(1, history_keep)
+        # Told (off the storing thread, after commit) when a fresh pair replaced one that needed
+        # re-authorisation; the refresh engine counts it and has the portal admin told.
+        self.on_restored: Callable[[Credential], None] | None = None
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -431,7 +438,40 @@ class Vault:
         self._push_history(conn, row, reason)
         values["version"] = row.version + 1
         conn.execute(sa.update(credentials).where(credentials.c.id == row.id).values(**values))
+        if row.status == NEEDS_REAUTH:
+            self._announce_restored(row.id, values["version"])
         return row.id
+
+    def _announce_restored(self, credential_id: int, version: int) -> None:
+        """Tell on_restored about the credential once the caller's transaction has committed.
+
+        A caller may still hold its transaction (install and update store inside theirs), and telling
+        the admin is network I/O that must not run inside one, nor slow the iframe open that brought
+        the pair: a daemon thread waits until the new version is visible, then calls the listener.
+        """
+        if self.on_restored is None:
+            return
+        threading.Thread(
+            target=self._when_committed, args=(credential_id, version), name="vault-restored", daemon=True
+        ).start()
+
+    def _when_committed(self, credential_id: int, version: int) -> None:
+        deadline = time.monotonic() + RESTORED_WAIT_SECONDS
+        try:
+            while True:
+                cred = self.get(credential_id)
+                if cred is None:
+                    return  # deleted meanwhile (uninstall, purge)
+                if cred.version >= version:
+                    if cred.status == ACTIVE and self.on_restored is not None:
+                        self.on_restored(cred)
+                    return
+                if time.monotonic() > deadline:
+                    log.info("credential %s: the restoring transaction never committed", credential_id)
+                    return
+                time.sleep(0.05)
+        except Exception:  # a listener or a database that went away must not kill the process quietly
+            log.exception("could not announce that credential %s works again", credential_id)
 
     def _push_history(self, conn, row, reason: str) -> None:
         """Copy the row's current pair into history and drop versions beyond the ones kept."""

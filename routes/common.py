@@ -216,7 +216,7 @@ def admin_token_required(view):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        token = request.headers.get("X-API-Token") or request.args.get("token") or ""
+        token = request.headers.get("X-API-Token") or request.args.get("token") or _legacy_bearer_token()
         client = client_address()
         _throttle().check("admin", client)
         if same_secret(token, current_app.config["ADMIN_API_TOKEN"]):
@@ -233,6 +233,13 @@ def admin_token_required(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _legacy_bearer_token() -> str:
+    """The old bot's `Authorization: Bearer <API_SECRET_TOKEN>`: an API token (no dots), never a session JWT."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value and "." not in value else ""
 
 
 def cron_token_required(view):
@@ -259,7 +266,7 @@ def portal_access_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         named = request.args.get("portal") or ""
-        if request.headers.get("Authorization", "")[:7].lower() == "bearer ":
+        if request.headers.get("Authorization", "")[:7].lower() == "bearer " and not _legacy_bearer_token():
 
             @portal_admin_required
             def as_user():
@@ -273,9 +280,11 @@ def portal_access_required(view):
         @admin_token_required
         def as_token():
             if g.admin_scope == "global":
-                if not named:
+                # The old single-portal bot took no portal name: with one installed portal, it is that one.
+                portal = services().portals.only_installed() if not named else None
+                if portal is None and not named:
                     raise ApiError("portal_required", "name the portal with portal=<member_id>", 400)
-                portal = services().portals.get_by_member(named[:64])
+                portal = portal or services().portals.get_by_member(named[:64])
                 if portal is None or not portal.installed:
                     raise ApiError("not_found", "no such portal", 404)
                 g.api_portal, g.api_actor = portal, "admin:global"
