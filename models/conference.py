@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -205,9 +206,7 @@ class ConferenceService:
     def list_json(self, portal_id: int, owner_id: int, query: ConferenceQuery) -> bytes:
         """`list()` as the API's JSON body (schemas.ConferencePage), each item written by the database."""
         search = (query.q or "").strip()
-        head_upcoming, head_past, past = _list_statements(
-            self.db.engine.dialect, bool(query.type), bool(query.status), bool(search)
-        )
+        st = _list_statements(self.db.engine.dialect, bool(query.type), bool(query.status), bool(search))
         ts = now()
         params = {"b_portal": portal_id, "b_owner": owner_id, "b_now": ts, "b_day_ago": ts - 86400}
         if query.type:
@@ -218,20 +217,27 @@ class ConferenceService:
             term = search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["b_q"] = f"%{term}%"
         offset, limit = (query.page - 1) * query.per_page, query.per_page
-        # One statement answers the counts and the first part of the page; the past part follows only
-        # when the page runs past the last upcoming conference.
+        page = {**params, "b_limit": limit, "b_offset": offset}
+        # Counting is most of the work: each count runs only when the page cannot tell it. A page part that
+        # stops short of `limit` after at least one item (or on the first page) ends the upcoming run, so
+        # the number of upcoming conferences is then offset + items.
         with self.db.read_cursor() as conn:
             if query.when == "past":
-                [(total, n_up, n_items, items)] = head_past.rows(conn, {**params, "b_limit": limit, "b_offset": offset})
-                total -= n_up
+                [(total, n_items, items)] = st.past_head.rows(conn, page)
+            elif query.when == "upcoming":
+                [(n_items, items)] = st.upcoming_part.rows(conn, page)
+                if n_items < limit and (n_items or not offset):
+                    total = offset + n_items
+                else:
+                    [(total,)] = st.upcoming_count.rows(conn, params)
             else:
-                [(total, n_up, n_items, items)] = head_upcoming.rows(
-                    conn, {**params, "b_limit": limit, "b_offset": offset}
-                )
-                if query.when == "upcoming":
-                    total = n_up
-                elif n_items < limit and offset + n_items < total:
-                    [(_n, more)] = past.rows(
+                [(total, n_items, items)] = st.upcoming_head.rows(conn, page)
+                if n_items < limit and offset + n_items < total:
+                    if n_items or not offset:
+                        n_up = offset + n_items
+                    else:
+                        [(n_up,)] = st.upcoming_count.rows(conn, params)
+                    [(_n, more)] = st.past_part.rows(
                         conn, {**params, "b_limit": limit - n_items, "b_offset": max(0, offset - n_up)}
                     )
                     items = f"{items},{more}" if items and more else (items or more)
@@ -736,7 +742,7 @@ class _Prepared:
             ) from exc
 
 
-_statement_cache: dict[tuple, tuple] = {}
+_statement_cache: dict[tuple, _ListStatements] = {}
 
 
 def _item_json(dialect):
@@ -765,16 +771,26 @@ def _item_json(dialect):
     return sa.func.json_object(*pairs)
 
 
-def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> tuple:
-    """(upcoming head, past head, past page) for a dialect and filter combination, prepared once: building
-    and compiling SQLAlchemy statements per request costs more than running them.
+class _ListStatements(NamedTuple):
+    """The prepared statements of the history list for one dialect and filter combination."""
 
-    A head answers in one row: the number of matching conferences, how many are upcoming (not over yet),
-    and one part of the page as (item count, items joined by commas). A page part is read in the order of
-    ix_conferences_owner_start ((portal, owner, starts_at, id) with ends_at and status alongside, so the
-    counts and the filters never visit the table) and stops at the page; the bounds on starts_at follow
-    from 5 ≤ duration ≤ 1440 minutes. One row, not fifty: each row fetched is a round of the driver
-    releasing and taking back the GIL, which costs most under the threads of a busy worker.
+    upcoming_head: _Prepared  # (total, n, items) of the upcoming part of a page
+    past_head: _Prepared  # (past total, n, items) of a page of past conferences
+    upcoming_part: _Prepared  # (n, items)
+    past_part: _Prepared  # (n, items)
+    upcoming_count: _Prepared  # (n,)
+
+
+def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> _ListStatements:
+    """The list's statements for a dialect and filter combination, prepared once: building and compiling
+    SQLAlchemy statements per request costs more than running them.
+
+    A page part is read in the order of ix_conferences_owner_start ((portal, owner, starts_at, id) with
+    ends_at and status alongside, so the counts and the filters never visit the table) and stops at the
+    page; the bounds on starts_at follow from 5 ≤ duration ≤ 1440 minutes, and each count scans only the
+    index range it counts. A part comes back as one row (item count, items joined by commas), not fifty:
+    each row fetched is a round of the driver releasing and taking back the GIL, which costs most under
+    the threads of a busy worker.
     """
     key = (dialect.name, dialect.paramstyle, by_type, by_status, by_name)
     found = _statement_cache.get(key)
@@ -789,17 +805,20 @@ def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> 
     if by_name:
         where.append(c.search_name.like(sa.bindparam("b_q"), escape="\\"))
     now_ = sa.bindparam("b_now", type_=sa.Integer)
-    total = sa.select(sa.func.count()).where(*where).scalar_subquery()
     is_upcoming = [c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer)]
-    upcoming_total = sa.select(sa.func.count()).where(*where, *is_upcoming).scalar_subquery()
+    is_past = [c.ends_at <= now_, c.starts_at <= now_]
+    total = sa.select(sa.func.count()).where(*where).scalar_subquery()
+    past_total = sa.select(sa.func.count()).where(*where, *is_past).scalar_subquery()
     upcoming = _page_part(dialect, [*where, *is_upcoming], descending=False)
-    past = _page_part(dialect, [*where, c.ends_at <= now_, c.starts_at <= now_], descending=True)
-    statements = (
-        sa.select(total, upcoming_total, upcoming.c.n, upcoming.c.joined),
-        sa.select(total, upcoming_total, past.c.n, past.c.joined),
-        sa.select(past.c.n, past.c.joined),
+    past = _page_part(dialect, [*where, *is_past], descending=True)
+    statements = _ListStatements(
+        upcoming_head=sa.select(total, upcoming.c.n, upcoming.c.joined),
+        past_head=sa.select(past_total, past.c.n, past.c.joined),
+        upcoming_part=sa.select(upcoming.c.n, upcoming.c.joined),
+        past_part=sa.select(past.c.n, past.c.joined),
+        upcoming_count=sa.select(sa.func.count()).where(*where, *is_upcoming),
     )
-    _statement_cache[key] = tuple(_Prepared(statement, dialect) for statement in statements)
+    _statement_cache[key] = _ListStatements(*(_Prepared(statement, dialect) for statement in statements))
     return _statement_cache[key]
 
 
