@@ -230,6 +230,16 @@ sa.Index(
 sa.Index("ix_conferences_type", conferences.c.type)
 sa.Index("ix_conferences_status", conferences.c.status)
 
+# The history list's total per (portal, owner): listed conferences (status other than "creating"), kept by
+# triggers on conferences in the same transaction as each write (migration 0006), never written by the app.
+conference_totals = sa.Table(
+    "conference_totals",
+    metadata,
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("owner_id", sa.Integer, primary_key=True),
+    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+)
+
 # Yandex accounts that answered ApiRestrictedToOrganizations: the UI says so instead of failing every create.
 telemost_restrictions = sa.Table(
     "telemost_restrictions",

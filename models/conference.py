@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from pydantic_core import from_json
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from database import Database, conferences, now, telemost_restrictions
+from database import Database, conference_totals, conferences, now, telemost_restrictions
 from models.bitrix24 import (
     MAX_BATCH,
     PAGE_SIZE,
@@ -794,7 +794,12 @@ def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> 
     now_ = sa.bindparam("b_now", type_=sa.Integer)
     is_upcoming = [c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer)]
     is_past = [c.ends_at <= now_, c.starts_at <= now_]
-    total = sa.select(sa.func.count()).where(*where).scalar_subquery()
+    if by_type or by_status or by_name:
+        total = sa.select(sa.func.count()).where(*where).scalar_subquery()
+    else:  # kept by the database on every write (migration 0006): no count of the whole history
+        t = conference_totals.c
+        kept = sa.select(t.total).where(t.portal_id == sa.bindparam("b_portal"), t.owner_id == sa.bindparam("b_owner"))
+        total = sa.func.coalesce(kept.scalar_subquery(), 0)
     past_total = sa.select(sa.func.count()).where(*where, *is_past).scalar_subquery()
     upcoming = _page_part(dialect, [*where, *is_upcoming], descending=False)
     past = _page_part(dialect, [*where, *is_past], descending=True)

@@ -67,8 +67,52 @@ def _postgres_list_item() -> str:
     return f"json_build_object({', '.join(pairs)})::text"
 
 
+# The history list's total per (portal, owner), kept by the database in the transaction of every write to
+# conferences (reservations, status "creating", are not listed so not counted): counting a long history on
+# every list request cost as much as building the page.
+SQLITE_TOTAL_TRIGGERS = (
+    """CREATE TRIGGER conference_totals_insert AFTER INSERT ON conferences WHEN NEW.status != 'creating'
+    BEGIN
+        INSERT INTO conference_totals (portal_id, owner_id, total) VALUES (NEW.portal_id, NEW.owner_id, 1)
+        ON CONFLICT (portal_id, owner_id) DO UPDATE SET total = total + 1;
+    END""",
+    """CREATE TRIGGER conference_totals_delete AFTER DELETE ON conferences WHEN OLD.status != 'creating'
+    BEGIN
+        UPDATE conference_totals SET total = total - 1 WHERE portal_id = OLD.portal_id AND owner_id = OLD.owner_id;
+    END""",
+    """CREATE TRIGGER conference_totals_update AFTER UPDATE OF status, portal_id, owner_id ON conferences
+    BEGIN
+        UPDATE conference_totals SET total = total - 1
+        WHERE OLD.status != 'creating' AND portal_id = OLD.portal_id AND owner_id = OLD.owner_id;
+        INSERT INTO conference_totals (portal_id, owner_id, total)
+        SELECT NEW.portal_id, NEW.owner_id, 1 WHERE NEW.status != 'creating'
+        ON CONFLICT (portal_id, owner_id) DO UPDATE SET total = total + 1;
+    END""",
+)
+POSTGRES_TOTAL_FUNCTION = """CREATE FUNCTION conference_totals_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        IF OLD.status <> 'creating' THEN
+            UPDATE conference_totals SET total = total - 1
+            WHERE portal_id = OLD.portal_id AND owner_id = OLD.owner_id;
+        END IF;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        IF NEW.status <> 'creating' THEN
+            INSERT INTO conference_totals (portal_id, owner_id, total) VALUES (NEW.portal_id, NEW.owner_id, 1)
+            ON CONFLICT (portal_id, owner_id) DO UPDATE SET total = conference_totals.total + 1;
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$"""
+POSTGRES_TOTAL_TRIGGER = (
+    "CREATE TRIGGER conference_totals AFTER INSERT OR DELETE OR UPDATE OF status, portal_id, owner_id "
+    "ON conferences FOR EACH ROW EXECUTE FUNCTION conference_totals_count()"
+)
+
+
 def upgrade() -> None:
-    """Create the conferences table with its indexes, and telemost_restrictions."""
+    """Create the conferences table with its indexes and totals, and telemost_restrictions."""
     postgres = op.get_bind().dialect.name == "postgresql"
     list_item = (
         sa.Column("list_item", sa.Text)
@@ -130,6 +174,14 @@ def upgrade() -> None:
     op.create_index("ix_conferences_type", "conferences", ["type"])
     op.create_index("ix_conferences_status", "conferences", ["status"])
     op.create_table(
+        "conference_totals",
+        sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("owner_id", sa.Integer, primary_key=True),
+        sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+    )
+    for statement in (POSTGRES_TOTAL_FUNCTION, POSTGRES_TOTAL_TRIGGER) if postgres else SQLITE_TOTAL_TRIGGERS:
+        op.execute(statement)
+    op.create_table(
         "telemost_restrictions",
         sa.Column("credential_id", sa.Integer, sa.ForeignKey("credentials.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("restricted_at", sa.Integer, nullable=False),
@@ -139,9 +191,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop what the upgrade made."""
     op.drop_table("telemost_restrictions")
+    op.drop_table("conference_totals")
     op.drop_index("ix_conferences_status", table_name="conferences")
     op.drop_index("ix_conferences_type", table_name="conferences")
     op.drop_index("ix_conferences_owner_start", table_name="conferences")
     op.drop_table("conferences")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS conferences_list_item()")
+        op.execute("DROP FUNCTION IF EXISTS conference_totals_count()")
