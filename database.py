@@ -211,7 +211,7 @@ conferences = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Integer, nullable=False),
-    # The row as the history list's JSON item (all public fields but id), written by the database on every
+    # The row as the history list's JSON item (every public field), written by the database on every
     # insert and update: a generated column on SQLite, a trigger on PostgreSQL (migration 0006).
     sa.Column("list_item", sa.Text, server_default=sa.FetchedValue(), server_onupdate=sa.FetchedValue()),
     sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),

@@ -747,17 +747,6 @@ class _Prepared:
 _statement_cache: dict[tuple, _ListStatements] = {}
 
 
-def _item_json():
-    """One row as the API's JSON object (schemas.Conference, keys in PUBLIC_FIELDS order), as text.
-
-    The database wrote the rest of the object with the row (`list_item`, migration 0006): building 27
-    fields of JSON per row on every request cost more than the rest of the list. The id goes in front.
-    """
-    return sa.literal_column(
-        """'{"id":' || CAST(conferences.id AS TEXT) || ',' || substr(conferences.list_item, 2)""", sa.Text
-    )
-
-
 class _ListStatements(NamedTuple):
     """The prepared statements of the history list for one dialect and filter combination."""
 
@@ -819,7 +808,7 @@ def _page_part(dialect, where: list, *, descending: bool):
     c = conferences.c
     order = [c.starts_at.desc(), c.id.desc()] if descending else [c.starts_at.asc(), c.id.asc()]
     rows = (
-        sa.select(_item_json().label("item"), c.starts_at, c.id)
+        sa.select(c.list_item.label("item"), c.starts_at, c.id)
         .where(*where)
         .order_by(*order)
         .limit(sa.bindparam("b_limit", type_=sa.Integer))

@@ -12,11 +12,12 @@ down_revision = "0005_connect"
 branch_labels = None
 depends_on = None
 
-# The history list's item of each row as JSON text, written when the row is (every public field but `id`,
-# which the list puts in front when it reads it): building 27 fields of JSON per row on every list request
-# cost more than the rest of the request. SQLite computes it as a stored generated column; PostgreSQL only
-# allows immutable generation expressions (json_build_object is stable), so a BEFORE trigger sets it there.
+# The history list's item of each row as JSON text (every public field, schemas.Conference), written when
+# the row is: building 28 fields of JSON per row on every list request cost more than the rest of the
+# request. SQLite computes it as a stored generated column; PostgreSQL only allows immutable generation
+# expressions (json_build_object is stable), so a BEFORE trigger sets it there.
 LIST_ITEM_FIELDS = (
+    "id",
     "name",
     "type",
     "description",
