@@ -95,6 +95,8 @@ class Actor:
     user_name: str
 
 
+# The list's items are written by the database from the same fields in the same order (migration 0006,
+# LIST_ITEM_FIELDS): a field added here goes there too (test_storage compares the list with get()).
 PUBLIC_FIELDS = (
     "id",
     "name",
