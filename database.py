@@ -225,6 +225,9 @@ conferences = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Integer, nullable=False),
+    # The row as the history list's JSON item (every public field), written by the database on every
+    # insert and update: a generated column on SQLite, a trigger on PostgreSQL (migration 0006).
+    sa.Column("list_item", sa.Text, server_default=sa.FetchedValue(), server_onupdate=sa.FetchedValue()),
     sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
 )
 # The history list reads pages in (starts_at, id) order and counts by ends_at and status: all four in the
@@ -240,6 +243,16 @@ sa.Index(
 )
 sa.Index("ix_conferences_type", conferences.c.type)
 sa.Index("ix_conferences_status", conferences.c.status)
+
+# The history list's total per (portal, owner): listed conferences (status other than "creating"), kept by
+# triggers on conferences in the same transaction as each write (migration 0006), never written by the app.
+conference_totals = sa.Table(
+    "conference_totals",
+    metadata,
+    sa.Column("portal_id", sa.Integer, sa.ForeignKey("portals.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("owner_id", sa.Integer, primary_key=True),
+    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+)
 
 # Yandex accounts that answered ApiRestrictedToOrganizations: the UI says so instead of failing every create.
 telemost_restrictions = sa.Table(

@@ -24,13 +24,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from pydantic_core import from_json
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from database import Database, conferences, now, telemost_restrictions
+from database import Database, conference_totals, conferences, now, telemost_restrictions
 from models.bitrix24 import (
     MAX_BATCH,
     PAGE_SIZE,
@@ -75,7 +76,9 @@ USERS_CACHE_SECONDS = 60.0
 TIMEZONE_CACHE_SECONDS = 3600.0
 FALLBACK_TIMEZONE = "UTC"
 
-_LIST_COLUMNS = [c for c in conferences.c if c.name not in ("search_name", "idempotency_key", "request_hash")]
+_LIST_COLUMNS = [
+    c for c in conferences.c if c.name not in ("search_name", "idempotency_key", "request_hash", "list_item")
+]
 _SELECT_OWNED = sa.select(*_LIST_COLUMNS, conferences.c.idempotency_key, conferences.c.request_hash).where(
     conferences.c.id == sa.bindparam("b_id"),
     conferences.c.portal_id == sa.bindparam("b_portal"),
@@ -92,6 +95,8 @@ class Actor:
     user_name: str
 
 
+# The list's items are written by the database from the same fields in the same order (migration 0006,
+# LIST_ITEM_FIELDS): a field added here goes there too (test_storage compares the list with get()).
 PUBLIC_FIELDS = (
     "id",
     "name",
@@ -205,9 +210,7 @@ class ConferenceService:
     def list_json(self, portal_id: int, owner_id: int, query: ConferenceQuery) -> bytes:
         """`list()` as the API's JSON body (schemas.ConferencePage), each item written by the database."""
         search = (query.q or "").strip()
-        head_upcoming, head_past, past = _list_statements(
-            self.db.engine.dialect, bool(query.type), bool(query.status), bool(search)
-        )
+        st = _list_statements(self.db.engine.dialect, bool(query.type), bool(query.status), bool(search))
         ts = now()
         params = {"b_portal": portal_id, "b_owner": owner_id, "b_now": ts, "b_day_ago": ts - 86400}
         if query.type:
@@ -218,20 +221,27 @@ class ConferenceService:
             term = search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["b_q"] = f"%{term}%"
         offset, limit = (query.page - 1) * query.per_page, query.per_page
-        # One statement answers the counts and the first part of the page; the past part follows only
-        # when the page runs past the last upcoming conference.
+        page = {**params, "b_limit": limit, "b_offset": offset}
+        # Counting is most of the work: each count runs only when the page cannot tell it. A page part that
+        # stops short of `limit` after at least one item (or on the first page) ends the upcoming run, so
+        # the number of upcoming conferences is then offset + items.
         with self.db.read_cursor() as conn:
             if query.when == "past":
-                [(total, n_up, n_items, items)] = head_past.rows(conn, {**params, "b_limit": limit, "b_offset": offset})
-                total -= n_up
+                [(total, n_items, items)] = st.past_head.rows(conn, page)
+            elif query.when == "upcoming":
+                [(n_items, items)] = st.upcoming_part.rows(conn, page)
+                if n_items < limit and (n_items or not offset):
+                    total = offset + n_items
+                else:
+                    [(total,)] = st.upcoming_count.rows(conn, params)
             else:
-                [(total, n_up, n_items, items)] = head_upcoming.rows(
-                    conn, {**params, "b_limit": limit, "b_offset": offset}
-                )
-                if query.when == "upcoming":
-                    total = n_up
-                elif n_items < limit and offset + n_items < total:
-                    [(_n, more)] = past.rows(
+                [(total, n_items, items)] = st.upcoming_head.rows(conn, page)
+                if n_items < limit and offset + n_items < total:
+                    if n_items or not offset:
+                        n_up = offset + n_items
+                    else:
+                        [(n_up,)] = st.upcoming_count.rows(conn, params)
+                    [(_n, more)] = st.past_part.rows(
                         conn, {**params, "b_limit": limit - n_items, "b_offset": max(0, offset - n_up)}
                     )
                     items = f"{items},{more}" if items and more else (items or more)
@@ -736,45 +746,29 @@ class _Prepared:
             ) from exc
 
 
-_statement_cache: dict[tuple, tuple] = {}
+_statement_cache: dict[tuple, _ListStatements] = {}
 
 
-def _item_json(dialect):
-    """One row as the API's JSON object (schemas.Conference, keys in PUBLIC_FIELDS order), as text.
+class _ListStatements(NamedTuple):
+    """The prepared statements of the history list for one dialect and filter combination."""
 
-    The database writes it: pulling 28 columns into Python objects, converting them and encoding them
-    again costs more than the query itself (the list is the app's hottest read).
-    """
-    c = conferences.c
-    postgres = dialect.name == "postgresql"
-    pairs = []
-    for name in PUBLIC_FIELDS:
-        column = c[name]
-        if name in _JSON_FIELDS:  # JSON text as stored: embedded as JSON, not as a string
-            value = sa.cast(column, sa.JSON) if postgres else sa.func.json(column)
-        elif isinstance(column.type, sa.Boolean) and not postgres:  # SQLite keeps 0/1
-            # json('true') has constant arguments: SQLite computes it once per statement, not per row.
-            value = sa.case(
-                (column, sa.func.json(sa.literal_column("'true'"))), else_=sa.func.json(sa.literal_column("'false'"))
-            )
-        else:
-            value = column
-        pairs += [sa.literal_column(f"'{name}'"), value]
-    if postgres:
-        return sa.cast(sa.func.json_build_object(*pairs), sa.Text)
-    return sa.func.json_object(*pairs)
+    upcoming_head: _Prepared  # (total, n, items) of the upcoming part of a page
+    past_head: _Prepared  # (past total, n, items) of a page of past conferences
+    upcoming_part: _Prepared  # (n, items)
+    past_part: _Prepared  # (n, items)
+    upcoming_count: _Prepared  # (n,)
 
 
-def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> tuple:
-    """(upcoming head, past head, past page) for a dialect and filter combination, prepared once: building
-    and compiling SQLAlchemy statements per request costs more than running them.
+def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> _ListStatements:
+    """The list's statements for a dialect and filter combination, prepared once: building and compiling
+    SQLAlchemy statements per request costs more than running them.
 
-    A head answers in one row: the number of matching conferences, how many are upcoming (not over yet),
-    and one part of the page as (item count, items joined by commas). A page part is read in the order of
-    ix_conferences_owner_start ((portal, owner, starts_at, id) with ends_at and status alongside, so the
-    counts and the filters never visit the table) and stops at the page; the bounds on starts_at follow
-    from 5 ≤ duration ≤ 1440 minutes. One row, not fifty: each row fetched is a round of the driver
-    releasing and taking back the GIL, which costs most under the threads of a busy worker.
+    A page part is read in the order of ix_conferences_owner_start ((portal, owner, starts_at, id) with
+    ends_at and status alongside, so the counts and the filters never visit the table) and stops at the
+    page; the bounds on starts_at follow from 5 ≤ duration ≤ 1440 minutes, and each count scans only the
+    index range it counts. A part comes back as one row (item count, items joined by commas), not fifty:
+    each row fetched is a round of the driver releasing and taking back the GIL, which costs most under
+    the threads of a busy worker.
     """
     key = (dialect.name, dialect.paramstyle, by_type, by_status, by_name)
     found = _statement_cache.get(key)
@@ -789,17 +783,25 @@ def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> 
     if by_name:
         where.append(c.search_name.like(sa.bindparam("b_q"), escape="\\"))
     now_ = sa.bindparam("b_now", type_=sa.Integer)
-    total = sa.select(sa.func.count()).where(*where).scalar_subquery()
     is_upcoming = [c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer)]
-    upcoming_total = sa.select(sa.func.count()).where(*where, *is_upcoming).scalar_subquery()
+    is_past = [c.ends_at <= now_, c.starts_at <= now_]
+    if by_type or by_status or by_name:
+        total = sa.select(sa.func.count()).where(*where).scalar_subquery()
+    else:  # kept by the database on every write (migration 0006): no count of the whole history
+        t = conference_totals.c
+        kept = sa.select(t.total).where(t.portal_id == sa.bindparam("b_portal"), t.owner_id == sa.bindparam("b_owner"))
+        total = sa.func.coalesce(kept.scalar_subquery(), 0)
+    past_total = sa.select(sa.func.count()).where(*where, *is_past).scalar_subquery()
     upcoming = _page_part(dialect, [*where, *is_upcoming], descending=False)
-    past = _page_part(dialect, [*where, c.ends_at <= now_, c.starts_at <= now_], descending=True)
-    statements = (
-        sa.select(total, upcoming_total, upcoming.c.n, upcoming.c.joined),
-        sa.select(total, upcoming_total, past.c.n, past.c.joined),
-        sa.select(past.c.n, past.c.joined),
+    past = _page_part(dialect, [*where, *is_past], descending=True)
+    statements = _ListStatements(
+        upcoming_head=sa.select(total, upcoming.c.n, upcoming.c.joined),
+        past_head=sa.select(past_total, past.c.n, past.c.joined),
+        upcoming_part=sa.select(upcoming.c.n, upcoming.c.joined),
+        past_part=sa.select(past.c.n, past.c.joined),
+        upcoming_count=sa.select(sa.func.count()).where(*where, *is_upcoming),
     )
-    _statement_cache[key] = tuple(_Prepared(statement, dialect) for statement in statements)
+    _statement_cache[key] = _ListStatements(*(_Prepared(statement, dialect) for statement in statements))
     return _statement_cache[key]
 
 
@@ -808,7 +810,7 @@ def _page_part(dialect, where: list, *, descending: bool):
     c = conferences.c
     order = [c.starts_at.desc(), c.id.desc()] if descending else [c.starts_at.asc(), c.id.asc()]
     rows = (
-        sa.select(_item_json(dialect).label("item"), c.starts_at, c.id)
+        sa.select(c.list_item.label("item"), c.starts_at, c.id)
         .where(*where)
         .order_by(*order)
         .limit(sa.bindparam("b_limit", type_=sa.Integer))

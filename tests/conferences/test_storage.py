@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from app import create_app
-from database import conferences, portals, telemost_restrictions
+from database import conference_totals, conferences, portals, telemost_restrictions
 from models.conference import Actor, _Prepared
 from models.errors import ServiceError
 from models.portal import Portal
@@ -187,3 +187,81 @@ def test_a_failing_list_statement_is_a_sqlalchemy_error(stored):
     with pytest.raises(sa.exc.DBAPIError) as caught, services.db.read_cursor() as cursor:
         broken.rows(cursor, {"b_secret": "token-value"})
     assert "token-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize("when", ["all", "upcoming", "past"])
+def test_every_page_and_total_match_the_rows(stored, when):
+    # The list counts only what a page cannot tell (a short upcoming part ends the upcoming run; a page
+    # past the upcoming ones counts them): every page size and page, across the upcoming/past boundary and
+    # beyond the last page, must give the rows in order and the exact total.
+    services, actor = stored
+    upcoming = [(f"up{n}", 2 + n, "scheduled") for n in range(7)]
+    past = [(f"past{n}", -2 - n, "incomplete") for n in range(5)]
+    _rows(services, actor, [*reversed(upcoming), *past, ("reserved", 3, "creating")])
+    expected = {
+        "all": [name for name, _h, _s in upcoming + past],
+        "upcoming": [name for name, _h, _s in upcoming],
+        "past": [name for name, _h, _s in past],
+    }[when]
+    for per_page in (1, 3, 5, 7, 12, 13):
+        for page in range(1, len(expected) // per_page + 3):
+            got = services.conferences.list(
+                actor.portal.id, actor.user_id, ConferenceQuery(when=when, per_page=per_page, page=page)
+            )
+            start = (page - 1) * per_page
+            assert ([i["name"] for i in got["items"]], got["total"]) == (
+                expected[start : start + per_page],
+                len(expected),
+            ), (per_page, page)
+
+
+def test_total_follows_every_create_and_delete(stored):
+    # The total is exact right after each write: the database keeps it per (portal, owner) in the write's
+    # own transaction (triggers of migration 0006), reservations ("creating") not counted.
+    services, actor = stored
+
+    def total(**query):
+        return services.conferences.list(actor.portal.id, actor.user_id, ConferenceQuery(per_page=2, **query))["total"]
+
+    _rows(services, actor, [("a", 5, "scheduled"), ("b", -5, "scheduled"), ("c", 7, "creating")])
+    assert (total(), total(when="upcoming"), total(when="past")) == (2, 1, 1)
+    _rows(services, actor, [("d", 9, "scheduled"), ("e", 11, "scheduled")])
+    assert (total(), total(when="upcoming"), total(when="past")) == (4, 3, 1)
+    with services.db.write() as conn:
+        conn.execute(sa.update(conferences).where(conferences.c.name == "c").values(status="scheduled"))
+        conn.execute(sa.delete(conferences).where(conferences.c.name.in_(["a", "b"])))
+    with services.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(conferences)).scalar() == 3
+        kept = conn.execute(sa.select(conference_totals.c.owner_id, conference_totals.c.total)).all()
+    assert kept == [(actor.user_id, 3)]
+    assert (total(), total(when="upcoming"), total(when="past")) == (3, 3, 0)
+    assert total(type="conference") == 3  # a filtered list counts the rows themselves
+
+
+def test_list_items_follow_updates_of_the_row(stored):
+    # Each item is written by the database with its row (a generated column on SQLite, a trigger on
+    # PostgreSQL): after an update of any listed field the list must still answer what get() answers.
+    services, actor = stored
+    _rows(services, actor, [("before", 5, "scheduled")])
+    with services.db.write() as conn:
+        conn.execute(
+            sa.update(conferences)
+            .where(conferences.c.name == "before")
+            .values(
+                name="after «1»",
+                status="incomplete",
+                failed_step="calendar",
+                cohosts='["x@corp.example"]',
+                invitees="[7]",
+                create_calendar_event=True,
+                calendar_event_id=12,
+                link="https://t.example/j/2",
+                updated_at=conferences.c.updated_at + 5,
+            )
+        )
+        stored_item = conn.execute(sa.select(conferences.c.id, conferences.c.list_item)).one()
+    [item] = services.conferences.list(actor.portal.id, actor.user_id, ConferenceQuery())["items"]
+    expected = services.conferences.get(actor, stored_item.id)
+    assert json.dumps(item, ensure_ascii=False) == json.dumps(expected, ensure_ascii=False)
+    assert (item["name"], item["cohosts"], item["create_calendar_event"]) == ("after «1»", ["x@corp.example"], True)
+    assert json.loads(stored_item.list_item)["failed_step"] == "calendar"
