@@ -425,8 +425,15 @@ class Database:
         # other processes still wait on busy_timeout.
         with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(immediate=True)
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                conn.info.pop(AFTER_COMMIT, None)  # rolled back: nothing to announce
+                raise
+            callbacks = conn.info.pop(AFTER_COMMIT, [])
+        for callback in callbacks:  # after the commit, outside the write lock and the connection
+            callback()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -504,6 +511,14 @@ def _sqlite_on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.exec_driver_sql("BEGIN")
+
+
+AFTER_COMMIT = "after_commit"
+
+
+def after_commit(conn: Connection, callback) -> None:
+    """Run `callback()` once the write transaction of `conn` (a `Database.write` connection) has committed."""
+    conn.info.setdefault(AFTER_COMMIT, []).append(callback)
 
 
 def record_task_run(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from cryptography.fernet import InvalidToken
 
-from database import Database, credential_history, credentials, now
+from database import Database, after_commit, credential_history, credentials, now
 from models.cipher import Cipher
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,6 @@ PORTAL_SUBJECT = "portal"
 ACCOUNT_SUBJECT = "account"
 # How long the restored-credential announcement waits for the storing transaction to commit; a caller
 # that rolled back never commits, and the announcement is dropped after this.
-RESTORED_WAIT_SECONDS = 10.0
 
 
 def user_subject(user_id: int) -> str:
@@ -439,38 +437,26 @@ class Vault:
         values["version"] = row.version + 1
         conn.execute(sa.update(credentials).where(credentials.c.id == row.id).values(**values))
         if row.status == NEEDS_REAUTH:
-            self._announce_restored(row.id, values["version"])
+            self._announce_restored(conn, row.id)
         return row.id
 
-    def _announce_restored(self, credential_id: int, version: int) -> None:
-        """Tell on_restored about the credential once the caller's transaction has committed.
+    def _announce_restored(self, conn, credential_id: int) -> None:
+        """Tell on_restored about the credential once the writing transaction has committed.
 
-        A caller may still hold its transaction (install and update store inside theirs), and telling
-        the admin is network I/O that must not run inside one, nor slow the iframe open that brought
-        the pair: a daemon thread waits until the new version is visible, then calls the listener.
+        A caller may still hold its transaction (install and update store inside theirs), and telling the
+        admin is network I/O that must not run inside one: the call waits for the commit (and never
+        happens after a rollback).
         """
-        if self.on_restored is None:
-            return
-        threading.Thread(
-            target=self._when_committed, args=(credential_id, version), name="vault-restored", daemon=True
-        ).start()
+        if self.on_restored is not None:
+            after_commit(conn, lambda: self._restored(credential_id))
 
-    def _when_committed(self, credential_id: int, version: int) -> None:
-        deadline = time.monotonic() + RESTORED_WAIT_SECONDS
+    def _restored(self, credential_id: int) -> None:
+        cred = self.get(credential_id)
+        if cred is None or cred.status != ACTIVE or self.on_restored is None:
+            return  # deleted or failed again meanwhile
         try:
-            while True:
-                cred = self.get(credential_id)
-                if cred is None:
-                    return  # deleted meanwhile (uninstall, purge)
-                if cred.version >= version:
-                    if cred.status == ACTIVE and self.on_restored is not None:
-                        self.on_restored(cred)
-                    return
-                if time.monotonic() > deadline:
-                    log.info("credential %s: the restoring transaction never committed", credential_id)
-                    return
-                time.sleep(0.05)
-        except Exception:  # a listener or a database that went away must not kill the process quietly
+            self.on_restored(cred)
+        except Exception:  # the credential works again whatever the notification does
             log.exception("could not announce that credential %s works again", credential_id)
 
     def _push_history(self, conn, row, reason: str) -> None:
