@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
-from models.bitrix24 import Bitrix24Error, Bitrix24Unavailable
+from models.bitrix24 import Bitrix24AccessDenied, Bitrix24Error, Bitrix24Unavailable, command_errors
 from models.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -113,27 +113,41 @@ def crm_fields(binding_text: str | None) -> list[str]:
 
 
 def context(client, entity: str, record_id: int) -> dict:
-    """The record's title and responsible person (`ASSIGNED_BY_ID`) through `crm.<entity>.get`."""
+    """The record's title and responsible person (`ASSIGNED_BY_ID` and their name) in one batch round trip."""
     if entity not in ENTITIES:
         raise ServiceError("crm_entity_invalid", status=400)
+    commands = {
+        "record": (f"crm.{entity}.get", {"id": record_id}),
+        # The responsible person's name for the invitee picker, from the record's answer in the same batch.
+        "user": ("user.get", {"ID": "$result[record][ASSIGNED_BY_ID]"}),
+    }
     try:
-        record = client.call(f"crm.{entity}.get", {"id": record_id}).result
+        answer = client.batch(commands)
     except Bitrix24Unavailable as exc:
         raise ServiceError("crm_unavailable", status=503) from exc
+    except Bitrix24AccessDenied as exc:
+        raise ServiceError("crm_access_denied", status=403) from exc
     except Bitrix24Error as exc:
-        code = str(exc.code or "").upper()
-        if code in ("NOT_FOUND", "ERROR_NOT_FOUND") or "not found" in str(exc.description or "").lower():
-            raise ServiceError("crm_not_found", status=404) from exc
-        if code in ("ACCESS_DENIED", "INSUFFICIENT_SCOPE", "ERROR_METHOD_NOT_FOUND", "AUTHORIZATION_ERROR"):
-            raise ServiceError("crm_access_denied", status=403) from exc
         raise ServiceError("crm_unavailable", status=502, upstream=exc.code) from exc
+    error = command_errors(answer).get("record")
+    if error is not None:
+        if isinstance(error, Bitrix24AccessDenied) or error.code.upper() in ("ACCESS_DENIED", "ERROR_METHOD_NOT_FOUND"):
+            raise ServiceError("crm_access_denied", status=403)
+        if "not found" in error.description.lower() or error.code.upper() in ("NOT_FOUND", "ERROR_NOT_FOUND"):
+            raise ServiceError("crm_not_found", status=404)
+        raise ServiceError("crm_unavailable", status=502, upstream=error.code or "error")
+    record = (answer.get("result") or {}).get("record")
     if not isinstance(record, dict):
         raise ServiceError("crm_not_found", status=404)
     responsible = parse_id(record.get("ASSIGNED_BY_ID"))
-    title = record.get("TITLE") or " ".join(str(record.get(k) or "") for k in ("NAME", "LAST_NAME") if record.get(k))
+    title = record.get("TITLE") or " ".join(str(record[k]) for k in ("NAME", "LAST_NAME") if record.get(k))
+    users = (answer.get("result") or {}).get("user")
+    person = users[0] if isinstance(users, list) and users and isinstance(users[0], dict) else {}
+    name = " ".join(str(person[k]) for k in ("NAME", "LAST_NAME") if person.get(k))
     return {
         "entity": entity,
         "id": record_id,
         "title": str(title or "")[:255],
         "responsible_id": responsible,
+        "responsible_name": name[:255] if responsible and parse_id(person.get("ID")) == responsible else "",
     }

@@ -172,6 +172,7 @@ class CrmContext(BaseModel):
     id: int
     title: str
     responsible_id: int | None
+    responsible_name: str = Field(description="'' when the portal did not name them")
 
 
 class _FieldError(ValueError):

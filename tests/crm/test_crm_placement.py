@@ -259,7 +259,13 @@ def test_crm_context_names_the_responsible_person(live_stack):
     token = session_for(live_stack, user_id=2)
     answer = api(live_stack, token, "GET", "/api/crm/context", params={"entity": "deal", "id": 42})
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"entity": "deal", "id": 42, "title": "Поставка оборудования", "responsible_id": 2}
+    assert answer.json() == {
+        "entity": "deal",
+        "id": 42,
+        "title": "Поставка оборудования",
+        "responsible_id": 2,
+        "responsible_name": "Мария Смирнова",
+    }
     contact = api(live_stack, token, "GET", "/api/crm/context", params={"entity": "contact", "id": 8}).json()
     assert (contact["title"], contact["responsible_id"]) == ("Ирина Соколова", 4)
     lead = api(live_stack, token, "GET", "/api/crm/context", params={"entity": "lead", "id": 5}).json()
