@@ -351,7 +351,8 @@ class ConferenceService:
 
     def crm_context(self, actor: Actor, entity: str, record_id: int) -> dict:
         """The CRM record's title and responsible person, read with the user's own token (their rights)."""
-        return crm.context(self._portal_client(actor), entity, record_id)
+        # Never the portal's (admin) credential: it would show records the user may not see.
+        return crm.context(self._portal_client(actor, own_only=True), entity, record_id)
 
     # ---- create --------------------------------------------------------------------------------------
 

@@ -12,9 +12,10 @@ import re
 
 import requests
 
-from database import conferences
+from database import conferences, credentials
 from models.crm import PLACEMENTS
-from tests.integration.helpers import boot_data, frame_post, mint, portal_info, portal_rows, table_rows
+from models.vault import user_subject
+from tests.integration.helpers import boot_data, frame_post, mint, portal_info, portal_rows, table_rows, update_rows
 
 SCOPE_WITHOUT_CRM = "calendar,im,imbot,imopenlines,user"
 
@@ -291,3 +292,17 @@ def test_crm_context_without_the_crm_scope_says_so(live_stack):
     answer = api(live_stack, token, "GET", "/api/crm/context", params={"entity": "deal", "id": 42})
     assert answer.status_code == 403
     assert answer.json()["error"] == "crm_access_denied"
+
+
+def test_crm_context_never_falls_back_to_the_portal_credential(live_stack):
+    install(live_stack)
+    token = session_for(live_stack, user_id=2)
+    # The user's own pair is gone: the admin's portal credential must not read the record for them.
+    assert update_rows(live_stack, credentials, credentials.c.subject == user_subject(2), status="needs_reauth") == 1
+    live_stack.control("DELETE", "/_sandbox/portals/portal1/calls")
+    answer = api(live_stack, token, "GET", "/api/crm/context", params={"entity": "deal", "id": 42})
+    assert answer.status_code == 409
+    assert answer.json()["error"] == "bitrix_user_token_missing"
+    assert [
+        c for c in live_stack.control("GET", "/_sandbox/portals/portal1/calls") if c["method"].startswith("crm.")
+    ] == []
