@@ -27,12 +27,15 @@ CRM_PREFIX = {"deal": "D", "contact": "C", "company": "CO", "lead": "L"}
 MAX_ID = 2**31 - 1
 
 
-def setup_commands(base_url: str, title: str) -> dict[str, tuple[str, dict]]:
-    """Batch commands binding the app's page as a tab on each CRM card (keys `placement_<entity>`)."""
+def setup_commands(base_url: str, title: str, titles: dict[str, str] | None = None) -> dict[str, tuple[str, dict]]:
+    """Batch commands binding the app's page as a tab on each CRM card (keys `placement_<entity>`); `title` in
+    the portal's language, `titles` per language (LANG_ALL: each user sees the tab in theirs)."""
     handler = f"{base_url.rstrip('/')}/"
+    params = {"HANDLER": handler, "TITLE": title}
+    if titles:
+        params["LANG_ALL"] = {lang: {"TITLE": text} for lang, text in titles.items() if text}
     return {
-        f"placement_{entity}": ("placement.bind", {"PLACEMENT": code, "HANDLER": handler, "TITLE": title})
-        for code, entity in PLACEMENTS.items()
+        f"placement_{entity}": ("placement.bind", {"PLACEMENT": code, **params}) for code, entity in PLACEMENTS.items()
     }
 
 

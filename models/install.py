@@ -303,9 +303,10 @@ class InstallService:
             client = self.portals.client(portal)
             # Bot registration, its OnSessionFinish binding and the CRM card tabs in one batch; a tab the
             # portal refuses (no `placement` scope) is logged and the set-up goes on (models/crm).
-            title = self.translate("crm.tab_title", (portal.language or "ru")[:2].lower(), default="Telemost")
+            titles = {lang: self.translate("crm.tab_title", lang, default="") for lang in ("ru", "en")}
+            title = titles.get((portal.language or "ru")[:2].lower()) or titles["ru"] or "Telemost"
             commands = openlines.setup_commands(portal, self.settings, work_position=position)
-            commands.update(crm.setup_commands(base, title))
+            commands.update(crm.setup_commands(base, title, titles))
             answer = client.batch(commands)
             bot = openlines.record_setup(self.db, portal, answer, self.settings.bot_code)
             crm.record_setup(portal.member_id, answer)

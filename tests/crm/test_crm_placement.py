@@ -76,6 +76,10 @@ def test_install_binds_the_four_card_tabs_in_the_setup_batch(live_stack):
     bound = {(p["placement"], p["handler"]) for p in state["placements"]}
     assert bound == {(code, f"{live_stack.app_url}/") for code in PLACEMENTS}
     assert {p["title"] for p in state["placements"]} == {"Встречи Телемоста"}
+    assert all(
+        p["langAll"] == {"ru": {"TITLE": "Встречи Телемоста"}, "en": {"TITLE": "Telemost meetings"}}
+        for p in state["placements"]
+    )
     calls = live_stack.control("GET", "/_sandbox/portals/portal1/calls")
     binds = [c for c in calls if c["method"] == "placement.bind"]
     # Inside the set-up batch (with the bot's registration): no round trip of their own.

@@ -54,11 +54,16 @@ def test_no_crm_fields_without_binding():
 
 
 def test_setup_commands_bind_each_card_tab_to_the_app_page():
-    commands = crm.setup_commands("https://app.example/base/", "Meetings")
+    commands = crm.setup_commands("https://app.example/base/", "Встречи", {"ru": "Встречи", "en": "Meetings", "de": ""})
     assert commands == {
         f"placement_{entity}": (
             "placement.bind",
-            {"PLACEMENT": code, "HANDLER": "https://app.example/base/", "TITLE": "Meetings"},
+            {
+                "PLACEMENT": code,
+                "HANDLER": "https://app.example/base/",
+                "TITLE": "Встречи",
+                "LANG_ALL": {"ru": {"TITLE": "Встречи"}, "en": {"TITLE": "Meetings"}},
+            },
         )
         for code, entity in crm.PLACEMENTS.items()
     }
