@@ -225,6 +225,8 @@ conferences = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Integer, nullable=False),
+    # The CRM record the conference was made from ({"entity","id"} as canonical JSON text, models/crm).
+    sa.Column("crm_binding", sa.String(64)),
     # The row as the history list's JSON item (every public field), written by the database on every
     # insert and update: a generated column on SQLite, a trigger on PostgreSQL (migration 0006).
     sa.Column("list_item", sa.Text, server_default=sa.FetchedValue(), server_onupdate=sa.FetchedValue()),
@@ -242,6 +244,7 @@ sa.Index(
     conferences.c.status,
 )
 sa.Index("ix_conferences_type", conferences.c.type)
+sa.Index("ix_conferences_crm", conferences.c.portal_id, conferences.c.crm_binding)
 sa.Index("ix_conferences_status", conferences.c.status)
 
 # The history list's total per (portal, owner): listed conferences (status other than "creating"), kept by

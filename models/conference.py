@@ -32,6 +32,7 @@ from pydantic_core import from_json
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from database import Database, conference_totals, conferences, now, telemost_restrictions
+from models import crm
 from models.bitrix24 import (
     MAX_BATCH,
     PAGE_SIZE,
@@ -126,6 +127,7 @@ PUBLIC_FIELDS = (
     "starts_at",
     "created_at",
     "updated_at",
+    "crm_binding",
 )
 _JSON_FIELDS = ("cohosts", "invitees", "viewers")
 
@@ -146,6 +148,7 @@ def _public(m: dict) -> dict:
         out[name] = _json_list(out[name])
     out["create_calendar_event"] = bool(out["create_calendar_event"])
     out["invite_users"] = bool(out["invite_users"])
+    out["crm_binding"] = json.loads(out["crm_binding"]) if out["crm_binding"] else None
     return out
 
 
@@ -210,13 +213,18 @@ class ConferenceService:
     def list_json(self, portal_id: int, owner_id: int, query: ConferenceQuery) -> bytes:
         """`list()` as the API's JSON body (schemas.ConferencePage), each item written by the database."""
         search = (query.q or "").strip()
-        st = _list_statements(self.db.engine.dialect, bool(query.type), bool(query.status), bool(search))
+        binding = crm.stored(crm.parse_filter(query.crm)) if query.crm else None
+        st = _list_statements(
+            self.db.engine.dialect, bool(query.type), bool(query.status), bool(search), by_crm=binding is not None
+        )
         ts = now()
         params = {"b_portal": portal_id, "b_owner": owner_id, "b_now": ts, "b_day_ago": ts - 86400}
         if query.type:
             params["b_type"] = query.type
         if query.status:
             params["b_status"] = query.status
+        if binding is not None:
+            params["b_crm"] = binding
         if search:
             term = search.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["b_q"] = f"%{term}%"
@@ -341,6 +349,11 @@ class ConferenceService:
             raise ServiceError("bitrix_not_connected", status=409)
         return self.portals.client(actor.portal, cred.id)
 
+    def crm_context(self, actor: Actor, entity: str, record_id: int) -> dict:
+        """The CRM record's title and responsible person, read with the user's own token (their rights)."""
+        # Never the portal's (admin) credential: it would show records the user may not see.
+        return crm.context(self._portal_client(actor, own_only=True), entity, record_id)
+
     # ---- create --------------------------------------------------------------------------------------
 
     def create(
@@ -377,6 +390,7 @@ class ConferenceService:
             "watch_url": meeting.watch_url,
             "status": SCHEDULED,
             "pending_notifications": json.dumps(pending),
+            "crm_binding": crm.stored(data.crm_binding.model_dump() if data.crm_binding else None),
             "updated_at": ts,
         }
         try:
@@ -759,7 +773,7 @@ class _ListStatements(NamedTuple):
     upcoming_count: _Prepared  # (n,)
 
 
-def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> _ListStatements:
+def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool, by_crm: bool = False) -> _ListStatements:
     """The list's statements for a dialect and filter combination, prepared once: building and compiling
     SQLAlchemy statements per request costs more than running them.
 
@@ -770,7 +784,7 @@ def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> 
     each row fetched is a round of the driver releasing and taking back the GIL, which costs most under
     the threads of a busy worker.
     """
-    key = (dialect.name, dialect.paramstyle, by_type, by_status, by_name)
+    key = (dialect.name, dialect.paramstyle, by_type, by_status, by_name, by_crm)
     found = _statement_cache.get(key)
     if found is not None:
         return found
@@ -782,10 +796,12 @@ def _list_statements(dialect, by_type: bool, by_status: bool, by_name: bool) -> 
         where.append(c.status == sa.bindparam("b_status"))
     if by_name:
         where.append(c.search_name.like(sa.bindparam("b_q"), escape="\\"))
+    if by_crm:
+        where.append(c.crm_binding == sa.bindparam("b_crm"))
     now_ = sa.bindparam("b_now", type_=sa.Integer)
     is_upcoming = [c.ends_at > now_, c.starts_at > sa.bindparam("b_day_ago", type_=sa.Integer)]
     is_past = [c.ends_at <= now_, c.starts_at <= now_]
-    if by_type or by_status or by_name:
+    if by_type or by_status or by_name or by_crm:
         total = sa.select(sa.func.count()).where(*where).scalar_subquery()
     else:  # kept by the database on every write (migration 0006): no count of the whole history
         t = conference_totals.c
@@ -912,6 +928,10 @@ def _calendar_command(action: str, row, texts: Texts) -> tuple[str, dict]:
         "importance": "normal",
         "private_event": "N",
     }
+    bound = crm.crm_fields(row.crm_binding)
+    if bound:
+        # Shown in the record's timeline and on the event: the meeting made from that card's tab.
+        params["crm_fields"] = bound
     if action == "update":
         params["id"] = row.calendar_event_id
         return "calendar.event.update", params

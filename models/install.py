@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from database import Database, now, portals
-from models import forms, openlines
+from models import crm, forms, openlines
 from models.alerts import Translate
 from models.audit import AuditLog
 from models.bitrix24 import Bitrix24Error, Bitrix24Rest, Bitrix24Unavailable
@@ -296,14 +296,20 @@ class InstallService:
         return conn.execute(statement).scalar_one()
 
     def setup(self, portal: Portal) -> InstallResult:
-        """Register the Open Lines bot and bind the app events (idempotent at Bitrix24's side)."""
+        """Register the Open Lines bot, bind the CRM card tabs and the app events (idempotent at Bitrix24's side)."""
         base = self.settings.public_url.rstrip("/")
         position = self.translate("bot.work_position", (portal.language or "ru")[:2].lower(), default="")
         try:
             client = self.portals.client(portal)
-            # Bot registration and its OnSessionFinish binding in one batch (models/openlines).
-            answer = client.batch(openlines.setup_commands(portal, self.settings, work_position=position))
+            # Bot registration, its OnSessionFinish binding and the CRM card tabs in one batch; a tab the
+            # portal refuses (no `placement` scope) is logged and the set-up goes on (models/crm).
+            titles = {lang: self.translate("crm.tab_title", lang, default="") for lang in ("ru", "en")}
+            title = titles.get((portal.language or "ru")[:2].lower()) or titles["ru"] or "Telemost"
+            commands = openlines.setup_commands(portal, self.settings, work_position=position)
+            commands.update(crm.setup_commands(base, title, titles))
+            answer = client.batch(commands)
             bot = openlines.record_setup(self.db, portal, answer, self.settings.bot_code)
+            crm.record_setup(portal.member_id, answer)
             for event in ("ONAPPUNINSTALL", "ONAPPUPDATE"):
                 try:
                     client.call("event.bind", {"event": event, "handler": f"{base}/events"})

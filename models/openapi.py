@@ -17,6 +17,7 @@ _MODELS = [
     (schemas.DeleteResult, "serialization"),
     (schemas.PortalUserPage, "serialization"),
     (schemas.TelemostAccount, "serialization"),
+    (schemas.CrmContext, "serialization"),
     (schemas.Error, "serialization"),
     (schemas.ValidationFailure, "serialization"),
 ]
@@ -131,6 +132,13 @@ def document() -> dict:
                     "summary": "Active employees of the portal (name search, 50 a page)",
                     "parameters": _query(schemas.UserQuery),
                     "responses": {"200": _json(schemas.PortalUserPage, "a page"), **_errors(401, 422, 503)},
+                },
+            },
+            "/api/crm/context": {
+                "get": {
+                    "summary": "The CRM record of a card tab and its responsible person (read as the user)",
+                    "parameters": _query(schemas.CrmContextQuery),
+                    "responses": {"200": _json(schemas.CrmContext, "the record"), **_errors(401, 403, 404, 422, 503)},
                 },
             },
             "/api/telemost/account": {

@@ -147,6 +147,34 @@ def check_rules(values: dict) -> None:
         raise _FieldError("invitees", "required_for_invite", "choose whom to invite")
 
 
+class CrmBinding(BaseModel):
+    """A CRM record a conference is bound to (made from that record's card tab)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity: Literal["deal", "contact", "company", "lead"]
+    id: Annotated[int, Field(gt=0, lt=2**31, strict=True)]
+
+
+class CrmContextQuery(BaseModel):
+    """Query of GET /api/crm/context."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    entity: Literal["deal", "contact", "company", "lead"]
+    id: Annotated[int, Field(gt=0, lt=2**31)]
+
+
+class CrmContext(BaseModel):
+    """GET /api/crm/context: the record a card tab was opened on, and who is responsible for it."""
+
+    entity: Literal["deal", "contact", "company", "lead"]
+    id: int
+    title: str
+    responsible_id: int | None
+    responsible_name: str = Field(description="'' when the portal did not name them")
+
+
 class _FieldError(ValueError):
     """A cross-field rule failed on one field."""
 
@@ -168,6 +196,7 @@ class ConferenceCreate(ConferenceFields):
     invitees: Annotated[list[UserId], Field(max_length=MAX_INVITEES)] = []
     viewers: Annotated[list[UserId], Field(max_length=MAX_VIEWERS)] = []
     waiting_room_level: WaitingRoomLevel = "PUBLIC"
+    crm_binding: CrmBinding | None = Field(None, description="set at create only; kept by later updates")
 
     @model_validator(mode="after")
     def _rules(self):
@@ -210,6 +239,7 @@ class Conference(BaseModel):
     starts_at: int = Field(description="unix seconds (creation time for meetings without a date)")
     created_at: int
     updated_at: int
+    crm_binding: CrmBinding | None = None
 
 
 class ConferencePage(BaseModel):
@@ -232,11 +262,24 @@ class ConferenceQuery(BaseModel):
     status: Status | None = None
     q: Annotated[str, Field(max_length=255)] | None = None
     when: Literal["upcoming", "past", "all"] = "all"
+    crm: str | None = Field(None, description="`deal:42`: the conferences bound to that CRM record")
 
     @field_validator("q", mode="before")
     @classmethod
     def _text_ok(cls, value):
         return _no_nul(value)
+
+    @field_validator("crm")
+    @classmethod
+    def _crm_filter(cls, value):
+        if value is None:
+            return None
+        entity, sep, raw = value.partition(":")
+        if not sep or entity not in ("deal", "contact", "company", "lead") or not re.fullmatch(r"[1-9]\d{0,9}", raw):
+            raise PydanticCustomError("invalid_crm_filter", "crm filter is entity:id")
+        if int(raw) >= 2**31:
+            raise PydanticCustomError("invalid_crm_filter", "crm filter is entity:id")
+        return value
 
 
 class DeleteResult(BaseModel):

@@ -14,6 +14,7 @@ from models.schemas import (
     ConferenceCreate,
     ConferencePatch,
     ConferenceQuery,
+    CrmContextQuery,
     FieldError,
     UserQuery,
     field_reasons,
@@ -140,6 +141,14 @@ def portal_users():
     """Active employees of the portal by name, 50 a page."""
     query = UserQuery.model_validate(request.args.to_dict())
     return jsonify(services().conferences.users(_actor(), query.q, query.page))
+
+
+@bp.get("/api/crm/context")
+@bearer_required
+def crm_context():
+    """The CRM record of a card tab (`?entity=deal&id=42`) with its responsible person, read as the user."""
+    query = CrmContextQuery.model_validate(request.args.to_dict())
+    return jsonify(services().conferences.crm_context(_actor(), query.entity, query.id))
 
 
 @bp.get("/api/telemost/account")

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
 
+from models import crm
 from models.connect import ConnectLink, ConnectRefused
 from models.integrations import IntegrationError
 from models.portal import Rejected
@@ -60,6 +61,15 @@ def _public_url(path: str) -> str:
     return f"{base}{path}"
 
 
+def placement_boot(fields: dict) -> dict:
+    """`placement` and, for a CRM card's tab, `crm` = {"entity", "id"} of the verified open (else null)."""
+    binding = crm.from_placement(fields.get("PLACEMENT"), fields.get("PLACEMENT_OPTIONS"))
+    if binding is not None:
+        return {"placement": fields["PLACEMENT"], "crm": binding}
+    # Anything else (unknown placements, bad options) opens the app as from the left menu.
+    return {"placement": "DEFAULT", "crm": None}
+
+
 @bp.route("/", methods=["GET", "POST"])
 @refuse_query_auth
 def index():
@@ -90,8 +100,8 @@ def index():
         "user": _user_json(identity),
         "portal": {"member_id": portal.member_id, "domain": portal.domain},
         "alerts": alerts_json(portal.id, lang),
-        "placement": fields.get("PLACEMENT") or "DEFAULT",
         "lang": (fields.get("LANG") or "ru")[:8],
+        **placement_boot(fields),
     }
     return frame_headers(render_template("index.html", boot=boot), 200, origin)
 

@@ -6,6 +6,7 @@ import re
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
@@ -152,10 +153,12 @@ def uninstall(name: str) -> Response:
 
 @bp.get("/portals/<name>/open")
 def open_page(name: str) -> Response:
-    """Redirect to the portal page showing the app to user_id."""
+    """Redirect to the portal page showing the app to user_id (in a CRM card's tab with ?placement=&id=)."""
     portal = _portal_or_404(name)
-    user_id = request.args.get("user_id", "1")
-    return redirect(f"{portal.base}/app/?user_id={user_id}", code=302)
+    query = {"user_id": request.args.get("user_id", "1")}
+    if request.args.get("placement"):
+        query.update(placement=request.args["placement"], id=request.args.get("id", ""))
+    return redirect(f"{portal.base}/app/?{urlencode(query)}", code=302)
 
 
 @bp.get("/portals/<name>/calendar")

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .bitrix24.crm_seed import seed_crm
 from .bitrix24.users import User, seed_users
 from .faults import FaultRegistry
 from .tokens import TokenStore
 
 DAY = 86400
-DEFAULT_SCOPE = "calendar,im,imbot,imopenlines,placement,user"
+DEFAULT_SCOPE = "calendar,crm,im,imbot,imopenlines,placement,user"
 MAX_RECORDS = 5000  # call/delivery logs are capped so a long demo session does not grow forever
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -116,6 +117,7 @@ class Portal:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     opened_by: set[int] = field(default_factory=set)
     webhooks: dict[str, int] = field(default_factory=dict)  # incoming webhook code → the user it acts as
+    crm: dict[str, dict[int, dict[str, Any]]] = field(default_factory=seed_crm)  # entity → id → record
     next_id: int = 100  # bots, messages, notifications, calendar entries and handlers share one sequence
 
     @property

@@ -45,8 +45,10 @@ LIST_ITEM_FIELDS = (
     "starts_at",
     "created_at",
     "updated_at",
+    "crm_binding",
 )
-JSON_TEXT_FIELDS = ("cohosts", "invitees", "viewers")  # JSON text as stored: embedded as JSON, not as a string
+# JSON text as stored: embedded as JSON, not as a string (json(NULL) and NULL::json are null)
+JSON_TEXT_FIELDS = ("cohosts", "invitees", "viewers", "crm_binding")
 BOOLEAN_FIELDS = ("create_calendar_event", "invite_users")  # SQLite keeps 0/1
 
 
@@ -156,6 +158,8 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.String(64)),
         sa.Column("created_at", sa.Integer, nullable=False),
         sa.Column("updated_at", sa.Integer, nullable=False),
+        # The CRM record the conference was made from ({"entity","id"} as canonical JSON text, models/crm).
+        sa.Column("crm_binding", sa.String(64)),
         list_item,
         sa.UniqueConstraint("portal_id", "owner_id", "idempotency_key", name="uq_conferences_idempotency"),
     )
@@ -173,6 +177,7 @@ def upgrade() -> None:
         "ix_conferences_owner_start", "conferences", ["portal_id", "owner_id", "starts_at", "id", "ends_at", "status"]
     )
     op.create_index("ix_conferences_type", "conferences", ["type"])
+    op.create_index("ix_conferences_crm", "conferences", ["portal_id", "crm_binding"])
     op.create_index("ix_conferences_status", "conferences", ["status"])
     op.create_table(
         "conference_totals",
@@ -194,6 +199,7 @@ def downgrade() -> None:
     op.drop_table("telemost_restrictions")
     op.drop_table("conference_totals")
     op.drop_index("ix_conferences_status", table_name="conferences")
+    op.drop_index("ix_conferences_crm", table_name="conferences")
     op.drop_index("ix_conferences_type", table_name="conferences")
     op.drop_index("ix_conferences_owner_start", table_name="conferences")
     op.drop_table("conferences")

@@ -14,7 +14,16 @@ from flask import Flask, Response, jsonify, redirect, render_template, request
 from ..faults import DropConnectionMiddleware, faulty
 from ..state import Portal, State
 from ..tokens import Code
-from . import calendar_view, lifecycle, methods_calendar, methods_core, methods_im, openlines, rest  # noqa: F401 - methods register
+from . import (  # noqa: F401 - methods register
+    calendar_view,
+    lifecycle,
+    methods_calendar,
+    methods_core,
+    methods_crm,
+    methods_im,
+    openlines,
+    rest,
+)
 from .forms import request_params
 from .launch import frame_launch
 
@@ -22,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 WEBHOOK_PATH = re.compile(r"(?P<user>\d+)/(?P<code>[^/]+)/(?P<method>[^/]+)")
 NOT_INSTALLED = "The application is not installed on this portal."
 NOT_FINISHED = "The application is not fully installed yet. Please contact your administrator."
+NOT_BOUND = "This tab is not available: the application has not added it to CRM cards."
 
 
 def new_flask(name: str, state: State) -> Flask:
@@ -90,7 +100,27 @@ def create_portal_app(state: State, portal: Portal) -> Flask:
             return render_template("portal.html", portal=portal, user=user, message="Access denied"), 403
         if not finished and not user.admin:
             return render_template("portal.html", portal=portal, user=user, message=NOT_FINISHED), 200
-        launch = frame_launch(state, portal, user.id, install=not finished, first_run=first_run and finished)
+        # A CRM card's tab (?placement=CRM_DEAL_DETAIL_TAB&id=42): only where the app bound that placement,
+        # opened with PLACEMENT and PLACEMENT_OPTIONS={"ID": "42"} like Bitrix24.
+        placement = (request.args.get("placement") or "DEFAULT").upper()
+        options: dict[str, str] = {}
+        if placement != "DEFAULT":
+            with state.lock:
+                bound = any(
+                    p["placement"] == placement and p["client_id"] == state.our_client_id for p in portal.placements
+                )
+            if not bound or not finished:
+                return render_template("portal.html", portal=portal, user=user, message=NOT_BOUND), 404
+            options = {"ID": request.args.get("id", "")}
+        launch = frame_launch(
+            state,
+            portal,
+            user.id,
+            install=not finished,
+            first_run=first_run and finished,
+            placement=placement,
+            placement_options=options,
+        )
         if finished:
             with state.lock:
                 portal.opened_by.add(user.id)

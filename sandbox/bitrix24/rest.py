@@ -95,12 +95,21 @@ def authenticate_webhook(state: State, portal: Portal, user_id: str, code: str) 
     return user
 
 
+SCOPED_PREFIXES = (("placement.", "placement"), ("crm.", "crm"))
+
+
 def invoke(ctx: Ctx, name: str, params: dict[str, Any]) -> Any:
     """Run one method (no auth/limit checks: the caller did them)."""
     if ctx.webhook is not None and name.startswith(APP_ONLY_PREFIXES):
         raise RestError("WRONG_AUTH_TYPE", "Current authorization type is denied for this method", 403)
     if (ctx.ours or ctx.webhook is not None) and ctx.portal.payment_required and name not in PAYMENT_FREE:
         raise RestError("PAYMENT_REQUIRED", "Payment required", int(ctx.state.config["payment_required_status"]))
+    # Scopes are checked where the app's set-up must tolerate their absence (placement.*, crm.*).
+    scope = next((s for p, s in SCOPED_PREFIXES if name.startswith(p)), None)
+    if scope and ctx.grant is not None and scope not in ctx.grant.scope.split(","):
+        raise RestError(
+            "insufficient_scope", "The request requires higher privileges than provided by the access token", 401
+        )
     fn = METHODS.get(name)
     if fn is None:
         raise RestError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)

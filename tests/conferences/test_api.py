@@ -350,9 +350,11 @@ def test_openapi_document_is_generated_from_the_models(world):
         "/api/conferences/{id}",
         "/api/conferences/{id}/retry",
         "/api/bitrix/users",
+        "/api/crm/context",
         "/api/telemost/account",
     }
     schemas = doc["components"]["schemas"]
+    assert schemas["CrmBinding"]["properties"]["entity"]["enum"] == ["deal", "contact", "company", "lead"]
     assert schemas["ConferenceCreate"]["required"] == ["name"]
     assert set(schemas["ValidationFailure"]["properties"]) == {"error", "message", "fields"}
     assert schemas["Conference"]["properties"]["waiting_room_level"]["enum"] == ["PUBLIC", "ORGANIZATION", "ADMINS"]

@@ -28,7 +28,7 @@ def test_refresh_rotates_and_reuse_is_invalid_grant(api: Any, example: Any) -> N
     assert body["server_endpoint"] == f"{api.base}/rest/"
     assert body["member_id"] == token["member_id"]
     assert body["user_id"] == 1 and body["status"] == "L" and body["expires_in"] == 3600
-    assert body["scope"] == "calendar,im,imbot,imopenlines,placement,user"
+    assert body["scope"] == "calendar,crm,im,imbot,imopenlines,placement,user"
 
     reuse = api.refresh(token["refresh_token"])
     assert reuse.status_code == 400

@@ -270,6 +270,20 @@ export default {
       failed: 'Could not finish the installation in Bitrix24.',
     },
   },
+  crm: {
+    heading: {
+      deal: 'Meetings of deal #{id}',
+      contact: 'Meetings of contact #{id}',
+      company: 'Meetings of company #{id}',
+      lead: 'Meetings of lead #{id}',
+    },
+    bound: {
+      deal: 'Bound to deal #{id}: the calendar event shows in the deal',
+      contact: 'Bound to contact #{id}: the calendar event shows in the contact',
+      company: 'Bound to company #{id}: the calendar event shows in the company',
+      lead: 'Bound to lead #{id}: the calendar event shows in the lead',
+    },
+  },
   validation: {
     required: 'Fill in this field',
     time: 'Time as HH:MM',
