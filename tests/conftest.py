@@ -241,3 +241,16 @@ def sandbox(sandbox_process):
     sandbox_process.reset()
     yield sandbox_process
     sandbox_process.reset()
+
+
+@pytest.fixture
+def stored(storage_config):
+    """Conference storage on the parametrised database with one installed portal; yields (services, actor)."""
+    from models.conference import Actor
+    from tests.factories import make_portal
+
+    app = create_app(storage_config)
+    services = app.extensions["services"]
+    portal = make_portal(services, member_id="m1", domain="p.example")
+    yield services, Actor(portal, 2, "Мария")
+    app.extensions["db"].dispose()

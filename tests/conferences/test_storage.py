@@ -8,35 +8,10 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from app import create_app
-from database import conference_totals, conferences, portals, telemost_restrictions
-from models.conference import Actor, _Prepared
+from database import conference_totals, conferences, telemost_restrictions
+from models.conference import _Prepared
 from models.errors import ServiceError
-from models.portal import Portal
 from models.schemas import Conference, ConferenceCreate, ConferenceQuery
-
-
-@pytest.fixture
-def stored(storage_config):
-    """An app on the parametrised database with one installed portal; yields (services, actor)."""
-    app = create_app(storage_config)
-    services = app.extensions["services"]
-    ts = int(time.time())
-    with services.db.write() as conn:
-        portal_id = conn.execute(
-            sa.insert(portals).values(
-                member_id="m1",
-                domain="p.example",
-                client_endpoint="https://p.example/rest/",
-                server_endpoint="https://oauth.bitrix.info/rest/",
-                status="installed",
-                installed_at=ts,
-                updated_at=ts,
-            )
-        ).inserted_primary_key[0]
-    portal: Portal = services.portals.get(portal_id)
-    yield services, Actor(portal, 2, "Мария")
-    app.extensions["db"].dispose()
 
 
 def _rows(services, actor, specs):

@@ -5,35 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 import sqlalchemy as sa
 
-from app import create_app
-from database import conferences, portals
-from models.conference import Actor
+from database import conferences
 from models.schemas import ConferenceQuery
-
-
-@pytest.fixture
-def stored(storage_config):
-    """An app on the parametrised database with one installed portal; yields (services, actor)."""
-    app = create_app(storage_config)
-    services = app.extensions["services"]
-    ts = int(time.time())
-    with services.db.write() as conn:
-        portal_id = conn.execute(
-            sa.insert(portals).values(
-                member_id="m1",
-                domain="p.example",
-                client_endpoint="https://p.example/rest/",
-                server_endpoint="https://oauth.bitrix.info/rest/",
-                status="installed",
-                installed_at=ts,
-                updated_at=ts,
-            )
-        ).inserted_primary_key[0]
-    yield services, Actor(services.portals.get(portal_id), 2, "Мария")
-    app.extensions["db"].dispose()
 
 
 def _insert(services, actor, name: str, binding: str | None, hours: int) -> int:
