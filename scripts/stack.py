@@ -188,6 +188,8 @@ class Stack:
         proc = subprocess.Popen(
             [
                 gunicorn,
+                "--config",
+                str(ROOT / "gunicorn.conf.py"),  # the production settings, with test-sized overrides below
                 "app:app",
                 "--bind",
                 f"127.0.0.1:{self.app_port}",
