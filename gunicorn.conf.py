@@ -18,12 +18,18 @@ from __future__ import annotations
 import os
 
 
+# Set but empty means the default, as in config.py: .env.example lists every GUNICORN_* name with no value, and
+# Docker Compose hands a copied .env to the container as it is (env_file).
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     return int(value) if value else default
 
 
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+bind = _str("GUNICORN_BIND", "127.0.0.1:8000")
 workers = _int("GUNICORN_WORKERS", 4)
 worker_class = "gthread"
 threads = _int("GUNICORN_THREADS", 2)
@@ -39,7 +45,8 @@ worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
 # gunicornc is not used, and the service user's HOME may be read-only.
 control_socket_disable = True
 # X-Forwarded-* are read by the app itself (TRUSTED_PROXIES, werkzeug ProxyFix), not by gunicorn.
-forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
-errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+forwarded_allow_ips = _str("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# "-" = stdout/stderr (journald on a VM); docker-compose.yml names files in the /logs volume.
+accesslog = _str("GUNICORN_ACCESS_LOG", "-")
+errorlog = _str("GUNICORN_ERROR_LOG", "-")
+loglevel = _str("GUNICORN_LOG_LEVEL", "info")
