@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
-# Install or update the app on a plain VM without Docker: .venv + requirements, a production-config
-# gate, migrations, and a systemd unit running gunicorn. Idempotent: re-running converges to the same
-# state (the unit is rewritten only when it changes; an unchanged, running service is reloaded
-# gracefully with SIGHUP so Bitrix24 events, which are never re-sent, are not dropped).
+# Install or update the app, in one of two modes:
+# - systemd (the default): a plain VM without Docker: .venv + requirements, a production-config gate,
+#   migrations, and a systemd unit running gunicorn with gunicorn.conf.py.
+# - --docker: Docker Compose (docker-compose.yml): the same gate, build, migrate once, up -d, wait for
+#   /health/ready, flask doctor inside the container.
+# Idempotent: re-running converges to the same state (systemd: the unit is rewritten only when it changes;
+# an unchanged, running service is reloaded gracefully with SIGHUP so Bitrix24 events, which are never
+# re-sent, are not dropped; Docker: compose recreates only containers whose image or settings changed).
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: sudo ./deploy.sh [options]
+Usage: sudo ./deploy.sh [options]            (systemd service on this machine)
+       ./deploy.sh --docker [options]         (Docker Compose; root not needed if you may run docker)
 
-Deploys the checkout this script lives in (or --app-dir) as a systemd service running gunicorn.
+Deploys the checkout this script lives in (or --app-dir) as a systemd service running gunicorn, or with
+--docker as the Docker Compose stack of docker-compose.yml (app, cron, optional postgres).
 Needs <app-dir>/.env with APP_ENV=production and real secrets (see .env.example and docs/deploy.md).
 
 Options:
+  --docker           deploy with Docker Compose: build, migrate once, start, wait for /health/ready,
+                     flask doctor (needs Docker Compose v2.20 or newer)
+  --generate-secrets give every missing secret in .env a fresh random value (SESSION_SIGNING_KEY,
+                     TOKEN_ENCRYPTION_KEY, ADMIN_API_TOKEN, CRON_TOKEN; POSTGRES_PASSWORD and DATABASE_URL
+                     when COMPOSE_PROFILES=postgres); never changes a value that is set; prints only the
+                     names. Creates .env from .env.example first when there is none.
   --dry-run          print what would be done (checks .env and prints the unit), change nothing
   --app-dir DIR      application checkout (default: the directory of this script)
+
+systemd mode only:
   --user NAME        system account the service runs as; created if missing (default: telemost)
   --service NAME     systemd unit name (default: telemost-app)
   --bind HOST:PORT   gunicorn listen address (default: 127.0.0.1:8000, for nginx on this host)
@@ -28,9 +42,11 @@ Options:
 
 PUBLIC_URL may be http:// (a DuckDNS or own domain without TLS) and an IDN host (http://телемост.рф):
 the nginx server_name is printed in punycode. `flask doctor` runs after the start and reports problems.
+At the end it prints the URLs to paste into the Bitrix24 local application form.
 
-Settings read from .env besides the app's own: GUNICORN_WORKERS (default 3),
-GUNICORN_TIMEOUT (default 330 s; must exceed the ~5 min refresh run).
+gunicorn's settings are in gunicorn.conf.py (4 gthread workers x 2 threads, 60 s timeout); .env may change
+GUNICORN_WORKERS, GUNICORN_THREADS and GUNICORN_TIMEOUT. Docker mode also reads APP_PORT (the loopback port
+the app is published on, default 8000).
 EOF
 }
 
@@ -40,12 +56,16 @@ SERVICE=telemost-app
 BIND=127.0.0.1:8000
 PYTHON=""
 DRY_RUN=0
+DOCKER=0
+GENERATE_SECRETS=0
 DUCKDNS=""
 DUCKDNS_TOKEN_FILE=""
 
 while (($#)); do
   case $1 in
     --dry-run) DRY_RUN=1 ;;
+    --docker) DOCKER=1 ;;
+    --generate-secrets) GENERATE_SECRETS=1 ;;
     --app-dir) APP_DIR=${2:?--app-dir needs a value}; shift ;;
     --user) APP_USER=${2:?--user needs a value}; shift ;;
     --service) SERVICE=${2:?--service needs a value}; shift ;;
@@ -88,19 +108,47 @@ MIGRATE=(flask --app app db upgrade)
 cd "$APP_DIR"
 
 [[ -f app.py && -f requirements.txt ]] || die "$APP_DIR does not look like the app checkout (no app.py / requirements.txt)"
-[[ $APP_USER != root ]] || die "refusing to run the service as root; pass --user NAME"
-if ! ((DRY_RUN)); then
-  ((EUID == 0)) || die "run as root (sudo $0): it creates a system user and installs a systemd unit"
-  if [[ ! -d /run/systemd/system ]] || ! command -v systemctl >/dev/null; then
-    die "systemd is not running on this machine"
+COMPOSE=(docker compose)
+if ((DOCKER)); then
+  [[ -f docker-compose.yml && -f Dockerfile ]] || die "$APP_DIR has no docker-compose.yml / Dockerfile"
+  [[ -z $DUCKDNS && -z $DUCKDNS_TOKEN_FILE ]] || die "--duckdns is for the systemd mode (run it without --docker)"
+  if ! ((DRY_RUN)); then
+    command -v docker >/dev/null || die "docker is not installed (https://docs.docker.com/engine/install/)"
+    # depends_on.required (the optional postgres service) needs Compose v2.20.
+    compose_version=$("${COMPOSE[@]}" version --short 2>/dev/null) || die "the Docker Compose plugin is missing (docker compose version)"
+    [[ $compose_version =~ ^v?([0-9]+)\.([0-9]+) ]] || die "cannot read the Docker Compose version ($compose_version)"
+    ((BASH_REMATCH[1] > 2 || (BASH_REMATCH[1] == 2 && BASH_REMATCH[2] >= 20))) ||
+      die "Docker Compose $compose_version is too old: v2.20 or newer is needed"
   fi
-  command -v runuser >/dev/null || die "runuser (util-linux) is required"
+else
+  [[ $APP_USER != root ]] || die "refusing to run the service as root; pass --user NAME"
+  if ! ((DRY_RUN)); then
+    ((EUID == 0)) || die "run as root (sudo $0): it creates a system user and installs a systemd unit"
+    if [[ ! -d /run/systemd/system ]] || ! command -v systemctl >/dev/null; then
+      die "systemd is not running on this machine"
+    fi
+    command -v runuser >/dev/null || die "runuser (util-linux) is required"
+  fi
+fi
+
+# --- missing secrets (--generate-secrets) ----------------------------------------------------------
+# scripts/make_env.py fills only missing or empty values and prints their names, never the values.
+if ((GENERATE_SECRETS)); then
+  if [[ ! -f $ENV_FILE ]]; then
+    [[ -f .env.example ]] || die "neither $ENV_FILE nor .env.example exists"
+    log "creating $ENV_FILE from .env.example"
+    run install -m 600 .env.example "$ENV_FILE"
+  fi
+  command -v python3 >/dev/null || die "--generate-secrets needs python3 on this machine"
+  log "generating the missing secrets in $ENV_FILE"
+  run python3 scripts/make_env.py --fill "$ENV_FILE" || die "could not write the secrets into $ENV_FILE"
 fi
 
 # --- .env gate ----------------------------------------------------------------------------------
-# A quick look for obvious mistakes before touching anything; the app's own validation (config.py,
-# run below as the service user) is the real check. Parses simple KEY=VALUE lines like python-dotenv.
-[[ -f $ENV_FILE ]] || die "$ENV_FILE is missing: copy .env.example to .env and fill it in (APP_ENV=production)"
+# A quick look for obvious mistakes before touching anything (in Docker mode: before building); the app's
+# own validation (config.py, `flask check-config`, run below as the service user or in the container) is
+# the real check. Parses simple KEY=VALUE lines like python-dotenv.
+[[ -f $ENV_FILE ]] || die "$ENV_FILE is missing: copy .env.example to .env and fill it in (APP_ENV=production), or pass --generate-secrets"
 
 env_get() {
   local line val=""
@@ -199,10 +247,20 @@ for key in "${key_list[@]}"; do
   key=${key//[[:space:]]/}
   [[ -z $key || $key =~ ^[A-Za-z0-9_-]{43}=$ ]] || { problems+=("TOKEN_ENCRYPTION_KEY holds a value that is not a Fernet key"); break; }
 done
-WORKERS=$(env_get GUNICORN_WORKERS); WORKERS=${WORKERS:-3}
-TIMEOUT=$(env_get GUNICORN_TIMEOUT); TIMEOUT=${TIMEOUT:-330}
-[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || problems+=("GUNICORN_WORKERS must be a positive integer")
-[[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || problems+=("GUNICORN_TIMEOUT must be a positive integer (seconds)")
+# gunicorn.conf.py reads these from the environment; the systemd unit passes the ones .env sets.
+GUNICORN_OPTIONS=""
+for name in GUNICORN_WORKERS GUNICORN_THREADS GUNICORN_TIMEOUT; do
+  value=$(env_get "$name")
+  if [[ -n $value && ! $value =~ ^[1-9][0-9]*$ ]]; then
+    problems+=("$name must be a positive integer")
+  elif [[ -n $value ]]; then
+    GUNICORN_OPTIONS+=" $name=$value"
+  fi
+done
+APP_PORT=$(env_get APP_PORT); APP_PORT=${APP_PORT:-8000}
+if ((DOCKER)) && { [[ ! $APP_PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((APP_PORT > 65535)); }; then
+  problems+=("APP_PORT must be a TCP port (1-65535)")
+fi
 
 # --- DuckDNS (optional) ------------------------------------------------------------------------------
 DUCKDNS_OWNER=""
@@ -240,6 +298,86 @@ if ((${#problems[@]})); then
   ((DRY_RUN)) || die "fix $ENV_FILE and re-run"
   printf '[dry-run] a real run would stop here; showing the rest of the plan anyway\n' >&2
   refused=1
+fi
+
+# --- what to paste into Bitrix24 (both modes) ---------------------------------------------------------
+# URLs for Bitrix24 in punycode (what it is given), the app's address for people in Unicode.
+print_app_urls() {
+  local base=${PUBLIC_URL%/}
+  [[ -z $PUBLIC_HOST_READABLE || -z $PUBLIC_HOST ]] || base=${base/"$PUBLIC_HOST_READABLE"/"$PUBLIC_HOST"}
+  cat <<EOF
+
+Bitrix24 local application form (Applications → Developer resources → Other → Local application; server
+application with an interface). Paste:
+  Your handler path:           $base/
+  Initial installation path:   $base/install
+  Assign permissions (scopes): user, calendar, im, imbot, imopenlines, placement, crm
+  OAuth redirect URI:          $base/auth/bitrix24/callback
+The Open Lines bot's handler is registered automatically when the app is installed. Put the form's
+client_id and client_secret into .env as BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET, then re-run deploy.sh.
+EOF
+  printf '\nThe app: %s\n' "${PUBLIC_URL/"$PUBLIC_HOST"/"$PUBLIC_HOST_READABLE"}"
+}
+
+# HTTP 2xx from URL within 3 s: curl when there is one, else python3.
+http_ok() {
+  if command -v curl >/dev/null; then
+    curl -fsS -m 3 -o /dev/null "$1" 2>/dev/null
+  else
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' "$1" 2>/dev/null
+  fi
+}
+
+# --- Docker Compose mode ------------------------------------------------------------------------------
+# The settings reach the containers through compose (env_file: .env), so .env stays the operator's file
+# (mode 600). Each step is safe to repeat: a cached build, migrations already at head are a no-op, and
+# `up -d` recreates only containers whose image or settings changed.
+deploy_docker() {
+  run chmod 600 "$ENV_FILE"
+  log "building the image"
+  run "${COMPOSE[@]}" build || die "docker compose build failed"
+  log "checking the configuration with the app's own validation (in the image)"
+  run "${COMPOSE[@]}" run --rm app flask --app app check-config || die "the app refuses this configuration (see above)"
+  log "running migrations (once, before the workers start)"
+  run "${COMPOSE[@]}" run --rm app "${MIGRATE[@]}" || die "migrations failed (see above)"
+  log "starting the app and cron"
+  run "${COMPOSE[@]}" up -d || die "docker compose up failed: ${COMPOSE[*]} logs app"
+  local ready_url="http://127.0.0.1:$APP_PORT/health/ready" ready=0
+  if ! ((DRY_RUN)); then
+    log "waiting for $ready_url"
+    for _ in $(seq 1 120); do
+      if http_ok "$ready_url"; then
+        ready=1
+        break
+      fi
+      sleep 1
+    done
+    ((ready)) || die "the app is not ready after 120 s: ${COMPOSE[*]} logs app"
+    log "ready"
+  fi
+  log "checking everything the app depends on: flask doctor"
+  local doctor_failed=0
+  run "${COMPOSE[@]}" exec -T app flask --app app doctor || doctor_failed=1
+  cat <<EOF
+
+cron: the compose service "cron" calls /tasks/process-events every minute and /tasks/refresh every
+5 minutes (${COMPOSE[*]} logs cron). Logs: ${COMPOSE[*]} logs app; gunicorn's access and error logs are
+in the "logs" volume (${COMPOSE[*]} exec app tail -f /logs/access.log).
+nginx: include nginx-integration.conf in your server {} block with the upstream 127.0.0.1:$APP_PORT
+(see docs/deploy.md).
+EOF
+  print_app_urls
+  if ((doctor_failed)); then
+    printf 'error: the app runs, but flask doctor found problems (FAIL lines above); fix them, then check:\n' >&2
+    printf '  %s exec app flask --app app doctor\n' "${COMPOSE[*]}" >&2
+    return 1
+  fi
+  return "$refused"
+}
+
+if ((DOCKER)); then
+  deploy_docker
+  exit $?
 fi
 
 # --- service account and file access ------------------------------------------------------------
@@ -336,10 +474,12 @@ Group=$APP_GROUP
 WorkingDirectory=$APP_DIR
 # The app reads $ENV_FILE itself (python-dotenv), so no EnvironmentFile= with systemd's different
 # parser. Migrations ran in deploy.sh before the workers start, hence AUTO_MIGRATE=false.
-Environment=PYTHONUNBUFFERED=1 AUTO_MIGRATE=false
-# --timeout above the ~5 min refresh run; X-Forwarded-Proto trusted from the local nginx only;
-# no gunicornc control socket (its default place, HOME, is read-only under ProtectSystem=strict).
-ExecStart=$VENV/bin/gunicorn app:app --bind $BIND --workers $WORKERS --timeout $TIMEOUT --no-control-socket --access-logfile - --forwarded-allow-ips=127.0.0.1,::1
+# gunicorn.conf.py reads the GUNICORN_* values that .env sets (given here, as gunicorn reads its
+# config file before the app loads .env).
+Environment=PYTHONUNBUFFERED=1 AUTO_MIGRATE=false$GUNICORN_OPTIONS
+# The production settings (gthread workers, timeouts, X-Forwarded-Proto from the local nginx only, no
+# gunicornc control socket) are in gunicorn.conf.py: the same file the Docker image and the tests use.
+ExecStart=$VENV/bin/gunicorn --config gunicorn.conf.py app:app --bind $BIND
 # SIGHUP: new workers with the new code, old ones finish their requests.
 ExecReload=/bin/kill -s HUP \$MAINPID
 KillMode=mixed
@@ -460,7 +600,7 @@ Plain HTTP on ${PUBLIC_HOST_READABLE}: a server block for it (server_name in pun
   }
 EOF
 fi
-printf '\nThe app: %s\n' "${PUBLIC_URL/"$PUBLIC_HOST"/"$PUBLIC_HOST_READABLE"}"
+print_app_urls
 
 if ((doctor_failed)); then
   printf 'error: the service runs, but flask doctor found problems (FAIL lines above); fix them, then check:\n' >&2
