@@ -313,8 +313,8 @@ application with an interface). Paste:
   Initial installation path:   $base/install
   Assign permissions (scopes): user, calendar, im, imbot, imopenlines, placement, crm
   OAuth redirect URI:          $base/auth/bitrix24/callback
-The Open Lines bot's handler is registered automatically when the app is installed. Put the form's
-client_id and client_secret into .env as BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET, then re-run deploy.sh.
+The Open Lines bot's handler is registered automatically when the app is installed. The form's client_id
+and client_secret go into .env as BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET (re-run deploy.sh after a change).
 EOF
   printf '\nThe app: %s\n' "${PUBLIC_URL/"$PUBLIC_HOST"/"$PUBLIC_HOST_READABLE"}"
 }

@@ -63,6 +63,17 @@ def test_plain_http_idn_with_duckdns(app_dir):
     ) in out.splitlines()
     assert "      server_name xn--e1aarfksbg.xn--p1ai;  # телемост.рф" in out.splitlines()
     assert out.splitlines()[-1] == "The app: http://телемост.рф/app"
+    # The Bitrix24 form's URLs (the same function as deploy.sh --docker), in punycode for Bitrix24.
+    assert [line for line in out.splitlines() if line.startswith("  ") and "http://xn--" in line] == [
+        "  Your handler path:           http://xn--e1aarfksbg.xn--p1ai/app/",
+        "  Initial installation path:   http://xn--e1aarfksbg.xn--p1ai/app/install",
+        "  OAuth redirect URI:          http://xn--e1aarfksbg.xn--p1ai/app/auth/bitrix24/callback",
+    ]
+    assert "  Assign permissions (scopes): user, calendar, im, imbot, imopenlines, placement, crm" in out.splitlines()
+    # The unit runs the production settings file, like the image and the tests.
+    assert f"    ExecStart={app_dir}/.venv/bin/gunicorn --config gunicorn.conf.py app:app --bind 127.0.0.1:8000" in (
+        out.splitlines()
+    )
     assert "/.venv/bin/flask --app app doctor" in out
     assert "==> PUBLIC_URL is plain http://" in out
     assert TOKEN not in out + result.stderr
@@ -129,3 +140,15 @@ def test_update_script_passes_the_token_on_stdin_only(tmp_path):
     assert (tmp_path / "stdin").read_text() == (
         f'url = "https://www.duckdns.org/update?domains=myapp&token={TOKEN}&ip="\n'
     )
+
+
+def test_gunicorn_settings_from_env_reach_the_unit(app_dir):
+    env = app_dir / ".env"
+    env.write_text(env.read_text(encoding="utf-8") + "GUNICORN_WORKERS=6\nGUNICORN_THREADS=\n", encoding="utf-8")
+    result = deploy(app_dir)
+    assert result.returncode == 0, result.stderr
+    assert "    Environment=PYTHONUNBUFFERED=1 AUTO_MIGRATE=false GUNICORN_WORKERS=6" in result.stdout.splitlines()
+    env.write_text(env.read_text(encoding="utf-8") + "GUNICORN_TIMEOUT=60s\n", encoding="utf-8")
+    result = deploy(app_dir)
+    assert result.returncode == 1
+    assert "error: GUNICORN_TIMEOUT must be a positive integer" in result.stderr.splitlines()
