@@ -578,14 +578,17 @@ fi
 # --- cron --------------------------------------------------------------------------------------------
 cat <<EOF
 
-Token refresh is driven by cron (no scheduler inside the app). Put ONE of these in /etc/cron.d/$SERVICE:
+Token refresh and bot event processing are driven by cron (no scheduler inside the app). Put ONE of these
+pairs in /etc/cron.d/$SERVICE:
 
   # flask CLI: no secret in the crontab; flock skips a run while the previous one is still going
   */5 * * * * $APP_USER cd $APP_DIR && flock -n /tmp/$SERVICE-refresh.lock $VENV/bin/flask --app app tokens refresh 2>&1 | logger -t $SERVICE-refresh
+  * * * * * $APP_USER cd $APP_DIR && flock -n /tmp/$SERVICE-events.lock $VENV/bin/flask --app app bot process-events 2>&1 | logger -t $SERVICE-events
 
   # HTTP: same work through the running service (replace <CRON_TOKEN> with the value from .env;
   # the token is then visible in the crontab and in ps, so keep the file mode 600)
   */5 * * * * $APP_USER curl -fsS -m 330 -X POST -H 'X-Cron-Token: <CRON_TOKEN>' ${LOCAL_URL:-http://127.0.0.1:8000}/tasks/refresh 2>&1 | logger -t $SERVICE-refresh
+  * * * * * $APP_USER curl -fsS -m 110 -X POST -H 'X-Cron-Token: <CRON_TOKEN>' ${LOCAL_URL:-http://127.0.0.1:8000}/tasks/process-events 2>&1 | logger -t $SERVICE-events
 
 nginx: include nginx-integration.conf in your server {} block (see docs/deploy.md).
 EOF
