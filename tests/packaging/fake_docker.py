@@ -18,18 +18,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from dotenv import dotenv_values  # noqa: E402
-
-from tests.packaging import images  # noqa: E402
-
 STATE = Path(os.environ["FAKE_DOCKER_STATE"])
 PIDFILE = STATE / "app.pid"
 
 
 def container_env() -> dict[str, str]:
     """The app container's environment."""
+    # Imported here: `compose version` and `compose build` answer without loading the app's config.
+    sys.path.insert(0, str(ROOT))
+    from dotenv import dotenv_values
+
+    from tests.packaging import images
+
     dotenv = {k: v or "" for k, v in dotenv_values(Path.cwd() / ".env").items()}
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -78,9 +78,12 @@ def main(args: list[str]) -> int:
                 return 0
             for volume in ("data", "logs"):
                 (STATE / volume).mkdir(exist_ok=True)
+            env = container_env()
+            from tests.packaging import images
+
             with (STATE / "app.out").open("ab") as out:
                 proc = subprocess.Popen(
-                    images.image_cmd(), cwd=ROOT, env=container_env(), stdout=out, stderr=out, start_new_session=True
+                    images.image_cmd(), cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
                 )
             PIDFILE.write_text(str(proc.pid))
             print("Container app Started")
