@@ -44,9 +44,9 @@ PUBLIC_URL may be http:// (a DuckDNS or own domain without TLS) and an IDN host 
 the nginx server_name is printed in punycode. `flask doctor` runs after the start and reports problems.
 At the end it prints the URLs to paste into the Bitrix24 local application form.
 
-gunicorn's settings are in gunicorn.conf.py (4 gthread workers x 2 threads, 60 s timeout); .env may change
-GUNICORN_WORKERS, GUNICORN_THREADS and GUNICORN_TIMEOUT. Docker mode also reads APP_PORT (the loopback port
-the app is published on, default 8000).
+gunicorn's settings are in gunicorn.conf.py (4 gthread workers x 2 threads, 60 s timeout); .env may
+change GUNICORN_WORKERS, GUNICORN_THREADS, GUNICORN_TIMEOUT, GUNICORN_GRACEFUL_TIMEOUT and
+GUNICORN_LOG_LEVEL. Docker mode also reads APP_PORT (the loopback port the app is published on, 8000).
 EOF
 }
 
@@ -249,13 +249,15 @@ for key in "${key_list[@]}"; do
 done
 # gunicorn.conf.py reads these from the environment; the systemd unit passes the ones .env sets.
 GUNICORN_OPTIONS=""
-for name in GUNICORN_WORKERS GUNICORN_THREADS GUNICORN_TIMEOUT; do
+for name in GUNICORN_WORKERS GUNICORN_THREADS GUNICORN_TIMEOUT GUNICORN_GRACEFUL_TIMEOUT GUNICORN_LOG_LEVEL; do
   value=$(env_get "$name")
-  if [[ -n $value && ! $value =~ ^[1-9][0-9]*$ ]]; then
+  if [[ $name == GUNICORN_LOG_LEVEL ]]; then
+    [[ -z $value || ${value,,} =~ ^(debug|info|warning|error|critical)$ ]] ||
+      problems+=("$name must be debug, info, warning, error or critical")
+  elif [[ -n $value && ! $value =~ ^[1-9][0-9]*$ ]]; then
     problems+=("$name must be a positive integer")
-  elif [[ -n $value ]]; then
-    GUNICORN_OPTIONS+=" $name=$value"
   fi
+  [[ -z $value ]] || GUNICORN_OPTIONS+=" $name=$value"
 done
 APP_PORT=$(env_get APP_PORT); APP_PORT=${APP_PORT:-8000}
 if ((DOCKER)) && { [[ ! $APP_PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((APP_PORT > 65535)); }; then
