@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from config import ROOT
+from scripts.make_env import fernet_key
 from scripts.stack import free_port
 
 PUBLIC_URL = "https://apps.example.com/telemost-app"
@@ -82,7 +83,7 @@ class Deployment:
         """A complete production `.env`."""
         generated = {
             "SESSION_SIGNING_KEY": secrets.token_urlsafe(32),
-            "TOKEN_ENCRYPTION_KEY": __import__("scripts.make_env").make_env.fernet_key(),
+            "TOKEN_ENCRYPTION_KEY": fernet_key(),
             "ADMIN_API_TOKEN": secrets.token_urlsafe(32),
             "CRON_TOKEN": secrets.token_urlsafe(32),
         }

@@ -184,6 +184,8 @@ def test_every_variable_the_deployment_passes_is_documented_and_known():
     assert passed - images.env_example_names() == set()
     assert passed - known == set()
     assert images.deployment_names() & set(config.defaults()) == set()  # the section holds no app setting
+    # env_file hands the app all of .env: .env.example holds only names someone reads, and every app setting.
+    assert images.env_example_names() == known
     assert {"APP_PORT", "CRON_TOKEN", "POSTGRES_PASSWORD", "GUNICORN_ACCESS_LOG", "DATABASE_PATH"} <= passed
 
 
