@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from gunicorn.config import Config as GunicornConfig
 
 import config
 from config import ROOT
@@ -105,33 +106,18 @@ def test_gunicorn_conf_production_values(monkeypatch):
     )
 
 
-def test_gunicorn_print_config_reads_the_file(tmp_path):
-    """gunicorn's own reading of the file (the values gunicorn really uses, not just the module's names); it
-    loads the app too, hence a minimal testing configuration."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "APP_ENV": "testing",
-        "SESSION_SIGNING_KEY": "k" * 32,
-        "TOKEN_ENCRYPTION_KEY": make_env.fernet_key(),
-        "DATABASE_PATH": str(tmp_path / "app.db"),
-        "BOT_BACKGROUND_WORKER": "0",
-    }
-    result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "--print-config", *GUNICORN[1:]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    values = dict(re.findall(r"^(\w+)\s+= (.*)$", result.stdout, re.MULTILINE))
-    assert values["workers"] == "4"
-    assert values["threads"] == "2"
-    assert values["timeout"] == "60"
-    assert values["worker_class"] == "gthread"
+def test_gunicorn_takes_every_name_in_the_file(monkeypatch):
+    """gunicorn's own reading (what its load_config_from_file does: known names are set, others silently
+    ignored), so a misspelt setting would be lost: every public name in the file must be a gunicorn setting."""
+    settings = _gunicorn_settings(monkeypatch)
+    imported = {"os", "annotations"}  # `import os`, `from __future__ import annotations`
+    names = {n for n, v in settings.items() if n[0] != "_" and n.islower() and n not in imported and not callable(v)}
+    cfg = GunicornConfig()
+    assert names - set(cfg.settings) == set()
+    for name in names:
+        cfg.set(name, settings[name])
+    assert (cfg.workers, cfg.threads, cfg.timeout, cfg.worker_class_str) == (4, 2, 60, "gthread")
+    assert cfg.address == [("127.0.0.1", 8000)]
 
 
 def test_compose_app_service():
