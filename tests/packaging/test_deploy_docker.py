@@ -154,6 +154,7 @@ def deployment(tmp_path, stack):
     made.stop()
 
 
+@pytest.mark.slow
 def test_generate_build_migrate_start_wait_doctor_then_the_same_again(deployment):
     admin_token = secrets.token_urlsafe(32)
     env_file = deployment.write_env(ADMIN_API_TOKEN=admin_token)
@@ -213,6 +214,7 @@ def test_generate_build_migrate_start_wait_doctor_then_the_same_again(deployment
     ],
 )
 def test_default_or_weak_secret_is_refused_before_anything_is_built(deployment, values, message):
+    values = dict(values)
     full = values.pop("full", None)
     (deployment.full_env if full else deployment.write_env)(**values)
     result = deployment.deploy()
