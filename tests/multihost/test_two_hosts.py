@@ -125,10 +125,8 @@ def seed_due_credentials(stack, tmp_path) -> dict[int, tuple[str, str, str]]:
             tokens = TokenSet(grant["access_token"], grant["refresh_token"], soon, soon + 90 * 86400)
             if provider == "bitrix24":
                 account = f"multi-{n}"
-                cid = vault.store(
-                    provider, account, PORTAL_SUBJECT, tokens, label=grant["grant_id"],
-                    endpoint=grant["server_endpoint"],
-                )  # fmt: skip
+                endpoint = grant["server_endpoint"]
+                cid = vault.store(provider, account, PORTAL_SUBJECT, tokens, label=grant["grant_id"], endpoint=endpoint)
             else:
                 account = grant["subdomain"] if provider == "amocrm" else f"multi-{grant['user_id']}-{n}"
                 cid = vault.store(provider, account, ACCOUNT_SUBJECT, tokens, label=grant["grant_id"])
