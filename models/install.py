@@ -435,7 +435,13 @@ class InstallService:
         verdict = self.proof(portal)
         detail = {"clean": clean, "verdict": verdict}
         if verdict == GONE:
-            return UninstallResult(self._uninstall(portal, clean, actor), "uninstalled")
+            done, won = self._uninstall(portal, clean, actor)
+            return UninstallResult(done, "uninstalled" if won else "already")
+        current = self.portals.get(portal.id)
+        if current is None or not current.installed:
+            # A peer (another worker or host re-checking the same event) uninstalled it while we asked,
+            # revoking the credential we asked with: that is no refusal, and nothing is pending any more.
+            return UninstallResult(current or portal, "already")
         if verdict == UNKNOWN:
             self._mark_pending(portal, clean)
             self.audit.record(actor, "uninstall_pending", portal.member_id, detail)
@@ -530,26 +536,36 @@ class InstallService:
                 .values(uninstall_pending_at=None, uninstall_pending_clean=False)
             )
 
-    def _uninstall(self, portal: Portal, clean: bool, actor: str) -> Portal:
+    def _uninstall(self, portal: Portal, clean: bool, actor: str) -> tuple[Portal, bool]:
+        """Uninstall once: (the portal now, True) for the caller that did it, False when a peer was first."""
         ts = now()
+        values = {
+            "status": UNINSTALLED,
+            "uninstalled_at": ts,
+            "updated_at": ts,
+            "bot_id": None,
+            "setup_version": None,
+            "uninstall_pending_at": None,
+            "uninstall_pending_clean": False,
+        }
         with self.db.write() as conn:
-            self.vault.revoke_portal(portal.id, delete=clean, conn=conn)
-            self.portals.clear_api_tokens(portal.id, conn=conn)
-            if clean:  # the bot's dialogs, inbox and settings go with the portal's data
-                openlines.OpenLinesService.delete_data(conn, portal.id)
-            values = {
-                "status": UNINSTALLED,
-                "uninstalled_at": ts,
-                "updated_at": ts,
-                "bot_id": None,
-                "setup_version": None,
-                "uninstall_pending_at": None,
-                "uninstall_pending_clean": False,
-            }
-            conn.execute(sa.update(portals).where(portals.c.id == portal.id).values(**values))
-            self.audit.record(actor, "portal_uninstalled", portal.member_id, {"clean": clean}, conn=conn)
-        log.info("portal %s uninstalled (clean=%s)", portal.member_id, clean)
-        return self.portals.get(portal.id)
+            # Conditional on the status: two hosts' task runs (or two workers) holding the same proof
+            # both get here; the first flips the row, the second finds nothing to do.
+            won = (
+                conn.execute(
+                    sa.update(portals).where(portals.c.id == portal.id, portals.c.status == INSTALLED).values(**values)
+                ).rowcount
+                == 1
+            )
+            if won:
+                self.vault.revoke_portal(portal.id, delete=clean, conn=conn)
+                self.portals.clear_api_tokens(portal.id, conn=conn)
+                if clean:  # the bot's dialogs, inbox and settings go with the portal's data
+                    openlines.OpenLinesService.delete_data(conn, portal.id)
+                self.audit.record(actor, "portal_uninstalled", portal.member_id, {"clean": clean}, conn=conn)
+        if won:
+            log.info("portal %s uninstalled (clean=%s)", portal.member_id, clean)
+        return self.portals.get(portal.id), won
 
     def pending_uninstalls(self, limit: int = 100) -> list[Portal]:
         """Installed portals with an uninstall event still waiting for proof, oldest first."""
@@ -573,5 +589,6 @@ def recheck_pending_uninstalls(install: InstallService, limit: int = 100) -> dic
         except Rejected:
             report["refused"] += 1
             continue
-        report["uninstalled" if result.status == "uninstalled" else "pending"] += 1
+        # `already`: a peer's run uninstalled it a moment ago; either way the portal is uninstalled.
+        report["uninstalled" if result.status in ("uninstalled", "already") else "pending"] += 1
     return report
