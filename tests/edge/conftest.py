@@ -29,28 +29,43 @@ def clock():
     return Clock()
 
 
-@pytest.fixture
-def limited_config(storage_config):
-    """A config (SQLite, then PostgreSQL) allowing LIMIT requests per WINDOW per address and group."""
-    storage_config.update(RATE_LIMIT_REQUESTS=LIMIT, RATE_LIMIT_WINDOW_SECONDS=WINDOW, METRICS_ALLOW="0.0.0.0/0")
-    return storage_config
+def limit_settings(config: dict) -> dict:
+    """The config, allowing LIMIT requests per WINDOW per address and group (and /metrics to anyone)."""
+    return {**config, "RATE_LIMIT_REQUESTS": LIMIT, "RATE_LIMIT_WINDOW_SECONDS": WINDOW, "METRICS_ALLOW": "0.0.0.0/0"}
 
 
-@pytest.fixture
-def limited_apps(limited_config, clock):
+def two_apps(config: dict, clock: Clock):
     """Two app instances on one database (two workers or two hosts), both on the hand-moved clock."""
-    apps = [create_app(limited_config) for _ in range(2)]
+    apps = [create_app(config) for _ in range(2)]
     for application in apps:
         application.extensions["rate_limit"].clock = clock
+    return apps
+
+
+@pytest.fixture
+def limited_apps(config, clock):
+    """Two rate-limited app instances on one SQLite database."""
+    apps = two_apps(limit_settings(config), clock)
     yield apps
     for application in apps:
         application.extensions["db"].dispose()
 
 
 @pytest.fixture
-def edge_app(tmp_path):
-    """An app on SQLite with one installed portal; yields (app, headers by kind)."""
-    config = make_config(tmp_path, CORS_ORIGINS="https://crm.example.ru", METRICS_ALLOW="127.0.0.1")
+def limited_apps_on_postgres(pg_url, tmp_path, clock):
+    """Two rate-limited app instances on one PostgreSQL schema, as two hosts are."""
+    apps = two_apps(limit_settings(make_config(tmp_path, DATABASE_URL=pg_url)), clock)
+    yield apps
+    for application in apps:
+        application.extensions["db"].dispose()
+
+
+@pytest.fixture(scope="module")
+def edge_app(tmp_path_factory):
+    """An app on SQLite with one installed portal, shared by a module's tests; yields (app, headers by kind)."""
+    config = make_config(
+        tmp_path_factory.mktemp("edge"), CORS_ORIGINS="https://crm.example.ru", METRICS_ALLOW="127.0.0.1"
+    )
     application = create_app(config)
     services = application.extensions["services"]
     portal = make_portal(services)

@@ -60,6 +60,16 @@ def test_the_limit_trips_at_exactly_n_plus_one_across_workers(limited_apps, cloc
     assert counters(first) == {(group, "198.51.100.7"): LIMIT + 1}
 
 
+def test_two_hosts_on_postgresql_share_the_count(limited_apps_on_postgres, clock):
+    first, second = limited_apps_on_postgres
+    assert [call((first, second)[n % 2], "admin", "198.51.100.7").status_code for n in range(LIMIT)] == [200] * LIMIT
+    refused = call(second, "admin", "198.51.100.7")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == str(WINDOW)
+    clock.now += WINDOW
+    assert call(first, "admin", "198.51.100.7").status_code == 200
+    assert counters(first) == {("admin", "198.51.100.7"): 1}
+
+
 def test_other_addresses_and_groups_are_unaffected(limited_apps, portal_member):
     first, second = limited_apps
     for _ in range(LIMIT + 1):
