@@ -249,6 +249,8 @@ def test_doubled_prefix_is_a_404(edge, method, path):
         ("POST", f"{PREFIX}/tasks/process-events"),
         ("POST", f"{PREFIX}/%74asks/refresh"),
         ("POST", f"{PREFIX}/api/../tasks/refresh"),
+        ("POST", f"{PREFIX}/tasks%2Frefresh"),
+        ("GET", f"{PREFIX}%2Fmetrics"),
     ],
 )
 def test_metrics_and_tasks_are_not_served_through_nginx(edge, method, target):
