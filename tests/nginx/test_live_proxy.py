@@ -265,6 +265,13 @@ def test_metrics_and_tasks_are_not_served_through_nginx(edge, method, target):
     assert len(new) == 1 and marker in new[0]
 
 
+def test_nginx_s_own_answers_carry_the_security_headers(edge):
+    refused = get(f"{edge['public']}/metrics")
+    assert refused.status_code == 404 and "nginx" in refused.text  # nginx's page, not the app's JSON
+    assert refused.headers["X-Content-Type-Options"] == "nosniff"
+    assert refused.headers["Referrer-Policy"] == "no-referrer"
+
+
 def test_cron_and_prometheus_reach_gunicorn_directly(edge):
     stack = edge["stack"]
     run = get(f"{edge['app']}/tasks/process-events", method="POST", headers={"X-Cron-Token": stack.env["CRON_TOKEN"]})
