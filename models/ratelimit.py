@@ -9,6 +9,7 @@ upsert that returns the new count.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -42,25 +43,34 @@ class RateLimit:
         if self.requests <= 0:
             return 0
         at = self.clock()
-        scope = group[:16]
-        client = client_key(client)
-        table = rate_limits
-        stale = table.c.window_start <= at - self.window
+        params = {"p_scope": group[:16], "p_client": client_key(client), "p_at": at, "p_ended": at - self.window}
         with self.db.write() as conn:
-            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-            stmt = insert(table).values(scope=scope, client=client, window_start=at, hits=1)
             # One statement: two workers (or hosts) counting the same client at once cannot lose a request.
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["scope", "client"],
-                set_={
-                    "hits": sa.case((stale, 1), else_=table.c.hits + 1),
-                    "window_start": sa.case((stale, at), else_=table.c.window_start),
-                },
-            ).returning(table.c.hits, table.c.window_start)
-            count, started = conn.execute(stmt).one()
+            count, started = conn.execute(_upsert(conn.dialect.name), params).one()
             if count == 1:
                 # A window began: drop the counters whose windows have ended (only then, to keep requests cheap).
-                conn.execute(sa.delete(table).where(table.c.window_start <= at - self.window))
+                conn.execute(_PRUNE, params)
         if count > self.requests:
             raise RateLimited(max(1, started + self.window - at))
         return count
+
+
+_PRUNE = sa.delete(rate_limits).where(rate_limits.c.window_start <= sa.bindparam("p_ended"))
+
+
+@functools.cache
+def _upsert(dialect: str):
+    """The counting upsert for a dialect, built once: building it per request cost more than running it."""
+    table = rate_limits
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    ended = table.c.window_start <= sa.bindparam("p_ended")
+    stmt = insert(table).values(
+        scope=sa.bindparam("p_scope"), client=sa.bindparam("p_client"), window_start=sa.bindparam("p_at"), hits=1
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["scope", "client"],
+        set_={
+            "hits": sa.case((ended, 1), else_=table.c.hits + 1),
+            "window_start": sa.case((ended, sa.bindparam("p_at")), else_=table.c.window_start),
+        },
+    ).returning(table.c.hits, table.c.window_start)
