@@ -17,6 +17,18 @@ import database
 from models.logs import configure_logging
 
 _SAFE_PREFIX = re.compile(r"^/[A-Za-z0-9._~\-/]*$")
+# The largest request body, the same as nginx-integration.conf's client_max_body_size: 413 beyond it.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# Token-protected JSON APIs that customers' other services may call from a browser (CORS_ORIGINS). The
+# iframe UI's own API (/api/session, /api/conferences, …) is same-origin and gets no CORS headers.
+CORS_RESOURCES = (r"/api/admin/*", r"/api/dialogs*")
+# Pages that are not framed by a portal: only the app itself may frame them.
+DEFAULT_HTML_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'self'"
+)
+# Anything else (JSON, CSV, assets): nothing to run, nothing to frame.
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 class PrefixMiddleware:
@@ -133,7 +145,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.validate(settings)
     app.config.update(settings)
     app.json.ensure_ascii = False
-    app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     configure_logging(app.config["LOG_LEVEL"])
     config.log_aliases(app.config)
 
@@ -146,9 +158,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["services"] = build(app.config, db, translate=translate)
 
     from models.metrics import build_registry
+    from models.ratelimit import RateLimit
     from models.throttle import AuthThrottle
     from routes import admin, assets, bot, conferences, dialogs, health, install, tasks, ui
-    from routes.common import register_error_handlers
+    from routes.common import register_error_handlers, register_rate_limit
 
     app.extensions["metrics_registry"] = build_registry(app.extensions["services"])
     app.extensions["auth_throttle"] = AuthThrottle(
@@ -157,6 +170,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         int(app.config["AUTH_THROTTLE_WINDOW_SECONDS"]),
         app.extensions["services"].audit.record,
     )
+
+    app.extensions["rate_limit"] = RateLimit(
+        db, int(app.config["RATE_LIMIT_REQUESTS"]), int(app.config["RATE_LIMIT_WINDOW_SECONDS"])
+    )
+    register_rate_limit(app)
 
     for blueprint in (health.bp, install.bp, ui.bp, admin.bp, tasks.bp, conferences.bp, bot.bp, dialogs.bp):
         app.register_blueprint(blueprint)
@@ -181,7 +199,15 @@ def create_app(test_config: dict | None = None) -> Flask:
         from flask_cors import CORS
 
         origins = [o.strip() for o in app.config["CORS_ORIGINS"].split(",") if o.strip()]
-        CORS(app, resources={r"/api/*": {"origins": origins}}, supports_credentials=False)
+        # No cookies or other credentials cross origins: the callers send X-API-Token, so the answer never
+        # carries Access-Control-Allow-Credentials, and config.validate refuses "*" as an origin.
+        CORS(
+            app,
+            resources={path: {"origins": origins} for path in CORS_RESOURCES},
+            supports_credentials=False,
+            allow_headers=["X-API-Token", "Content-Type"],
+            max_age=600,
+        )
 
     @app.cli.command("check-config")
     def check_config():
@@ -196,13 +222,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.after_request
     def _security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        """On every response, errors included; iframe pages already carry their own CSP (routes/frame.py)."""
+        response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if response.mimetype == "text/html" and "Content-Security-Policy" not in response.headers:
-            response.headers["Content-Security-Policy"] = (
-                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
-                "base-uri 'none'; frame-ancestors 'self'"
-            )
+        if "Content-Security-Policy" not in response.headers:
+            html = response.mimetype == "text/html"
+            response.headers["Content-Security-Policy"] = DEFAULT_HTML_CSP if html else DEFAULT_CSP
         if request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response

@@ -142,6 +142,10 @@ def defaults() -> dict:
         # Failed X-API-Token / X-Cron-Token / metrics token attempts per client address and window, then 429.
         "AUTH_THROTTLE_ATTEMPTS": 10,
         "AUTH_THROTTLE_WINDOW_SECONDS": 300,
+        # Requests per client address and window to each token-protected endpoint group (admin API, dialogs
+        # API, cron tasks, metrics), then 429 rate_limited; 0 turns the limit off.
+        "RATE_LIMIT_REQUESTS": 300,
+        "RATE_LIMIT_WINDOW_SECONDS": 60,
     }
 
 
@@ -340,6 +344,10 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"METRICS_ALLOW must list IP addresses or networks: {exc}") from exc
     if int(cfg["AUTH_THROTTLE_ATTEMPTS"]) < 1 or int(cfg["AUTH_THROTTLE_WINDOW_SECONDS"]) < 1:
         raise ConfigError("AUTH_THROTTLE_ATTEMPTS and AUTH_THROTTLE_WINDOW_SECONDS must be at least 1")
+    if int(cfg["RATE_LIMIT_REQUESTS"]) < 0 or int(cfg["RATE_LIMIT_WINDOW_SECONDS"]) < 1:
+        raise ConfigError("RATE_LIMIT_REQUESTS must be 0 (off) or more and RATE_LIMIT_WINDOW_SECONDS at least 1")
+    if "*" in [o.strip() for o in str(cfg.get("CORS_ORIGINS") or "").split(",")]:
+        raise ConfigError("CORS_ORIGINS must list origins (https://crm.example.ru), not '*'")
     base_path = cfg.get("BASE_PATH") or ""
     if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
         raise ConfigError("BASE_PATH must start with '/' and not end with '/', e.g. /telemost-app")

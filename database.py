@@ -173,6 +173,16 @@ auth_failures = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
 )
 
+# Requests per (endpoint group, client) in the current fixed window: models/ratelimit.py.
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("client", sa.String(64), primary_key=True),
+    sa.Column("window_start", sa.Integer, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False, server_default="0"),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,

@@ -136,6 +136,14 @@ def register_error_handlers(app) -> None:
             response.headers["Retry-After"] = str(int(retry_after))
         return response
 
+    @app.errorhandler(413)
+    def _too_large(exc: HTTPException):
+        # Always JSON: an HTML page would look up the language in the very form that is too large to read.
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        return json_error(
+            "payload_too_large", error_message("payload_too_large", "en", limit_mb=limit // (1024 * 1024)), 413
+        )
+
     @app.errorhandler(UnicodeError)
     def _bad_text(exc: UnicodeError):
         # Text that is not valid Unicode (a lone surrogate, bytes that are not UTF-8) is the client's
@@ -199,6 +207,40 @@ def portal_admin_required(view):
     return wrapper
 
 
+# The endpoint groups counted per client address (models/ratelimit.py), set on views by the decorators below.
+RATE_LIMIT_ATTRIBUTE = "rate_limit_group"
+
+
+def _rate_limited(group: str):
+    """Mark a view as counted in the rate-limit group `group` (functools.wraps carries the mark outwards)."""
+
+    def mark(view):
+        setattr(view, RATE_LIMIT_ATTRIBUTE, group)
+        return view
+
+    return mark
+
+
+def register_rate_limit(app) -> None:
+    """Count every request to a marked view per client address; past the limit, 429 with Retry-After.
+
+    Only views marked by the token decorators are counted: the admin API, the dialogs/bot API, the cron tasks
+    and /metrics. The Bitrix24 event handlers (install, events, the bot webhook) are never counted by address:
+    Bitrix24 sends every portal's events from a few addresses of its own, so a per-address limit would drop
+    the events of many portals at once (they are authenticated by application_token instead). Unmarked
+    requests cost one dictionary look-up here, no database query.
+    """
+
+    @app.before_request
+    def _rate_limit():
+        if request.method == "OPTIONS" or request.endpoint is None:
+            return None
+        group = getattr(app.view_functions.get(request.endpoint), RATE_LIMIT_ATTRIBUTE, None)
+        if group is not None:
+            app.extensions["rate_limit"].hit(group, client_address())
+        return None
+
+
 def client_address() -> str:
     """The client's address as the trusted proxies reported it (see TRUSTED_PROXIES)."""
     return request.remote_addr or "unknown"
@@ -232,7 +274,7 @@ def admin_token_required(view):
             g.admin_portal = portal
         return view(*args, **kwargs)
 
-    return wrapper
+    return _rate_limited("admin")(wrapper)
 
 
 def _legacy_bearer_token() -> str:
@@ -256,7 +298,7 @@ def cron_token_required(view):
             raise ApiError("unauthorized", "send a valid X-Cron-Token header", 401)
         return view(*args, **kwargs)
 
-    return wrapper
+    return _rate_limited("tasks")(wrapper)
 
 
 def portal_access_required(view):
@@ -296,7 +338,7 @@ def portal_access_required(view):
 
         return as_token()
 
-    return wrapper
+    return _rate_limited("portal_api")(wrapper)
 
 
 @functools.lru_cache(maxsize=8)
@@ -339,7 +381,7 @@ def metrics_access_required(view):
             raise ApiError("forbidden", "metrics are not served to this address", 403)
         return view(*args, **kwargs)
 
-    return wrapper
+    return _rate_limited("metrics")(wrapper)
 
 
 def refuse_query_auth(view):

@@ -5,7 +5,7 @@
 set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
-# nginx runs the shipped nginx-integration.conf in front of gunicorn (tests/unit/test_live_proxy.py).
+# nginx runs the shipped nginx-integration.conf in front of gunicorn (tests/nginx/test_live_proxy.py).
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
