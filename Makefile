@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format frontend frontend-check test-deps pytest bench bench-refresh bench-conferences bench-bot secrets clean
+.PHONY: setup demo test lint format frontend frontend-check test-deps pytest bench bench-refresh bench-conferences bench-bot bench-load secrets clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,9 @@ bench-bot: setup
 
 bench-conferences: setup
 	$(PY) bench/conferences.py
+
+bench-load: setup ## 200 locust users for 60 s at gunicorn.conf.py (not part of `make bench`: it takes ~2 min)
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules .pytest_cache .ruff_cache

@@ -152,6 +152,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.wsgi_app = wrap_wsgi(app.wsgi_app, app.config["BASE_PATH"], int(app.config["TRUSTED_PROXIES"]))
 
     db = database.init_app(app)
+    from models.backup import hold_database
+
+    app.extensions["db_hold"] = hold_database(app, db.url)  # restores refuse while it is held
     from models.services import build
     from routes.i18n import translate
 
@@ -184,6 +187,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_error_handlers(app)
     assets.init_app(app)
     tasks.init_cli(app)
+    from routes import backup
+
+    backup.init_cli(app)  # `flask db backup|restore`
     from routes import doctor
 
     doctor.init_cli(app)

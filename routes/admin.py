@@ -225,3 +225,13 @@ def revoke_token_command(member_id: str):
 def metrics():
     """Prometheus metrics: METRICS_TOKEN bearer or a METRICS_ALLOW address; read from the database."""
     return Response(exposition(current_app.extensions["metrics_registry"]), content_type=EXPOSITION_CONTENT_TYPE)
+
+
+@bp.after_app_request
+def _count_response(response):
+    """Count every response by status class for /metrics (b24_http_responses_total, the 5xx-rate alert)."""
+    try:
+        services().metrics.count_response(response.status_code)
+    except Exception:  # counting must never turn an answer into an error
+        current_app.logger.warning("could not store the HTTP response counters", exc_info=True)
+    return response

@@ -1,0 +1,1 @@
+"""Operations: backups and restores, the alerting rules against /metrics, the load bench."""
