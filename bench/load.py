@@ -58,6 +58,9 @@ class ProductionStack(Stack):
             capture_output=True,
         )
         env["AUTO_MIGRATE"] = "0"
+        # All 200 simulated clients share one address (127.0.0.1), where real ones each have their own: the
+        # per-address limit on the token endpoints (RATE_LIMIT_REQUESTS, 300/min) would meter the bench itself.
+        env["RATE_LIMIT_REQUESTS"] = "0"
         log = self._log("app.log")
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         bind = f"127.0.0.1:{self.app_port}"
