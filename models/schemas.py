@@ -521,12 +521,48 @@ class Connections(BaseModel):
     now: int
 
 
+class CredentialProblem(BaseModel):
+    """A credential an operator must look at (needs re-authorisation, or no key decrypts it)."""
+
+    id: int
+    provider: str
+    account: str
+    subject: str
+    portal_id: int | None
+    last_error: str | None
+    last_error_at: int | None
+
+
+class PortalFacts(BaseModel):
+    """Public facts about a portal (no secrets)."""
+
+    id: int
+    member_id: str
+    domain: str
+    status: str
+    version: int | None
+    bot_id: int | None
+    admin_user_id: int | None
+    uninstall_pending: bool
+
+
 class AdminStatus(BaseModel):
-    """GET /api/admin/status: the global token sees every portal; a portal's token its own portal."""
+    """GET /api/admin/status: the global token sees every portal (`portals` … `recent_runs`); a portal's token
+    sees its own portal (`portal`, its `credentials` as a list, `alerts`). Both get `bot`."""
 
     model_config = Open
 
     bot: dict
+    credentials: dict | list
+    portals: dict[str, int] | None = None
+    needs_reauth: list[CredentialProblem] | None = None
+    broken: list[CredentialProblem] | None = None
+    due_now: int | None = None
+    expiring_without_refresh: list[dict] | None = None
+    last_run: dict | None = None
+    recent_runs: list[dict] | None = None
+    portal: PortalFacts | None = None
+    alerts: list[Alert] | None = None
 
 
 class AccessToken(BaseModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import schemathesis
 
 from models import openapi
@@ -57,22 +56,39 @@ def test_the_document_is_valid_openapi_3_1(client):
     schemathesis.openapi.from_dict(doc).validate()
 
 
-@pytest.mark.parametrize(
-    ("path", "method", "schemes"),
-    [
-        ("/api/conferences", "get", None),  # the document's default: the session bearer
-        ("/api/admin/status", "get", [{"apiToken": []}, {"apiTokenQuery": []}, {"apiTokenBearer": []}]),
-        ("/api/dialogs", "get", [{"session": []}, {"apiToken": []}, {"apiTokenQuery": []}, {"apiTokenBearer": []}]),
-        ("/tasks/refresh", "post", [{"cronToken": []}]),
-        ("/api/session/cookie", "post", [{"webSession": []}]),
-        ("/python_bot/", "post", []),
-        ("/health", "get", []),
-    ],
-)
-def test_each_route_names_its_security_scheme(client, path, method, schemes):
+SCHEMES = {
+    ("/api/conferences", "get"): None,  # the document's default: the session bearer
+    ("/api/admin/status", "get"): [{"apiToken": []}, {"apiTokenQuery": []}, {"apiTokenBearer": []}],
+    ("/api/dialogs", "get"): [{"session": []}, {"apiToken": []}, {"apiTokenQuery": []}, {"apiTokenBearer": []}],
+    ("/tasks/refresh", "post"): [{"cronToken": []}],
+    ("/api/session/cookie", "post"): [{"webSession": []}],
+    ("/python_bot/", "post"): [],
+    ("/health", "get"): [],
+}
+
+
+def test_each_route_names_its_security_scheme(client):
     doc = client.get("/api/openapi.json").get_json()
     assert doc["security"] == [{"session": []}]
-    assert doc["paths"][path][method].get("security") == schemes
+    assert {key: doc["paths"][key[0]][key[1]].get("security") for key in SCHEMES} == SCHEMES
+    assert set(doc["components"]["securitySchemes"]) == {
+        "session",
+        "apiToken",
+        "apiTokenQuery",
+        "apiTokenBearer",
+        "cronToken",
+        "webSession",
+    }
+
+
+def test_install_documents_the_event_form_only(client):
+    """Found by the fuzzer: a JSON POST to /install is no event but the installer page (HTML)."""
+    doc = client.get("/api/openapi.json").get_json()
+    operation = doc["paths"]["/install"]["post"]
+    assert set(operation["requestBody"]["content"]) == {"application/x-www-form-urlencoded"}
+    assert set(operation["responses"]) >= {"200", "202", "400", "403"}
+    response = client.post("/install", json={"event": "ONAPPINSTALL"})
+    assert response.mimetype == "text/html"
 
 
 def test_schemas_come_from_the_models(client):

@@ -105,6 +105,11 @@ def _steer(case, seed) -> None:
         path["chat_id"] = seed.chat_id
     if "provider" in path:
         path.update(provider="bitrix24", account=seed.member_id)
+    if case.operation.path == "/api/session" and isinstance(case.body, dict):
+        # A fresh Bitrix24 auth of user 2, as the frame SDK hands it over.
+        portal = seed.world.control.portal("portal1")
+        pair = seed.world.control.mint(portal=portal["name"], user_id=2)
+        case.body.update(access_token=pair["access_token"], member_id=portal["member_id"], domain=portal["domain"])
     if case.operation.path == "/api/crm/context":
         case.query.update(entity="deal", id=42)
     if case.operation.path in ("/events", "/python_bot/", "/install") and isinstance(case.body, dict):
