@@ -110,6 +110,14 @@ def _steer(case, seed) -> None:
         portal = seed.world.control.portal("portal1")
         pair = seed.world.control.mint(portal=portal["name"], user_id=2)
         case.body.update(access_token=pair["access_token"], member_id=portal["member_id"], domain=portal["domain"])
+    if case.operation.path == "/api/admin/amocrm/accounts" and isinstance(case.body, dict):
+        pair = seed.world.control.mint("amocrm", subdomain="fuzzcrm")
+        case.body.update(
+            subdomain="fuzzcrm", access_token=pair["access_token"], refresh_token=pair["refresh_token"], expires_in=60
+        )
+        case.body.pop("code", None)
+    if "subdomain" in path:
+        path["subdomain"] = "fuzzcrm"
     if case.operation.path == "/api/crm/context":
         case.query.update(entity="deal", id=42)
     if case.operation.path in ("/events", "/python_bot/", "/install") and isinstance(case.body, dict):
