@@ -9,6 +9,7 @@ tests/openapi/test_document.py checks that the two lists together cover every re
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -270,7 +271,7 @@ OPERATIONS: tuple[Op, ...] = (
         SESSION,
         S.Integrations,
         (400, 401, 403),
-        query=S.YandexConnect,
+        query=S.ScopeQuery,
         tag="integrations",
     ),
     Op(
@@ -629,8 +630,13 @@ def _responses(op: Op) -> dict:
     return out
 
 
+def _operation_id(op: Op) -> str:
+    """`get /api/conferences/{conference_id}` → `get_api_conferences_conference_id`."""
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9]", "_", f"{op.method}{op.path}")).strip("_")
+
+
 def _operation(op: Op) -> dict:
-    out: dict = {"summary": op.summary, "tags": [op.tag], "operationId": f"{op.method}_{op.path}"}
+    out: dict = {"summary": op.summary, "tags": [op.tag], "operationId": _operation_id(op)}
     if op.security != SESSION:  # the document's default
         out["security"] = op.security
     params = list(_query(op.query)) if op.query else []

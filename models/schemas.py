@@ -466,6 +466,12 @@ class YandexConnect(BaseModel):
     lang: str | None = None
 
 
+class ScopeQuery(BaseModel):
+    """Query of DELETE /api/integrations/yandex."""
+
+    scope: Literal["portal", "personal"] = "portal"
+
+
 class ConnectLinkAnswer(BaseModel):
     """A single-use start URL to open in a browser window."""
 

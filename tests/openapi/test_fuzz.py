@@ -74,7 +74,7 @@ def _authorize(case, seed) -> None:
     """Put the next valid credential for the operation on the case (dropping generated ones that would win)."""
     raw = case.operation.definition.raw
     security = raw.get("security", openapi.SESSION)
-    key = f"{case.operation.method} {case.operation.path}"
+    key = f"{id(seed)} {case.operation.method} {case.operation.path}"
     rotation = _ROTATIONS.setdefault(key, itertools.cycle(_credentials(seed, case.operation.path, security)))
     where, values = next(rotation)
     case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in _AUTH_HEADERS}
