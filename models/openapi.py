@@ -625,6 +625,10 @@ def _responses(op: Op) -> dict:
         out[str(status)] = _json(_ref(schemas.Error), "error (`error` is a stable code)")
     if 422 in op.errors:
         out["422"] = _json(_ref(schemas.ValidationFailure), "validation failed: `fields` maps each field to a reason")
+    if op.form:
+        # A set-up that failed after the event was accepted answers the event's own shape
+        # (`status: setup_failed`; ONAPPINSTALL adds `error` and `message`, ONAPPUPDATE `version`).
+        out["502"] = _json(_ref(schemas.EventAccepted), "the portal's set-up failed (`status: setup_failed`)")
     if op.extra.get("unavailable"):
         out["503"] = _json(_ref(schemas.Unavailable), "the database cannot be used")
     return out

@@ -103,3 +103,14 @@ def test_schemas_come_from_the_models(client):
     assert set(csv) == {"text/csv"}
     errors = doc["paths"]["/api/admin/status"]["get"]["responses"]
     assert errors["401"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_a_failed_set_up_is_documented_with_the_event_shape(client):
+    """ONAPPUPDATE's 502 answers {"status": "setup_failed", "version"}: no `error`, so not the Error model."""
+    from models import schemas
+
+    doc = client.get("/api/openapi.json").get_json()
+    for path in ("/install", "/events", "/python_bot/"):
+        schema = doc["paths"][path]["post"]["responses"]["502"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/EventAccepted"}
+    schemas.EventAccepted.model_validate({"status": "setup_failed", "version": 3})
