@@ -222,9 +222,8 @@ OPERATIONS: tuple[Op, ...] = (
         WEB_SESSION,
         S.Session,
         (400, 401),
-        body=None,
+        body=S.CookieSessionRequest,
         tag="session",
-        extra={"json_object_body": True},
     ),
     Op(
         "get",
@@ -528,7 +527,7 @@ OPERATIONS: tuple[Op, ...] = (
         tag="health",
         extra={"unavailable": True},
     ),
-    Op("get", "/api/openapi.json", "This document", PUBLIC, None, tag="health", extra={"any_object": True}),
+    Op("get", "/api/openapi.json", "This document", PUBLIC, S.OpenApiDocument, tag="health"),
     # --- Bitrix24 events (authenticated by the portal's application_token in `auth[application_token]`) ---
     Op(
         "post",
@@ -612,8 +611,6 @@ def _responses(op: Op) -> dict:
         ok = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
     elif op.extra.get("one_of"):
         ok = _json({"oneOf": [_ref(m) for m in op.extra["one_of"]]}, "the conference, or a finished deletion")
-    elif op.extra.get("any_object"):
-        ok = _json({"type": "object"}, "the document")
     elif op.ok is None:
         ok = {"description": "done (no body)"}
     else:
@@ -659,8 +656,6 @@ def _operation(op: Op) -> dict:
         else:
             media = ("application/json",)
         out["requestBody"] = {"required": True, "content": {m: {"schema": _ref(op.body)} for m in media}}
-    elif op.extra.get("json_object_body"):
-        out["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     out["responses"] = _responses(op)
     return out
 

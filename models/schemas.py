@@ -425,6 +425,22 @@ class SessionCreate(BaseModel):
     domain: Annotated[str, Field(min_length=1)]
 
 
+class CookieSessionRequest(BaseModel):
+    """POST /api/session/cookie: any JSON object (a JSON body needs a CORS preflight, which is never granted)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class OpenApiDocument(BaseModel):
+    """GET /api/openapi.json: this document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict
+    paths: dict
+
+
 class Session(BaseModel):
     """POST /api/session and /api/session/cookie: a new bearer token."""
 
