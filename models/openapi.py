@@ -76,7 +76,7 @@ EXCLUDED: dict[tuple[str, str], str] = {
     # HTML pages the portal opens in its iframe (a verified POST renders the Vue app).
     ("/", "GET"): "the iframe app page (HTML)",
     ("/", "POST"): "the iframe app page opened by Bitrix24 (HTML)",
-    ("/install", "GET"): "the installer page (HTML); POST with an `event` field is documented",
+    ("/install", "GET"): "the installer page (HTML); POST is documented (an event form, else the same page)",
     # Browser windows of the connect and sign-in flows: HTML pages and redirects, never JSON.
     ("/auth/amocrm/start", "GET"): "amoCRM connect confirmation page (HTML)",
     ("/auth/amocrm/start", "POST"): "redirect to amoCRM's consent page",
@@ -539,7 +539,7 @@ OPERATIONS: tuple[Op, ...] = (
         body=S.BitrixEvent,
         form=True,
         tag="events",
-        extra={"form_only": True, "also": (202,)},
+        extra={"form_only": True, "also": (202,), "installer_page": True},
     ),
     Op(
         "post",
@@ -626,6 +626,11 @@ def _responses(op: Op) -> dict:
         # A set-up that failed after the event was accepted answers the event's own shape
         # (`status: setup_failed`; ONAPPINSTALL adds `error` and `message`, ONAPPUPDATE `version`).
         out["502"] = _json(_ref(schemas.EventAccepted), "the portal's set-up failed (`status: setup_failed`)")
+    if op.extra.get("installer_page"):
+        # The same POST without an `event` is the installer Bitrix24 opens in its iframe: an HTML page.
+        for status in ("200", "400", "401", "403", "502", "503"):
+            out[status].setdefault("content", {})["text/html"] = {"schema": {"type": "string"}}
+            out[status]["description"] += "; without `event`: the installer page (HTML)"
     if op.extra.get("unavailable"):
         out["503"] = _json(_ref(schemas.Unavailable), "the database cannot be used")
     return out

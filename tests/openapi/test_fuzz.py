@@ -147,7 +147,7 @@ def _repair(case, seed) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_api_answers_match_the_document(case, seed):
     _authorize(case, seed)
     _steer(case, seed)
