@@ -60,7 +60,7 @@ def seed(sandbox_process, tmp_path_factory):
         conn.execute(
             sa.update(portals)
             .where(portals.c.id == portal_id)
-            .values(application_token_hash=token_hash(application_token))
+            .values(application_token_hash=token_hash(application_token), bot_id=100)
         )
     make_dialog(services, portal_id, 7001)
     identity = services.signer.verify(employee["Authorization"].split(" ", 1)[1])
