@@ -364,3 +364,487 @@ def field_reasons(exc: ValidationError | _FieldError) -> dict[str, str]:
 
 
 FieldError = _FieldError
+
+
+# --- The rest of the JSON API (issue 11 §4): bodies of the admin, bot, dialogs, session, task and event routes.
+# Where an answer is a report whose keys grow with the product (status, run reports), the model names the
+# keys clients rely on and allows more (`extra="allow"`): the document stays true as reports gain fields.
+
+Open = ConfigDict(extra="allow")
+
+
+class Health(BaseModel):
+    """GET /health and /health/ready."""
+
+    status: Literal["healthy", "ready"]
+    service: str
+    base_path: str
+
+
+class Unavailable(Error):
+    """GET /health/ready when the database cannot be used."""
+
+    status: Literal["unavailable"]
+    base_path: str
+
+
+class SessionUser(BaseModel):
+    """The verified user of a session."""
+
+    id: int
+    name: str
+    first_name: str
+    last_name: str
+    is_admin: bool
+
+
+class PortalRef(BaseModel):
+    """The portal a session belongs to."""
+
+    member_id: str
+    domain: str
+
+
+class Alert(BaseModel):
+    """Something the portal's admin must act on (re-connect an account, …), with words in the user's language."""
+
+    model_config = Open
+
+    code: str
+    provider: str
+    message: str
+
+
+class SessionCreate(BaseModel):
+    """POST /api/session: a fresh Bitrix24 auth from the frame SDK (`AUTH_ID`, `DOMAIN` are accepted too)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    access_token: Annotated[str, Field(min_length=1)]
+    member_id: Annotated[str, Field(min_length=1)]
+    domain: Annotated[str, Field(min_length=1)]
+
+
+class CookieSessionRequest(BaseModel):
+    """POST /api/session/cookie: any JSON object (a JSON body needs a CORS preflight, which is never granted)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class OpenApiDocument(BaseModel):
+    """GET /api/openapi.json: this document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict
+    paths: dict
+
+
+class Session(BaseModel):
+    """POST /api/session and /api/session/cookie: a new bearer token."""
+
+    token: str
+    expires_at: int
+    user: SessionUser
+
+
+class CurrentUser(BaseModel):
+    """GET /api/current-user (and the seeds' /api/users/current)."""
+
+    user: SessionUser
+    portal: PortalRef
+    alerts: list[Alert]
+
+
+class AccountStatus(BaseModel):
+    """A connected outside account (never its tokens)."""
+
+    connected: bool
+    account: str | None
+    status: str | None
+    fallback: bool | None = Field(None, description="the portal's: the server-wide YANDEX token stands in")
+
+
+class Integrations(BaseModel):
+    """GET /api/integrations, DELETE /api/integrations/yandex."""
+
+    yandex: AccountStatus
+    yandex_personal: AccountStatus
+
+
+class YandexConnect(BaseModel):
+    """POST /api/integrations/yandex/connect."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    scope: Literal["portal", "personal"] = "portal"
+    lang: str | None = None
+
+
+class ScopeQuery(BaseModel):
+    """Query of DELETE /api/integrations/yandex."""
+
+    scope: Literal["portal", "personal"] = "portal"
+
+
+class ConnectLinkAnswer(BaseModel):
+    """A single-use start URL to open in a browser window."""
+
+    url: str
+    expires_in: int
+    scope: str | None = None
+
+
+class AdminTokenStatus(BaseModel):
+    """GET /api/portal/admin-token: the portal's own API token, never its value."""
+
+    issued: bool
+    issued_at: int | None
+    expires_at: int | None
+    expired: bool
+
+
+class AdminTokenIssued(BaseModel):
+    """POST /api/portal/admin-token: the value, shown once."""
+
+    token: str
+    issued_at: int
+    expires_at: int
+
+
+class AdminTokenRevoked(AdminTokenStatus):
+    """DELETE /api/portal/admin-token."""
+
+    revoked: bool
+
+
+class PortalTokenRevoked(BaseModel):
+    """DELETE /api/admin/portal-token."""
+
+    portal: str
+    revoked: bool
+
+
+class Connection(BaseModel):
+    """One row of the Connections card (a credential, or the employees' credentials summed up)."""
+
+    model_config = Open
+
+    provider: str
+    scope: str
+    status: str | None
+
+
+class Connections(BaseModel):
+    """GET /api/portal/connections."""
+
+    connections: list[Connection]
+    now: int
+
+
+class CredentialProblem(BaseModel):
+    """A credential an operator must look at (needs re-authorisation, or no key decrypts it)."""
+
+    id: int
+    provider: str
+    account: str
+    subject: str
+    portal_id: int | None
+    last_error: str | None
+    last_error_at: int | None
+
+
+class PortalFacts(BaseModel):
+    """Public facts about a portal (no secrets)."""
+
+    id: int
+    member_id: str
+    domain: str
+    status: str
+    version: int | None
+    bot_id: int | None
+    admin_user_id: int | None
+    uninstall_pending: bool
+
+
+class AdminStatus(BaseModel):
+    """GET /api/admin/status: the global token sees every portal (`portals` … `recent_runs`); a portal's token
+    sees its own portal (`portal`, its `credentials` as a list, `alerts`). Both get `bot`."""
+
+    model_config = Open
+
+    bot: dict
+    credentials: dict | list
+    portals: dict[str, int] | None = None
+    needs_reauth: list[CredentialProblem] | None = None
+    broken: list[CredentialProblem] | None = None
+    due_now: int | None = None
+    expiring_without_refresh: list[dict] | None = None
+    last_run: dict | None = None
+    recent_runs: list[dict] | None = None
+    portal: PortalFacts | None = None
+    alerts: list[Alert] | None = None
+
+
+class AccessToken(BaseModel):
+    """GET /api/admin/tokens/{provider}/{account}: a currently valid access token (never the refresh token)."""
+
+    model_config = Open
+
+    provider: str
+    account: str
+    access_token: str
+    expires_at: int | None
+
+
+class AmoCrmAccount(BaseModel):
+    """A registered amoCRM account (no tokens)."""
+
+    model_config = Open
+
+    account: str
+    status: str
+
+
+class AmoCrmAccounts(BaseModel):
+    """GET /api/admin/amocrm/accounts."""
+
+    accounts: list[AmoCrmAccount]
+
+
+class AmoCrmRegister(BaseModel):
+    """POST /api/admin/amocrm/accounts: `code`, or `access_token` + `refresh_token` (+ `expires_in`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    subdomain: str
+    code: str | None = None
+    access_token: str | None = None
+    refresh_token: str | None = None
+    expires_in: int | None = None
+
+
+class AmoCrmAuthorize(BaseModel):
+    """POST /api/admin/amocrm/authorize."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lang: str | None = None
+
+
+class BotSwitch(BaseModel):
+    """POST /api/admin/enable|disable."""
+
+    enabled: bool
+
+
+class OpenLine(BaseModel):
+    """One of the portal's Open Lines."""
+
+    model_config = Open
+
+    line_id: str
+    name: str
+    bot_attached: bool
+
+
+class OpenLines(BaseModel):
+    """GET /api/admin/lines."""
+
+    items: list[OpenLine]
+
+
+class BotAttach(BaseModel):
+    """POST /api/admin/bot/attach."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    line_id: Annotated[str, Field(pattern=r"^\d{1,12}$")] | Annotated[int, Field(ge=0, lt=10**12)]
+
+
+class BotAttached(BaseModel):
+    """The bot is the line's welcome bot."""
+
+    line_id: str
+    bot_id: int | None
+    attached: bool
+
+
+class LineSettings(BaseModel):
+    """A line's working hours and what happens out of hours."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schedule: dict | list | None = Field(None, description="working hours per weekday (see docs)")
+    out_of_hours_text: Annotated[str, Field(max_length=2000)] | None = None
+    out_of_hours_action: Literal["queue", "finish"] | None = None
+
+
+class BotSettingsChange(BaseModel):
+    """PUT /api/admin/bot/settings: only the keys sent change."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    enabled: bool | None = None
+    greeting: Annotated[str, Field(max_length=2000)] | None = None
+    timezone: Annotated[str, Field(max_length=64)] | None = None
+    transfer_mode: Literal["operator", "queue"] | None = None
+    queue_id: str | int | None = None
+    lines: dict[str, LineSettings] | None = None
+
+
+class BotLine(BaseModel):
+    """A line in the bot's settings."""
+
+    model_config = Open
+
+    line_id: str
+    attached: bool
+
+
+class BotSettings(BaseModel):
+    """GET/PUT /api/admin/bot/settings."""
+
+    model_config = Open
+
+    enabled: bool
+    greeting: str | None
+    timezone: str | None
+    transfer_mode: str
+    queue_id: str | None
+    lines: list[BotLine]
+
+
+class SchemaCheck(BaseModel):
+    """POST /api/admin/reinit_db."""
+
+    ok: bool
+    tables: list[str]
+    missing: list[str]
+
+
+class Dialog(BaseModel):
+    """An Open Lines dialog."""
+
+    model_config = Open
+
+    chat_id: int
+    status: str
+    created_at: int | None
+
+
+class DialogPage(BaseModel):
+    """GET /api/dialogs."""
+
+    items: list[Dialog]
+    page: int
+    per_page: int
+    total: int
+
+
+class DialogQuery(BaseModel):
+    """Query of GET /api/dialogs (and /api/dialogs.csv)."""
+
+    page: Annotated[int, Field(ge=1, le=100_000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100)] = 20
+    status: Literal["new", "transferred", "transfer_failed", "finished"] | None = None
+    line_id: Annotated[str, Field(pattern=r"^\d{1,12}$")] | None = None
+    q: Annotated[str, Field(max_length=100)] | None = None
+    from_: str | None = Field(None, alias="from", description="unix time or ISO date")
+    to: str | None = Field(None, description="unix time or ISO date")
+
+
+class DialogMessage(BaseModel):
+    """One message of a dialog."""
+
+    model_config = Open
+
+    text: str | None
+
+
+class DialogDetail(Dialog):
+    """GET /api/dialogs/{chat_id}."""
+
+    messages: list[DialogMessage]
+    handoff: dict | None
+
+
+class Employee(BaseModel):
+    """An active employee (the old bot's shape: ids are strings)."""
+
+    id: str
+    name: str
+    last_name: str
+    position: str
+
+
+class Employees(BaseModel):
+    """GET /api/users."""
+
+    items: list[Employee]
+
+
+class PortalQuery(BaseModel):
+    """`portal=<member_id>`: which portal the global token acts on (a portal's own token needs none)."""
+
+    portal: Annotated[str, Field(max_length=64)] | None = None
+
+
+class RunParams(BaseModel):
+    """Body (or query) of the task endpoints."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    provider: Literal["bitrix24", "yandex", "amocrm"] | None = None
+    limit: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    budget_s: Annotated[float, Field(ge=1)] | None = Field(None, description="capped by REFRESH_BUDGET_SECONDS")
+
+
+class RefreshRun(BaseModel):
+    """POST /tasks/refresh."""
+
+    model_config = Open
+
+    run_id: str
+    due: int
+    refreshed: int
+    failed: int
+    needs_reauth: int
+    skipped_locked: int
+    left: int
+    duration_ms: int
+    budget_exhausted: bool
+    errors: dict[str, int]
+    uninstalls: dict[str, int]
+
+
+class EventsRun(BaseModel):
+    """POST /tasks/process-events."""
+
+    model_config = Open
+
+    run_id: str
+    claimed: int
+    done: int
+    failed: int
+    left: int
+    errors: dict[str, int]
+
+
+class BitrixEvent(BaseModel):
+    """A Bitrix24 event as it is posted (form fields with PHP bracket keys: `data[PARAMS][…]`, `auth[…]`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event: Annotated[str, Field(min_length=1)] = Field(
+        description="ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL, ONIMBOTJOINCHAT, ONIMBOTMESSAGEADD, …"
+    )
+
+
+class EventAccepted(BaseModel):
+    """An event's outcome (the shape depends on the event: installed, updated, uninstalled, accepted, …)."""
+
+    model_config = Open
+
+    status: str

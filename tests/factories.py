@@ -73,3 +73,42 @@ def make_credential(
         access=access, refresh=refresh, expires_in=expires_in, refresh_expires_in=refresh_expires_in
     )
     return services.vault.store(provider, account or secrets.token_hex(8), subject, tokens, **store_options)
+
+
+# --- api (issue 11 §4: the OpenAPI fuzzing seed) ---------------------------------------------------------
+
+
+def make_dialog(services, portal_id: int, chat_id: int, *, messages: int = 2, **overrides) -> int:
+    """An Open Lines dialog with a few client messages (as the bot's intake stores them); returns its row id."""
+    from database import dialog_messages, dialogs
+
+    ts = int(time.time())
+    values = {
+        "portal_id": portal_id,
+        "chat_id": chat_id,
+        "dialog_id": f"chat{chat_id}",
+        "line_id": "1",
+        "connector": "telegrambot",
+        "client_id": "42",
+        "client_name": "Клиент",
+        "first_message": "Здравствуйте",
+        "status": "transferred",
+        "created_at": ts,
+        "updated_at": ts,
+        **overrides,
+    }
+    with services.db.write() as conn:
+        dialog_pk = conn.execute(sa.insert(dialogs).values(**values)).inserted_primary_key[0]
+        for n in range(messages):
+            conn.execute(
+                sa.insert(dialog_messages).values(
+                    dialog_pk=dialog_pk,
+                    message_id=str(n + 1),
+                    author_kind="client",
+                    author_id="42",
+                    text=f"message {n + 1}",
+                    sent_at=ts + n,
+                    source="event",
+                )
+            )
+    return dialog_pk

@@ -819,6 +819,9 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
         except Transient as exc:
             raise ServiceError("portal_unavailable", status=503, upstream=exc.code) from None
         except Bitrix24Error as exc:
+            if exc.code == "CONFIG_NOT_FOUND":
+                # The caller named a line the portal does not have: their mistake, not the portal's failure.
+                raise ServiceError("line_not_found", status=404, line_id=line_id) from None
             raise ServiceError("portal_refused", status=502, upstream=exc.code) from None
         with self.db.write() as conn:
             self._upsert_line(conn, portal.id, line_id, attached_at=now())

@@ -10,6 +10,7 @@ MESSAGES = {
         "error.bad_filter": "Invalid filter {name}.",
         "error.bot_not_registered": "The bot is not registered on this portal yet: reinstall or update the app.",
         "error.dialog_not_found": "No such dialog.",
+        "error.line_not_found": "The portal has no Open Line {line_id}.",
         "bot.private_reply": "Hello! I hand Open Lines conversations to operators and do not answer in private "
         "chats. Please write to your colleagues directly.",
         "bot.out_of_hours": "Thank you for your message! We are not working right now; an operator will answer "
@@ -24,6 +25,7 @@ MESSAGES = {
         "error.bad_filter": "Недопустимый фильтр {name}.",
         "error.bot_not_registered": "Бот ещё не зарегистрирован на портале: переустановите или обновите приложение.",
         "error.dialog_not_found": "Диалог не найден.",
+        "error.line_not_found": "На портале нет открытой линии {line_id}.",
         "bot.private_reply": "Здравствуйте! Я передаю обращения из Открытых линий операторам и не отвечаю в личных "
         "сообщениях. Напишите, пожалуйста, коллегам напрямую.",
         "bot.out_of_hours": "Спасибо за обращение! Сейчас мы не работаем; оператор ответит, как только рабочее "

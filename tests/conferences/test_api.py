@@ -345,14 +345,15 @@ def test_openapi_document_is_generated_from_the_models(world):
     assert response.status_code == 200
     doc = response.json
     assert doc["openapi"] == "3.1.0"
-    assert set(doc["paths"]) == {
+    # The whole API is documented (tests/openapi checks it against the routes); the conferences part:
+    assert {
         "/api/conferences",
-        "/api/conferences/{id}",
-        "/api/conferences/{id}/retry",
+        "/api/conferences/{conference_id}",
+        "/api/conferences/{conference_id}/retry",
         "/api/bitrix/users",
         "/api/crm/context",
         "/api/telemost/account",
-    }
+    } <= set(doc["paths"])
     schemas = doc["components"]["schemas"]
     assert schemas["CrmBinding"]["properties"]["entity"]["enum"] == ["deal", "contact", "company", "lead"]
     assert schemas["ConferenceCreate"]["required"] == ["name"]
