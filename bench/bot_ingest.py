@@ -218,6 +218,8 @@ def main() -> None:
         database_path=str(workdir / "app.db"),
         portals=portal_count,
         log_dir=workdir,
+        workers=None,  # gunicorn.conf.py's production workers × threads, for the webhook and hello alike
+        threads=None,
         extra_app_env={"LOG_LEVEL": "WARNING"},
     )
     db = Database(make_url("", stack.database_path), pool_size=2)

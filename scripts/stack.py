@@ -116,7 +116,8 @@ class Stack:
         database_path: str,
         portals: int = 1,
         access_ttl: int = 3600,
-        workers: int = 2,
+        workers: int | None = 2,
+        threads: int | None = 4,
         app_port: int | None = None,
         sandbox_port: int = 0,
         log_dir: Path | None = None,
@@ -133,6 +134,7 @@ class Stack:
         self._logs: list = []
         self.sandbox: dict = {}
         self._start_sandbox(portals, access_ttl, sandbox_port)
+        self.threads = threads
         self._start_app(workers, extra_app_env or {})
 
     def _base_env(self) -> dict[str, str]:
@@ -171,7 +173,7 @@ class Stack:
         )
         return env
 
-    def _start_app(self, workers: int, extra: dict) -> None:
+    def _start_app(self, workers: int | None, extra: dict) -> None:
         env = self.app_env()
         env.update({k: str(v) for k, v in extra.items()})
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
@@ -185,6 +187,11 @@ class Stack:
         )
         env["AUTO_MIGRATE"] = "0"
         log = self._log("app.log")
+        # workers/threads None: gunicorn.conf.py's production values (the benchmarks); tests use smaller ones.
+        sizes = [
+            *(["--workers", str(workers)] if workers else []),
+            *(["--threads", str(self.threads)] if self.threads else []),
+        ]
         proc = subprocess.Popen(
             [
                 gunicorn,
@@ -193,10 +200,7 @@ class Stack:
                 "app:app",
                 "--bind",
                 f"127.0.0.1:{self.app_port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                "4",
+                *sizes,
                 "--timeout",
                 "120",
                 "--graceful-timeout",
