@@ -135,7 +135,9 @@ def events():
     return dispatch(_payload())
 
 
-@bp.post("/python_bot/")
+# strict_slashes=False: a bot registered by hand without the slash (`…/python_bot`) is served as is. The
+# default 308 redirect would lose the event: Bitrix24 delivers it once and does not follow redirects.
+@bp.post("/python_bot/", strict_slashes=False)
 def bot_events():
     """Open Lines bot events (the handler URL registered with imbot.register ends with a slash)."""
     return dispatch(_payload())

@@ -228,7 +228,7 @@ class OpenLinesService(BotSettingsStore, DialogQueries):
     ) -> ProcessReport:
         """Process inbox rows that are due (claimed under a lease), then look for finished sessions."""
         report = ProcessReport(run_id=str(uuid.uuid4()))
-        owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{report.run_id[:8]}"
+        owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{threading.get_ident()}:{report.run_id[:8]}"
         deadline = time.monotonic() + budget_s
         run_started = time.time()
         if trigger != "worker":  # cron/CLI runs are what `flask doctor` and alerts watch

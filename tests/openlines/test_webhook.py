@@ -87,6 +87,15 @@ def test_event_is_acknowledged_at_once_and_stored_without_tokens(services, clien
     assert "access_token" not in row["payload"]
 
 
+def test_handler_url_without_its_trailing_slash_is_served_not_redirected(services, client):
+    portal = make_portal(services)
+    response = client.post("/python_bot", data=lines_event(portal))
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "accepted", "event": "ONIMBOTMESSAGEADD"}
+    [row] = rows(services, bot_inbox)
+    assert row["status"] == "pending"
+
+
 def test_open_lines_dialog_is_recorded_and_handed_over(services, client, rest):
     portal = make_portal(services)
     assert client.post("/python_bot/", data=lines_event(portal, "ONIMBOTJOINCHAT")).status_code == 200
