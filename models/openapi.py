@@ -633,6 +633,9 @@ def _responses(op: Op) -> dict:
             out[status]["description"] += "; without `event`: the installer page (HTML)"
     if op.extra.get("unavailable"):
         out["503"] = _json(_ref(schemas.Unavailable), "the database cannot be used")
+    if op.body is not None:
+        # Any body over the app's limit (MAX_BODY_BYTES, 10 MB; nginx refuses it first) is a JSON 413.
+        out["413"] = _json(_ref(schemas.Error), "the body is over 10 MB (`payload_too_large`)")
     return out
 
 

@@ -116,3 +116,19 @@ def test_a_failed_set_up_is_documented_with_the_event_shape(client):
         schema = doc["paths"][path]["post"]["responses"]["502"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/EventAccepted"}
     schemas.EventAccepted.model_validate({"status": "setup_failed", "version": 3})
+
+
+def test_every_operation_with_a_body_documents_the_413_it_can_answer(client):
+    """A body over the 10 MB limit is a JSON 413 (`payload_too_large`) on every route that takes one."""
+    doc = client.get("/api/openapi.json").get_json()
+    with_body = [
+        (path, method, operation)
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS and "requestBody" in operation
+    ]
+    assert with_body
+    for path, method, operation in with_body:
+        assert operation["responses"]["413"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }, (method, path)
