@@ -218,8 +218,7 @@ def main() -> None:
         database_path=str(workdir / "app.db"),
         portals=portal_count,
         log_dir=workdir,
-        workers=None,  # gunicorn.conf.py's production workers × threads, for the webhook and hello alike
-        threads=None,
+        production=True,  # gunicorn.conf.py as production runs it, for the webhook and hello alike
         extra_app_env={"LOG_LEVEL": "WARNING"},
     )
     db = Database(make_url("", stack.database_path), pool_size=2)

@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -42,49 +40,6 @@ from tests.integration.helpers import boot_data, frame_post, mint, portal_info  
 
 KINDS = ("iframe open", "conference list", "conference create", "bot event", "admin status")
 LOCKED = "database is locked"
-
-
-class ProductionStack(Stack):
-    """The stack with the app under gunicorn.conf.py as production runs it: only --bind is given."""
-
-    def _start_app(self, workers: int, extra: dict) -> None:
-        env = self.app_env()
-        env.update({k: str(v) for k, v in extra.items()})
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        env["AUTO_MIGRATE"] = "0"
-        # All 200 simulated clients share one address (127.0.0.1), where real ones each have their own: the
-        # per-address limit on the token endpoints (RATE_LIMIT_REQUESTS, 300/min) would meter the bench itself.
-        env["RATE_LIMIT_REQUESTS"] = "0"
-        log = self._log("app.log")
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        bind = f"127.0.0.1:{self.app_port}"
-        proc = subprocess.Popen(
-            [gunicorn, "--config", str(ROOT / "gunicorn.conf.py"), "app:app", "--bind", bind],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        self.procs.append(proc)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"app exited; see {self.log_dir / 'app.log'}")
-            try:
-                if requests.get(f"{self.app_url}/health/ready", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("app did not become ready in 60 s")
 
 
 def seed_yandex(stack: Stack, member_ids: list[str]) -> None:
@@ -215,7 +170,15 @@ def count_in_log(path: Path, needle: str) -> int:
 def measure(args) -> dict:
     """Start the stack, prepare the portals, run locust, collect the figures; stops everything it started."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    stack = ProductionStack(database_path=str(workdir / "data" / "app.db"), portals=args.portals, log_dir=workdir)
+    stack = Stack(
+        database_path=str(workdir / "data" / "app.db"),
+        portals=args.portals,
+        log_dir=workdir,
+        production=True,  # gunicorn.conf.py with nothing but --bind
+        # All 200 simulated clients share one address (127.0.0.1), where real ones each have their own: the
+        # per-address limit on the token endpoints (RATE_LIMIT_REQUESTS, 300/min) would meter the bench itself.
+        extra_app_env={"RATE_LIMIT_REQUESTS": "0"},
+    )
     db = Database(make_url("", stack.database_path), pool_size=2)
     try:
         names = [f"portal{n}" for n in range(1, args.portals + 1)]

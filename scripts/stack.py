@@ -118,6 +118,7 @@ class Stack:
         access_ttl: int = 3600,
         workers: int | None = 2,
         threads: int | None = 4,
+        production: bool = False,
         app_port: int | None = None,
         sandbox_port: int = 0,
         log_dir: Path | None = None,
@@ -135,6 +136,9 @@ class Stack:
         self.sandbox: dict = {}
         self._start_sandbox(portals, access_ttl, sandbox_port)
         self.threads = threads
+        # production=True: gunicorn gets nothing but --bind besides gunicorn.conf.py (the benchmarks);
+        # otherwise test-sized workers, threads and timeouts.
+        self.production = production
         self._start_app(workers, extra_app_env or {})
 
     def _base_env(self) -> dict[str, str]:
@@ -187,33 +191,18 @@ class Stack:
         )
         env["AUTO_MIGRATE"] = "0"
         log = self._log("app.log")
-        # workers/threads None: gunicorn.conf.py's production values (the benchmarks); tests use smaller ones.
-        sizes = [
-            *(["--workers", str(workers)] if workers else []),
-            *(["--threads", str(self.threads)] if self.threads else []),
-        ]
-        proc = subprocess.Popen(
-            [
-                gunicorn,
-                "--config",
-                str(ROOT / "gunicorn.conf.py"),  # the production settings, with test-sized overrides below
-                "app:app",
-                "--bind",
-                f"127.0.0.1:{self.app_port}",
-                *sizes,
-                "--timeout",
-                "120",
-                "--graceful-timeout",
-                "5",
-                "--no-control-socket",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+        # The production settings (gunicorn.conf.py), with test-sized overrides unless production=True.
+        bind = f"127.0.0.1:{self.app_port}"
+        command = [gunicorn, "--config", str(ROOT / "gunicorn.conf.py"), "app:app", "--bind", bind]
+        if not self.production:
+            command += [
+                *(["--workers", str(workers)] if workers else []),
+                *(["--threads", str(self.threads)] if self.threads else []),
+                *("--timeout", "120", "--graceful-timeout", "5", "--no-control-socket"),
+            ]
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
         self.procs.append(proc)
-        deadline = time.time() + 30
+        deadline = time.time() + (60 if self.production else 30)
         while time.time() < deadline:
             if proc.poll() is not None:
                 self.stop()
@@ -225,7 +214,7 @@ class Stack:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError("app did not become ready in 30 s")
+        raise RuntimeError(f"app did not become ready in {60 if self.production else 30} s")
 
     def flask(self, *args: str, extra_env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run `flask --app app <args>` with the app's environment (no migration on start); output as text."""
