@@ -32,7 +32,6 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import create_app  # noqa: E402
 from database import conferences  # noqa: E402
 from models.vault import ACCOUNT_SUBJECT, TokenSet  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
@@ -64,27 +63,9 @@ def wrk(binary: str, url: str, seconds: int, connections: int, headers: dict | N
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def app_in_process(stack: Stack):
-    """The app's models on the stack's database (to seed rows and credentials)."""
-    env = stack.app_env()
-    return create_app(
-        {
-            "APP_ENV": "testing",
-            "SESSION_SIGNING_KEY": env["SESSION_SIGNING_KEY"],
-            "TOKEN_ENCRYPTION_KEY": env["TOKEN_ENCRYPTION_KEY"],
-            "DATABASE_PATH": stack.database_path,
-            "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"],
-            "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
-            "ALLOW_LOOPBACK_PORTALS": True,
-            "AUTO_MIGRATE": False,
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-
-
 def seed(stack: Stack, member_id: str, user_id: int, count: int) -> None:
     """A Yandex account for the portal and `count` conferences of the user."""
-    app = app_in_process(stack)
+    app = stack.models_app()
     services = app.extensions["services"]
     portal_id = services.portals.get_by_member(member_id).id
     pair = stack.control("POST", "/_sandbox/oauth/tokens", {"provider": "yandex"}, expect=200)["tokens"][0]

@@ -44,23 +44,9 @@ LOCKED = "database is locked"
 
 def seed_yandex(stack: Stack, member_ids: list[str]) -> None:
     """A sandbox Yandex account for each portal (conference create needs one), stored through the app's models."""
-    from app import create_app
     from models.vault import ACCOUNT_SUBJECT, TokenSet
 
-    env = stack.app_env()
-    app = create_app(
-        {
-            "APP_ENV": "testing",
-            "SESSION_SIGNING_KEY": env["SESSION_SIGNING_KEY"],
-            "TOKEN_ENCRYPTION_KEY": env["TOKEN_ENCRYPTION_KEY"],
-            "DATABASE_PATH": stack.database_path,
-            "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"],
-            "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
-            "ALLOW_LOOPBACK_PORTALS": True,
-            "AUTO_MIGRATE": False,
-            "LOG_LEVEL": "WARNING",
-        }
-    )
+    app = stack.models_app()
     try:
         services = app.extensions["services"]
         for n, member_id in enumerate(member_ids):

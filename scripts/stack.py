@@ -216,6 +216,25 @@ class Stack:
         self.stop()
         raise RuntimeError(f"app did not become ready in {60 if self.production else 30} s")
 
+    def models_app(self):
+        """The app's models in this process, on the stack's database (the benches seed rows and credentials)."""
+        from app import create_app
+
+        env = self.app_env()
+        return create_app(
+            {
+                "APP_ENV": "testing",
+                "SESSION_SIGNING_KEY": env["SESSION_SIGNING_KEY"],
+                "TOKEN_ENCRYPTION_KEY": env["TOKEN_ENCRYPTION_KEY"],
+                "DATABASE_PATH": self.database_path,
+                "BITRIX24_CLIENT_ID": env["BITRIX24_CLIENT_ID"],
+                "BITRIX24_CLIENT_SECRET": env["BITRIX24_CLIENT_SECRET"],
+                "ALLOW_LOOPBACK_PORTALS": True,
+                "AUTO_MIGRATE": False,
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+
     def flask(self, *args: str, extra_env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run `flask --app app <args>` with the app's environment (no migration on start); output as text."""
         env = self.app_env()
